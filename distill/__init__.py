@@ -1,0 +1,1 @@
+"""Distillation: small per-task students exported to ONNX and MLflow. Not built yet (see the issues)."""

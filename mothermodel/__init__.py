@@ -1,0 +1,30 @@
+"""mothermodel: one central multi-task mother model for an organisation's weakly supervised tasks.
+
+The public API for task specs and scripts. Importing this package is cheap:
+no torch, transformers or DuckDB until a function needs them.
+"""
+
+from typing import Any
+
+from mothermodel.errors import UserError
+from mothermodel.labeling.lf import ABSTAIN, LabelingFunction, labeling_function
+from mothermodel.registry.spec import Column, Model, Task, TaskOutput
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ABSTAIN", "Column", "LabelingFunction", "Model", "Registry", "Task", "TaskOutput",
+    "UserError", "Workspace", "labeling_function", "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Registry":
+        from mothermodel.registry.api import Registry
+
+        return Registry
+    if name == "Workspace":
+        from mothermodel.registry.workspace import Workspace
+
+        return Workspace
+    raise AttributeError(name)

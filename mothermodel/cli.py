@@ -1,0 +1,315 @@
+"""The `mothermodel` command line: each command is a thin twin of a Python API call.
+
+Exit codes: 0 success, 2 bad input (one line naming the field or file, nothing
+written), 1 internal failure. Registry commands import neither torch nor
+transformers; heavy imports happen inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from mothermodel import console
+from mothermodel.errors import RegistryBusy, UserError
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+def _registry(ctx: click.Context):
+    from mothermodel.registry.api import Registry
+
+    return Registry.open(ctx.obj.get("workspace"))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-w", "--workspace", type=click.Path(file_okay=False), default=None,
+              help="Workspace root (default: $MOTHERMODEL_HOME, else the nearest parent holding .mothermodel/).")
+@click.version_option(package_name="mothermodel")
+@click.pass_context
+def cli(ctx: click.Context, workspace: str | None) -> None:
+    """mothermodel: one registry and one mother model for all your weakly supervised tasks."""
+    ctx.ensure_object(dict)
+    ctx.obj["workspace"] = workspace
+
+
+@cli.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False))
+@json_option
+def init(path: str, as_json: bool) -> None:
+    """Create a workspace (.mothermodel/ with the registry) at PATH."""
+    from mothermodel.registry.api import Registry
+
+    reg = Registry.init(path)
+    if as_json:
+        console.emit_json({"workspace": str(reg.ws.root), "registry": str(reg.ws.db_path)})
+    else:
+        console.info(f"Initialised mothermodel workspace in {reg.ws.home}")
+
+
+# --- datasets -----------------------------------------------------------------------
+
+
+@cli.group()
+def dataset() -> None:
+    """Register and list datasets."""
+
+
+@dataset.command("add")
+@click.argument("name")
+@click.argument("file", type=click.Path())
+@click.option("--text-field", default=None, help="Column holding the text (default: 'text' if present).")
+@click.option("--split-field", default=None, help="Column holding the split name (default: 'split' if present).")
+@click.option("--gold-field", default=None, help="Column of gold labels (evaluation only, never training).")
+@click.option("--replace", is_flag=True, help="Replace an existing dataset of that name.")
+@json_option
+@click.pass_context
+def dataset_add(ctx, name, file, text_field, split_field, gold_field, replace, as_json) -> None:
+    """Register FILE (.parquet, .csv or .jsonl) as dataset NAME."""
+    res = _registry(ctx).add_dataset(name, file, text_field, split_field, gold_field, replace)
+    if as_json:
+        console.emit_json(res)
+    else:
+        console.info(f"dataset {res['name']}: {res['num_rows']} rows, {res['status']} ({res['content_hash'][:12]})")
+
+
+@dataset.command("list")
+@json_option
+@click.pass_context
+def dataset_list(ctx, as_json) -> None:
+    """List registered datasets."""
+    rows = _registry(ctx).list_datasets()
+    if as_json:
+        console.emit_json(rows)
+    else:
+        console.table([(r["name"], r["num_rows"], r["text_field"], r["split_field"], r["gold_field"],
+                        r["content_hash"][:12]) for r in rows],
+                      ["name", "rows", "text", "split", "gold", "hash"])
+
+
+@cli.group("import")
+def import_() -> None:
+    """Import weak-supervision benchmarks."""
+
+
+@import_.command("wrench")
+@click.argument("folder", type=click.Path())
+@click.option("--task", "task_name", required=True, help="Name of the dataset and task to create.")
+@click.option("--replace", is_flag=True, help="Replace an existing dataset and task of that name.")
+@json_option
+@click.pass_context
+def import_wrench(ctx, folder, task_name, replace, as_json) -> None:
+    """Import a WRENCH-format FOLDER as dataset and task TASK, with sources lf_0..lf_{m-1}."""
+    res = _registry(ctx).import_wrench(folder, task_name, replace=replace)
+    if as_json:
+        console.emit_json(res)
+    else:
+        t, d = res["task"], res["dataset"]
+        console.info(f"dataset {d['name']}: {d['num_rows']} rows ({d['status']}); "
+                     f"task {t['name']} v{t['version']} ({t['status']}) with {len(t['sources'])} sources")
+
+
+# --- tasks --------------------------------------------------------------------------
+
+
+@cli.group()
+def task() -> None:
+    """Submit, list, show and remove tasks."""
+
+
+@task.command("submit")
+@click.argument("spec", type=click.Path())
+@click.option("--replace", is_flag=True, help="Change an existing task (bumps its version and changed LFs').")
+@json_option
+@click.pass_context
+def task_submit(ctx, spec, replace, as_json) -> None:
+    """Submit a task SPEC (.py with Task + @labeling_function, or .yaml/.toml)."""
+    from mothermodel.registry.spec import load_spec
+
+    reg = _registry(ctx)
+    task_spec = load_spec(spec)  # user code runs before the registry is locked
+    res = reg.submit(task_spec, replace=replace)
+    if as_json:
+        console.emit_json(res["tasks"][0] | {"restamped": res["restamped"]})
+        return
+    t = res["tasks"][0]
+    changed = [s for s in t["sources"] if s["status"] != "unchanged"]
+    console.info(f"task {t['name']} v{t['version']} ({t['status']}), {len(t['sources'])} sources"
+                 + (f", {len(changed)} new or changed" if t["previous_version"] else ""))
+    for s in changed if t["previous_version"] else []:
+        console.info(f"  {s['name']} ({s['kind']}) -> v{s['version']} ({s['status']})")
+    for s in t["removed_sources"]:
+        console.info(f"  {s} removed")
+    if res["restamped"]:
+        console.info(f"  downstream fingerprints changed: {', '.join(res['restamped'])}")
+
+
+@task.command("list")
+@json_option
+@click.pass_context
+def task_list(ctx, as_json) -> None:
+    """List tasks."""
+    rows = _registry(ctx).list_tasks()
+    if as_json:
+        console.emit_json(rows)
+    else:
+        console.table([(r["name"], r["dataset"], len(r["classes"]), r["parent"] or "", r["num_sources"],
+                        r["version"], r["fingerprint"][:12]) for r in rows],
+                      ["name", "dataset", "classes", "parent", "sources", "version", "fingerprint"])
+
+
+@task.command("show")
+@click.argument("name")
+@json_option
+@click.pass_context
+def task_show(ctx, name, as_json) -> None:
+    """Show one task: classes, sources with versions, up- and downstream tasks."""
+    t = _registry(ctx).show_task(name)
+    if as_json:
+        console.emit_json(t)
+        return
+    console.info(f"{t['name']}  v{t['version']}  fingerprint {t['fingerprint'][:16]}")
+    console.info(f"  dataset: {t['dataset']}")
+    console.info(f"  classes: {', '.join(t['classes'])}")
+    if t["parent"]:
+        console.info(f"  parent:  {t['parent']}")
+    if t["description"]:
+        console.info(f"  description: {t['description']}")
+    if t["upstream"]:
+        console.info("  upstream: " + ", ".join(f"{u['task']} ({u['kind']})" for u in t["upstream"]))
+    if t["downstream"]:
+        console.info("  downstream: " + ", ".join(f"{u['task']} ({u['kind']})" for u in t["downstream"]))
+    console.table([(s["name"], s["kind"], s["ref"] or "", s["version"]) for s in t["sources"]],
+                  ["source", "kind", "ref", "version"])
+
+
+@task.command("remove")
+@click.argument("name")
+@json_option
+@click.pass_context
+def task_remove(ctx, name, as_json) -> None:
+    """Remove a task no other task depends on (its version history stays)."""
+    res = _registry(ctx).remove_task(name)
+    if as_json:
+        console.emit_json(res)
+    else:
+        console.info(f"removed task {name} and its {res['sources_removed']} sources")
+
+
+# --- DAG ----------------------------------------------------------------------------
+
+
+@cli.group()
+def dag() -> None:
+    """The task dependency DAG."""
+
+
+@dag.command("show")
+@click.option("--format", "fmt", type=click.Choice(["text", "dot", "mermaid", "png"]), default="text")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to FILE (required for png).")
+@click.pass_context
+def dag_show(ctx, fmt, out) -> None:
+    """Show the task DAG as a text tree, Graphviz DOT, mermaid or a PNG picture."""
+    from mothermodel.registry import dag as dag_mod
+
+    if fmt == "png" and not out:
+        raise UserError("--out: a PNG needs a file to write (e.g. --out dag.png)")
+    g = _registry(ctx).graph()
+    if fmt == "png":
+        dag_mod.to_png(g, out)
+        console.info(f"wrote {out}")
+        return
+    text = {"text": dag_mod.to_text, "dot": dag_mod.to_dot, "mermaid": dag_mod.to_mermaid}[fmt](g)
+    if out:
+        from mothermodel.registry.files import write_text_atomic
+
+        write_text_atomic(Path(out), text + "\n")
+        console.info(f"wrote {out}")
+    else:
+        console.info(text)
+
+
+@dag.command("impact")
+@click.argument("name")
+@click.option("--kind", type=click.Choice(["auto", "task", "source", "dataset"]), default="auto",
+              help="What NAME is (auto: a task, then TASK.SOURCE, then a dataset).")
+@json_option
+@click.pass_context
+def dag_impact(ctx, name, kind, as_json) -> None:
+    """Everything a change to NAME makes stale: tasks, label versions, models, deployables."""
+    res = _registry(ctx).impact(name, kind)
+    if as_json:
+        console.emit_json(res)
+        return
+    ch = res["changed"]
+    console.info(f"A change to {ch['kind']} {ch['name']} makes stale:")
+    console.info(f"  tasks ({len(res['tasks'])}):")
+    lines = []
+    for t in res["tasks"]:
+        how = f"  via {t['via']} ({t['edge']})" if t["via"] else ""
+        lines.append(f"    {'  ' * min(t['depth'], 20)}{t['name']}{how}")
+    console.info("\n".join(lines))
+    console.info(f"  label versions: {len(res['label_versions'])}")
+    console.info(f"  models: {', '.join(map(str, res['models'])) or 'none'}")
+    console.info(f"  deployables: {len(res['deployables'])}")
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def status(ctx, as_json) -> None:
+    """Tasks, versions, and what is stale."""
+    res = _registry(ctx).status()
+    if as_json:
+        console.emit_json(res)
+        return
+    c = res["counts"]
+    console.info(f"workspace {res['workspace']}: {c['tasks']} tasks, {c['sources']} sources, {c['datasets']} datasets")
+    console.info(f"MLflow tracking URI: {res['mlflow_tracking_uri']}")
+    yes = lambda b: "stale" if b else "ok"  # noqa: E731
+    console.table([(t["name"], t["version"], yes(t["labels"]["stale"]), yes(t["model"]["stale"]),
+                    yes(t["deployable"]["stale"])) for t in res["tasks"]],
+                  ["task", "version", "labels", "model", "deployable"])
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False), default="mothermodel-demo",
+              show_default=True, help="Where to build the demo workspace (recreated if it is a demo).")
+def demo(directory: str) -> None:
+    """Run the whole pipeline (as far as it is built) on a bundled synthetic world."""
+    from mothermodel.demo import run
+
+    run(Path(directory))
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="mothermodel", standalone_mode=False)
+    except UserError as e:
+        console.error(str(e).splitlines()[0] if str(e) else "bad input")
+        sys.exit(2)
+    except click.exceptions.Abort:
+        console.error("aborted")
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except RegistryBusy as e:
+        console.error(str(e))
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.error("interrupted")
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001
+        if os.environ.get("MOTHERMODEL_DEBUG"):
+            raise
+        console.error(f"internal error: {type(e).__name__}: {e} (set MOTHERMODEL_DEBUG=1 for a traceback)")
+        sys.exit(1)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

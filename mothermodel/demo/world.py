@@ -1,0 +1,82 @@
+"""A small synthetic world for the demo: customer-support tickets and product reviews.
+
+Texts come from templates whose words depend on hidden true labels, so weak
+sources (keyword LFs, a noisy rating column) are right more often than not,
+and the truth is known for evaluation. Deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import random
+
+TOPICS = ["BILLING", "TECHNICAL", "ACCOUNT", "OTHER"]
+BILLING_KINDS = ["REFUND", "INVOICE", "PRICING"]
+URGENCY = ["LOW", "HIGH"]
+SENTIMENT = ["NEG", "POS"]
+
+_TOPIC_WORDS = {
+    "BILLING": ["charge", "payment", "bill", "card", "charged twice", "subscription fee"],
+    "TECHNICAL": ["error", "crash", "bug", "app freezes", "cannot connect", "page won't load"],
+    "ACCOUNT": ["password", "login", "username", "locked out", "two-factor", "email address"],
+    "OTHER": ["opening hours", "feedback", "partnership", "your office", "a question", "newsletter"],
+}
+_BILLING_WORDS = {
+    "REFUND": ["refund", "money back", "reimburse"],
+    "INVOICE": ["invoice", "receipt", "VAT number"],
+    "PRICING": ["price", "discount", "how much"],
+}
+_URGENT = ["urgent", "asap", "immediately", "right now", "!!!"]
+_CALM = ["when you have time", "no rush", "just wondering", "whenever possible"]
+_OPENERS = ["Hi team,", "Hello,", "Dear support,", "Hey,", "Good morning,"]
+_POS = ["love it", "great quality", "works perfectly", "excellent", "would buy again", "fast delivery"]
+_NEG = ["broke after a week", "terrible", "waste of money", "disappointed", "stopped working", "poor quality"]
+_PRODUCTS = ["headphones", "kettle", "backpack", "desk lamp", "phone case", "running shoes"]
+
+
+def tickets(n: int = 1200, seed: int = 7):
+    """Support tickets with hidden gold labels for topic, billing kind and urgency."""
+    import pyarrow as pa
+
+    rng = random.Random(seed)
+    rows: dict[str, list] = {k: [] for k in ("id", "split", "text", "gold_ticket_topic", "gold_billing_kind", "gold_urgency")}
+    for i in range(n):
+        topic = rng.choices(range(4), weights=[0.35, 0.3, 0.2, 0.15])[0]
+        kind = rng.randrange(3) if TOPICS[topic] == "BILLING" else -1
+        urgent = int(rng.random() < (0.45 if TOPICS[topic] in ("BILLING", "TECHNICAL") else 0.2))
+        words = []
+        # Each cue shows up with some probability, and sometimes a misleading one:
+        # that is what makes the weak sources noisy.
+        if rng.random() < 0.8:
+            words.append(rng.choice(_TOPIC_WORDS[TOPICS[topic]]))
+        if rng.random() < 0.15:
+            words.append(rng.choice(_TOPIC_WORDS[rng.choice(TOPICS)]))
+        if kind >= 0 and rng.random() < 0.75:
+            words.append(rng.choice(_BILLING_WORDS[BILLING_KINDS[kind]]))
+        if rng.random() < 0.7:
+            words.append(rng.choice(_URGENT if urgent else _CALM))
+        rng.shuffle(words)
+        text = f"{rng.choice(_OPENERS)} " + ", ".join(words or ["please help"]) + f". Ticket #{1000 + i}."
+        split = "test" if i % 10 == 0 else ("valid" if i % 10 == 1 else "train")
+        for k, v in (("id", f"t{i}"), ("split", split), ("text", text), ("gold_ticket_topic", topic),
+                     ("gold_billing_kind", kind), ("gold_urgency", urgent)):
+            rows[k].append(v)
+    return pa.table(rows)
+
+
+def reviews(n: int = 800, seed: int = 11):
+    """Product reviews with a noisy star-rating column as a weak source of sentiment."""
+    import pyarrow as pa
+
+    rng = random.Random(seed)
+    rows: dict[str, list] = {k: [] for k in ("id", "split", "text", "stars_weak", "gold_sentiment")}
+    for i in range(n):
+        pos = int(rng.random() < 0.55)
+        cue = rng.choice(_POS if pos else _NEG) if rng.random() < 0.85 else rng.choice(_POS + _NEG)
+        text = f"The {rng.choice(_PRODUCTS)}: {cue}."
+        # stars_weak: 1 (POS) / 0 (NEG) from the rating, abstain (-1) when missing; 85% right.
+        r = rng.random()
+        stars = -1 if r < 0.3 else (pos if r < 0.3 + 0.7 * 0.85 else 1 - pos)
+        split = "test" if i % 10 == 0 else ("valid" if i % 10 == 1 else "train")
+        for k, v in (("id", f"r{i}"), ("split", split), ("text", text), ("stars_weak", stars), ("gold_sentiment", pos)):
+            rows[k].append(v)
+    return pa.table(rows)

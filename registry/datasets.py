@@ -1,0 +1,140 @@
+"""Datasets: Parquet files under `.mothermodel/data/`, content-addressed.
+
+A dataset is read with DuckDB (Parquet, CSV or JSON lines), given a `_row`
+column (0..n-1, the row id that label matrices refer to), written to a
+temporary file, hashed, and renamed into place: a killed process leaves at
+most an orphan temporary file, never a half-written dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from mothermodel.errors import UserError
+from mothermodel.registry.spec import NAME_RE
+
+READERS = {".parquet": "read_parquet", ".csv": "read_csv_auto", ".jsonl": "read_json_auto", ".ndjson": "read_json_auto"}
+ROW = "_row"
+
+
+def read_table(file: str | Path):
+    """Read a data file into an Arrow table with DuckDB."""
+    import duckdb
+
+    p = Path(file)
+    reader = READERS.get(p.suffix.lower())
+    if reader is None:
+        raise UserError(f"{p}: a dataset file must be .parquet, .csv or .jsonl")
+    if not p.is_file():
+        raise UserError(f"{p}: no such file")
+    con = duckdb.connect()
+    try:
+        quoted = str(p).replace("'", "''")
+        rel = con.sql(f"SELECT * FROM {reader}('{quoted}')")
+        # DuckDB 2 renamed fetch_arrow_table() to to_arrow_table().
+        return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.fetch_arrow_table()
+    except duckdb.Error as e:
+        raise UserError(f"{p}: cannot be read: {str(e).splitlines()[0]}") from None
+    finally:
+        con.close()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def stage(ws, name: str, table, text_field: str | None, split_field: str | None,
+          gold_field: str | None, origin: str) -> dict[str, Any]:
+    """Validate `table` and write it into the workspace's data folder (no registry write).
+
+    Returns the dataset row to record. The file name carries the content hash,
+    so the same content is stored once.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not NAME_RE.match(name):
+        raise UserError(f"NAME: {name!r} does not match {NAME_RE.pattern}")
+    cols = [c for c in table.column_names if c != ROW]
+    if text_field is None and "text" in cols:
+        text_field = "text"
+    if split_field is None and "split" in cols:
+        split_field = "split"
+    for flag, fld in (("--text-field", text_field), ("--split-field", split_field), ("--gold-field", gold_field)):
+        if fld is not None and fld not in cols:
+            raise UserError(f"{flag}: column {fld!r} not in {origin} (columns: {', '.join(cols[:20])})")
+    if table.num_rows == 0:
+        raise UserError(f"{origin}: the dataset has no rows")
+    if ROW in table.column_names:
+        table = table.drop_columns([ROW])
+    table = table.add_column(0, ROW, pa.array(range(table.num_rows), pa.int64()))
+    ws.data_dir.mkdir(parents=True, exist_ok=True)
+    ws.tmp_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"{name}-", suffix=".parquet.tmp", dir=ws.tmp_dir)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        digest = _sha256(Path(tmp))
+        final = ws.data_dir / f"{name}-{digest[:16]}.parquet"
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    return {
+        "name": name, "path": str(final.relative_to(ws.home)), "num_rows": table.num_rows,
+        "content_hash": digest, "text_field": text_field, "split_field": split_field,
+        "gold_field": gold_field, "columns": cols, "source_file": origin,
+        "created_at": now, "updated_at": now,
+    }
+
+
+def record(con, row: dict[str, Any], replace: bool) -> dict[str, Any]:
+    """Write a staged dataset's row in the caller's transaction."""
+    from mothermodel.registry import tasks as tasks_mod
+
+    old = con.execute("SELECT content_hash, created_at FROM datasets WHERE name = ?", [row["name"]]).fetchone()
+    if old is not None and not replace:
+        raise UserError(f"NAME: dataset {row['name']!r} already exists (use --replace to change it)")
+    if old is not None:
+        # Tasks that read columns the new file lacks would break: refuse.
+        for task, src, col in con.execute(
+            "SELECT s.task, s.name, s.ref FROM sources s JOIN tasks t ON t.name = s.task "
+            "WHERE t.dataset = ? AND s.kind = 'column'", [row["name"]]
+        ).fetchall():
+            if col not in row["columns"]:
+                raise UserError(f"FILE: task {task!r} source {src!r} needs column {col!r}, which the new file lacks")
+        row = {**row, "created_at": old[1]}
+        con.execute("DELETE FROM datasets WHERE name = ?", [row["name"]])
+    con.execute(
+        "INSERT INTO datasets (name, path, num_rows, content_hash, text_field, split_field, gold_field, "
+        "columns, source_file, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [row[k] for k in ("name", "path", "num_rows", "content_hash", "text_field", "split_field",
+                          "gold_field", "columns", "source_file", "created_at", "updated_at")],
+    )
+    restamped: list[str] = []
+    if old is not None and old[0] != row["content_hash"]:
+        users = [r[0] for r in con.execute("SELECT name FROM tasks WHERE dataset = ?", [row["name"]]).fetchall()]
+        restamped = tasks_mod.restamp(con, users)
+    return {k: row[k] for k in ("name", "path", "num_rows", "content_hash", "text_field", "split_field", "gold_field")} | {
+        "status": "created" if old is None else ("unchanged" if old[0] == row["content_hash"] else "updated"),
+        "restamped": restamped,
+    }
+
+
+def list_datasets(con) -> list[dict[str, Any]]:
+    rows = con.execute(
+        "SELECT name, path, num_rows, content_hash, text_field, split_field, gold_field, columns "
+        "FROM datasets ORDER BY name"
+    ).fetchall()
+    keys = ("name", "path", "num_rows", "content_hash", "text_field", "split_field", "gold_field", "columns")
+    return [dict(zip(keys, r)) for r in rows]

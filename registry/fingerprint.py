@@ -1,0 +1,33 @@
+"""Task fingerprints: what the trainer compares to decide what to retrain.
+
+A fingerprint hashes what decides a task's labels: its spec (name, dataset,
+classes, parent; not description or owner, which change no label), its
+sources' versions, its dataset's content hash and its upstream tasks'
+fingerprints. So a change anywhere upstream changes every fingerprint below it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Iterable, Mapping
+
+
+def compute(
+    *,
+    name: str,
+    dataset: str,
+    classes: Iterable[str],
+    parent: str | None,
+    sources: Iterable[tuple[str, str, str | None, int]],
+    dataset_hash: str,
+    upstream: Mapping[str, str],
+) -> str:
+    """sources: (name, kind, ref, version); upstream: {task: fingerprint}."""
+    payload = {
+        "spec": {"name": name, "dataset": dataset, "classes": list(classes), "parent": parent},
+        "sources": sorted([list(s) for s in sources]),
+        "dataset_hash": dataset_hash,
+        "upstream": dict(sorted(upstream.items())),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,116 @@
+"""The registry's DuckDB schema, versioned, with migrations from day one.
+
+`MIGRATIONS[i]` takes the schema from version i to i+1. Never edit a released
+migration: append a new one. `schema_version` holds one row per applied step.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[list[str]] = [
+    # 0 -> 1: the initial schema.
+    [
+        """CREATE TABLE IF NOT EXISTS schema_version (
+               version INTEGER PRIMARY KEY,
+               applied_at TIMESTAMP DEFAULT current_timestamp)""",
+        """CREATE TABLE datasets (
+               name VARCHAR PRIMARY KEY,
+               path VARCHAR NOT NULL,            -- Parquet file, relative to .mothermodel/
+               num_rows BIGINT NOT NULL,
+               content_hash VARCHAR NOT NULL,    -- sha256 of the Parquet file
+               text_field VARCHAR,
+               split_field VARCHAR,
+               gold_field VARCHAR,               -- gold labels: evaluation only, never training
+               columns VARCHAR[] NOT NULL,
+               source_file VARCHAR,
+               created_at TIMESTAMP NOT NULL,
+               updated_at TIMESTAMP NOT NULL)""",
+        """CREATE TABLE tasks (
+               name VARCHAR PRIMARY KEY,
+               dataset VARCHAR NOT NULL,
+               classes VARCHAR[] NOT NULL,
+               parent VARCHAR,
+               description VARCHAR NOT NULL DEFAULT '',
+               owner VARCHAR,
+               version INTEGER NOT NULL,
+               fingerprint VARCHAR NOT NULL,
+               spec_hash VARCHAR NOT NULL,
+               spec_origin VARCHAR,
+               created_at TIMESTAMP NOT NULL,
+               updated_at TIMESTAMP NOT NULL)""",
+        """CREATE TABLE task_versions (         -- one row per version of every task ever submitted
+               task VARCHAR NOT NULL,
+               version INTEGER NOT NULL,
+               fingerprint VARCHAR NOT NULL,
+               spec_json VARCHAR NOT NULL,
+               created_at TIMESTAMP NOT NULL,
+               PRIMARY KEY (task, version))""",
+        """CREATE TABLE sources (
+               task VARCHAR NOT NULL,
+               name VARCHAR NOT NULL,
+               kind VARCHAR NOT NULL CHECK (kind IN ('lf', 'column', 'task_output', 'model')),
+               ref VARCHAR,                      -- column, upstream task or model URI
+               code VARCHAR,                     -- an LF's code
+               code_hash VARCHAR,
+               content_hash VARCHAR NOT NULL,    -- decides the version
+               version INTEGER NOT NULL,
+               created_at TIMESTAMP NOT NULL,
+               updated_at TIMESTAMP NOT NULL,
+               PRIMARY KEY (task, name))""",
+        """CREATE TABLE edges (                 -- typed dependency edges between tasks
+               upstream VARCHAR NOT NULL,
+               downstream VARCHAR NOT NULL,
+               kind VARCHAR NOT NULL CHECK (kind IN ('parent', 'task_output')),
+               PRIMARY KEY (upstream, downstream, kind))""",
+        "CREATE INDEX edges_downstream ON edges (downstream)",
+        """CREATE TABLE label_matrices (
+               task VARCHAR NOT NULL,
+               version INTEGER NOT NULL,
+               content_hash VARCHAR NOT NULL,
+               path VARCHAR NOT NULL,
+               dataset_hash VARCHAR NOT NULL,
+               source_versions VARCHAR NOT NULL, -- JSON {source: version}
+               task_fingerprint VARCHAR NOT NULL,
+               num_rows BIGINT,
+               created_at TIMESTAMP NOT NULL,
+               PRIMARY KEY (task, version))""",
+        """CREATE TABLE prob_labels (
+               task VARCHAR NOT NULL,
+               version INTEGER NOT NULL,
+               label_matrix_version INTEGER NOT NULL,
+               model VARCHAR NOT NULL,           -- majority | label-model | ...
+               content_hash VARCHAR NOT NULL,
+               path VARCHAR NOT NULL,
+               task_fingerprint VARCHAR NOT NULL,
+               metrics VARCHAR,                  -- JSON
+               created_at TIMESTAMP NOT NULL,
+               PRIMARY KEY (task, version))""",
+        """CREATE TABLE models (
+               version INTEGER PRIMARY KEY,
+               path VARCHAR NOT NULL,
+               encoder VARCHAR,
+               content_hash VARCHAR,
+               metrics VARCHAR,                  -- JSON
+               mlflow_run_id VARCHAR,
+               created_at TIMESTAMP NOT NULL)""",
+        """CREATE TABLE model_tasks (
+               model_version INTEGER NOT NULL,
+               task VARCHAR NOT NULL,
+               task_fingerprint VARCHAR NOT NULL,
+               prob_label_version INTEGER,
+               PRIMARY KEY (model_version, task))""",
+        """CREATE TABLE deployables (
+               task VARCHAR NOT NULL,
+               version INTEGER NOT NULL,
+               model_version INTEGER NOT NULL,
+               task_fingerprint VARCHAR NOT NULL,
+               student VARCHAR NOT NULL,
+               path VARCHAR NOT NULL,
+               content_hash VARCHAR,
+               mlflow_model_version VARCHAR,
+               metrics VARCHAR,                  -- JSON
+               created_at TIMESTAMP NOT NULL,
+               PRIMARY KEY (task, version))""",
+    ],
+]
+
+LATEST = len(MIGRATIONS)

@@ -1,0 +1,314 @@
+"""Task specs: what a task owner submits, and how spec files are read.
+
+A spec is a Python module (a `Task(...)` plus `@labeling_function` functions)
+or a YAML/TOML file with the same fields for tasks without LF code. Loading a
+spec never touches the registry; `mothermodel.registry.tasks` validates it
+against the registry and writes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mothermodel.errors import UserError
+from mothermodel.labeling.lf import LabelingFunction
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+SOURCE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+SOURCE_KINDS = ("lf", "column", "task_output", "model")
+
+
+# --- non-LF sources, as written in a spec -----------------------------------
+
+
+@dataclass(frozen=True)
+class TaskOutput:
+    """Another task's output (its probabilistic labels) used as a weak source."""
+
+    task: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Column:
+    """A dataset column holding weak labels (class index, -1 = abstain)."""
+
+    column: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Model:
+    """An external model's predictions, identified by a URI (e.g. an MLflow model)."""
+
+    uri: str
+    name: str
+
+
+@dataclass
+class Task:
+    """A weakly supervised classification task.
+
+    Attributes:
+        name: ``^[a-z][a-z0-9_]{0,62}$``, unique in the registry.
+        dataset: name of a registered dataset the task labels.
+        classes: class names; label ``i`` means ``classes[i]``.
+        parent: a parent task's name (task tree: a child's label implies its parent's), or None.
+        sources: non-LF weak sources (TaskOutput, Column, Model); LFs come from the module.
+        description: free text for people; not part of the fingerprint.
+        owner: who to ask about this task; not part of the fingerprint.
+    """
+
+    name: str
+    dataset: str
+    classes: list[str]
+    parent: str | None = None
+    sources: list[Any] = field(default_factory=list)
+    description: str = ""
+    owner: str | None = None
+
+
+# --- the normalised form the registry stores --------------------------------
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One weak label source of a task, normalised.
+
+    kind: lf | column | task_output | model; ref: column name, upstream task or
+    model URI (None for LFs); code/code_hash: an LF's code and its hash.
+    """
+
+    name: str
+    kind: str
+    ref: str | None = None
+    code: str | None = None
+    code_hash: str | None = None
+
+    @property
+    def content_hash(self) -> str:
+        """What decides this source's version: a change here bumps it."""
+        return hashlib.sha256(
+            json.dumps([self.kind, self.ref, self.code_hash], sort_keys=True).encode()
+        ).hexdigest()
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A validated-in-shape task, ready for the registry."""
+
+    name: str
+    dataset: str
+    classes: tuple[str, ...]
+    parent: str | None
+    description: str
+    owner: str | None
+    sources: tuple[SourceSpec, ...]
+    origin: str = "<api>"  # the spec file, for error messages
+
+    @property
+    def upstream_tasks(self) -> list[tuple[str, str]]:
+        """(upstream task, edge kind) pairs this task depends on."""
+        ups = [(self.parent, "parent")] if self.parent else []
+        ups += [(s.ref, "task_output") for s in self.sources if s.kind == "task_output"]
+        return ups  # type: ignore[return-value]
+
+    def spec_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dataset": self.dataset,
+            "classes": list(self.classes),
+            "parent": self.parent,
+            "description": self.description,
+            "owner": self.owner,
+            "sources": [
+                {"name": s.name, "kind": s.kind, "ref": s.ref, "code_hash": s.code_hash}
+                for s in self.sources
+            ],
+        }
+
+    @property
+    def spec_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.spec_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def _err(origin: str, fld: str, msg: str) -> UserError:
+    return UserError(f"{origin}: {fld}: {msg}")
+
+
+def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>") -> TaskSpec:
+    """Check a task's own fields and turn it plus its LFs into a `TaskSpec`.
+
+    Checks here need no registry: name pattern, classes, source shapes,
+    duplicate source names. Registry checks (dataset, parent, cycles) come at submit.
+    """
+    if not isinstance(task.name, str) or not NAME_RE.match(task.name):
+        raise _err(origin, "name", f"{task.name!r} does not match {NAME_RE.pattern}")
+    if not isinstance(task.dataset, str) or not task.dataset:
+        raise _err(origin, "dataset", "must be a registered dataset's name")
+    classes = task.classes
+    if isinstance(classes, str) or not isinstance(classes, (list, tuple)) or not classes:
+        raise _err(origin, "classes", "must be a non-empty list of class names")
+    for c in classes:
+        if isinstance(c, bool):
+            raise _err(origin, "classes", f"class {c!r} is a boolean, not a name (YAML reads NO/YES/ON/OFF as booleans: quote them)")
+        if not isinstance(c, str) or not c.strip():
+            raise _err(origin, "classes", f"class {c!r}: every class name must be a non-empty string")
+    dup = sorted({c for c in classes if list(classes).count(c) > 1})
+    if dup:
+        raise _err(origin, "classes", f"duplicate class name {dup[0]!r}")
+    if task.parent is not None and (not isinstance(task.parent, str) or not NAME_RE.match(task.parent)):
+        raise _err(origin, "parent", f"{task.parent!r} is not a task name")
+    if task.parent == task.name:
+        raise _err(origin, "parent", f"dependency cycle {task.name} -> {task.name}")
+
+    sources: list[SourceSpec] = []
+    for i, s in enumerate(task.sources or []):
+        where = f"sources[{i}]"
+        if isinstance(s, TaskOutput):
+            if not isinstance(s.task, str) or not NAME_RE.match(s.task):
+                raise _err(origin, f"{where}.task", f"{s.task!r} is not a task name")
+            if s.task == task.name:
+                raise _err(origin, f"{where}.task", f"dependency cycle {task.name} -> {task.name}")
+            sources.append(SourceSpec(name=s.name or s.task, kind="task_output", ref=s.task))
+        elif isinstance(s, Column):
+            if not isinstance(s.column, str) or not s.column:
+                raise _err(origin, f"{where}.column", "must be a column name")
+            sources.append(SourceSpec(name=s.name or s.column, kind="column", ref=s.column))
+        elif isinstance(s, Model):
+            if not s.uri or not s.name:
+                raise _err(origin, where, "a model source needs a uri and a name")
+            sources.append(SourceSpec(name=s.name, kind="model", ref=s.uri))
+        elif isinstance(s, LabelingFunction):
+            lfs = [*lfs, s]
+        else:
+            raise _err(origin, where, f"unknown source type {type(s).__name__}")
+    for lf in lfs:
+        sources.append(SourceSpec(name=lf.name, kind="lf", code=lf.code, code_hash=lf.code_hash))
+    seen: set[str] = set()
+    for i, s in enumerate(sources):
+        if not SOURCE_NAME_RE.match(s.name):
+            raise _err(origin, f"sources[{i}].name", f"{s.name!r} is not a valid source name")
+        if s.name in seen:
+            raise _err(origin, "sources", f"duplicate source name {s.name!r}")
+        seen.add(s.name)
+    return TaskSpec(
+        name=task.name,
+        dataset=task.dataset,
+        classes=tuple(classes),
+        parent=task.parent,
+        description=task.description or "",
+        owner=task.owner,
+        sources=tuple(sources),
+        origin=origin,
+    )
+
+
+# --- reading spec files ------------------------------------------------------
+
+
+def load_spec(path: str | Path) -> TaskSpec:
+    """Read a spec file (.py, .yaml/.yml, .toml) into a `TaskSpec`."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: no such spec file")
+    suffix = p.suffix.lower()
+    if suffix == ".py":
+        return _load_python(p)
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            raise UserError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
+        return _from_mapping(data, str(p))
+    if suffix == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"{p}: not valid TOML: {e}") from None
+        return _from_mapping(data, str(p))
+    raise UserError(f"{p}: a spec must be .py, .yaml, .yml or .toml")
+
+
+def _load_python(p: Path) -> TaskSpec:
+    # A fresh, unique module name: two specs named alike must not share state.
+    mod_name = f"_mothermodel_spec_{uuid.uuid4().hex}"
+    spec = importlib.util.spec_from_file_location(mod_name, p)
+    if spec is None or spec.loader is None:
+        raise UserError(f"{p}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SystemExit:
+        raise UserError(f"{p}: the module called exit() while importing") from None
+    except BaseException as e:  # noqa: BLE001 - any failure of user code is bad input
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise UserError(f"{p}: failed to import: {type(e).__name__}: {e}".splitlines()[0]) from None
+    finally:
+        sys.modules.pop(mod_name, None)
+    values = list(vars(module).values())
+    tasks = [v for v in values if isinstance(v, Task)]
+    if len(tasks) != 1:
+        raise UserError(f"{p}: a spec module must define exactly one Task (found {len(tasks)})")
+    lfs = [v for v in values if isinstance(v, LabelingFunction)]
+    return normalise(tasks[0], lfs, origin=str(p))
+
+
+def _from_mapping(data: Any, origin: str) -> TaskSpec:
+    if not isinstance(data, dict):
+        raise UserError(f"{origin}: the spec must be a mapping of fields")
+    known = {"name", "dataset", "classes", "parent", "description", "owner", "sources"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise _err(origin, unknown[0], "unknown field")
+    for required in ("name", "dataset", "classes"):
+        if required not in data:
+            raise _err(origin, required, "missing")
+    raw_sources = data.get("sources") or []
+    if not isinstance(raw_sources, list):
+        raise _err(origin, "sources", "must be a list")
+    sources: list[Any] = []
+    for i, s in enumerate(raw_sources):
+        where = f"sources[{i}]"
+        if not isinstance(s, dict) or "kind" not in s:
+            raise _err(origin, where, "each source needs a kind (column | task_output | model)")
+        kind = s["kind"]
+        try:
+            if kind == "column":
+                sources.append(Column(column=s["column"], name=s.get("name")))
+            elif kind == "task_output":
+                sources.append(TaskOutput(task=s["task"], name=s.get("name")))
+            elif kind == "model":
+                sources.append(Model(uri=s["uri"], name=s["name"]))
+            elif kind == "lf":
+                raise _err(origin, f"{where}.kind", "LFs need code: write the spec as a .py file")
+            else:
+                raise _err(origin, f"{where}.kind", f"unknown kind {kind!r}")
+        except KeyError as e:
+            raise _err(origin, f"{where}.{e.args[0]}", "missing") from None
+    task = Task(
+        name=data["name"],
+        dataset=data["dataset"],
+        classes=data["classes"],
+        parent=data.get("parent"),
+        sources=sources,
+        description=data.get("description") or "",
+        owner=data.get("owner"),
+    )
+    return normalise(task, [], origin=origin)

@@ -1,0 +1,78 @@
+"""Import a WRENCH-format benchmark folder as a dataset plus a task.
+
+A WRENCH folder holds train.json, valid.json, test.json (each maps id ->
+{"label": int, "weak_labels": [int, ...], "data": {"text": ...}}) and
+label.json (class index -> name). The dataset keeps the gold labels in a
+`label` column marked as gold (evaluation only, never training), and the weak
+labels as columns `lf_0` .. `lf_{m-1}`, one column source each.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mothermodel.errors import UserError
+from mothermodel.registry.spec import Column, Task, normalise
+
+SPLITS = ("train", "valid", "test")
+
+
+def read(folder: str | Path):
+    """Read a WRENCH folder into (Arrow table, class names)."""
+    import pyarrow as pa
+
+    d = Path(folder)
+    if not d.is_dir():
+        raise UserError(f"{d}: no such directory")
+    label_file = d / "label.json"
+    if not label_file.is_file():
+        raise UserError(f"{label_file}: missing (a WRENCH folder needs label.json)")
+    try:
+        labels = json.loads(label_file.read_text())
+        classes = [labels[k] for k in sorted(labels, key=int)]
+    except (ValueError, TypeError, AttributeError) as e:
+        raise UserError(f"{label_file}: not a WRENCH label map ({e})") from None
+    if [int(k) for k in sorted(labels, key=int)] != list(range(len(classes))):
+        raise UserError(f"{label_file}: class indices must be 0..k-1")
+    ids, splits, texts, gold, weak = [], [], [], [], []
+    m = None
+    for split in SPLITS:
+        f = d / f"{split}.json"
+        if not f.is_file():
+            raise UserError(f"{f}: missing (a WRENCH folder needs {', '.join(s + '.json' for s in SPLITS)})")
+        try:
+            data = json.loads(f.read_text())
+        except ValueError as e:
+            raise UserError(f"{f}: not valid JSON ({e})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{f}: must map id -> example")
+        for key, ex in data.items():
+            try:
+                wl = [int(v) for v in ex["weak_labels"]]
+                text = ex["data"]["text"]
+                y = int(ex["label"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise UserError(f"{f}: example {key!r}: missing or bad field {e}") from None
+            if m is None:
+                m = len(wl)
+            elif len(wl) != m:
+                raise UserError(f"{f}: example {key!r}: {len(wl)} weak labels, expected {m}")
+            if y >= len(classes) or any(v >= len(classes) or v < -1 for v in wl):
+                raise UserError(f"{f}: example {key!r}: label out of range for {len(classes)} classes")
+            ids.append(str(key)); splits.append(split); texts.append(text); gold.append(y); weak.append(wl)
+    if m is None or not ids:
+        raise UserError(f"{d}: no examples")
+    cols = {"id": ids, "split": splits, "text": texts, "label": pa.array(gold, pa.int32())}
+    for j in range(m):
+        cols[f"lf_{j}"] = pa.array([w[j] for w in weak], pa.int8() if len(classes) < 127 else pa.int32())
+    return pa.table(cols), classes
+
+
+def task_for(name: str, classes: list[str], m: int, origin: str):
+    task = Task(
+        name=name, dataset=name, classes=classes,
+        sources=[Column(f"lf_{j}") for j in range(m)],
+        description=f"Imported from WRENCH folder {Path(origin).name}",
+    )
+    return normalise(task, [], origin=origin)

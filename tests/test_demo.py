@@ -1,0 +1,22 @@
+"""`mothermodel demo` runs end to end in a fresh folder and leaves a real workspace."""
+
+import json
+
+from conftest import run_cli, run_proc
+
+
+def test_demo(tmp_path):
+    d = tmp_path / "demo"
+    p = run_proc("demo", "--dir", d)
+    assert p.returncode == 0, p.stderr
+    assert "ticket_topic v2 (updated)" in p.stdout and "mentions_money (lf) -> v2 (updated)" in p.stdout
+    assert (d / "dag.png").read_bytes()[:4] == b"\x89PNG"
+    res = json.loads(run_cli("status", "--json", ws=d).out)
+    assert {t["name"] for t in res["tasks"]} == {"ticket_topic", "billing_kind", "urgency", "sentiment"}
+    # Running it again rebuilds the demo folder; a non-demo folder is refused.
+    assert run_proc("demo", "--dir", d).returncode == 0
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "keep.txt").write_text("x")
+    p = run_proc("demo", "--dir", other)
+    assert p.returncode == 2 and (other / "keep.txt").exists()

@@ -1,0 +1,167 @@
+"""Task submission: Python/YAML/TOML specs, validation, versions, fingerprints."""
+
+import json
+
+import pytest
+from conftest import run_cli, snapshot, write_spec
+
+
+def show(ws, name):
+    r = run_cli("task", "show", name, "--json", ws=ws)
+    assert r.code == 0, r
+    return json.loads(r.out)
+
+
+def test_python_spec_registers_task_and_lfs(ws, tmp_path):
+    spec = write_spec(tmp_path / "spam.py", sources="Column('lf_a')")
+    r = run_cli("task", "submit", spec, "--json", ws=ws)
+    assert r.code == 0, r
+    t = show(ws, "spam")
+    assert t["classes"] == ["HAM", "SPAM"] and t["dataset"] == "docs" and t["parent"] is None
+    assert t["version"] == 1 and len(t["fingerprint"]) == 64
+    kinds = {s["name"]: (s["kind"], s["version"]) for s in t["sources"]}
+    assert kinds == {"lf_a": ("column", 1), "has_link": ("lf", 1), "says_money": ("lf", 1)}
+
+
+def test_yaml_and_toml_specs(ws, tmp_path):
+    (tmp_path / "a.yaml").write_text(
+        "name: by_yaml\ndataset: docs\nclasses: ['NO', 'YES']\nsources:\n  - {kind: column, column: lf_b, name: b}\n"
+    )
+    (tmp_path / "b.toml").write_text(
+        'name = "by_toml"\ndataset = "docs"\nclasses = ["NO", "YES"]\nparent = "by_yaml"\n'
+        '[[sources]]\nkind = "task_output"\ntask = "by_yaml"\n'
+    )
+    assert run_cli("task", "submit", tmp_path / "a.yaml", ws=ws).code == 0
+    assert run_cli("task", "submit", tmp_path / "b.toml", ws=ws).code == 0
+    a, b = show(ws, "by_yaml"), show(ws, "by_toml")
+    assert [(s["name"], s["kind"]) for s in a["sources"]] == [("b", "column")]
+    assert b["parent"] == "by_yaml"
+    assert [(s["name"], s["kind"]) for s in b["sources"]] == [("by_yaml", "task_output")]
+    assert {"task": "by_toml", "kind": "parent"} in a["downstream"]
+
+
+BAD = [
+    # (spec kwargs or raw text, expected field in the message)
+    (dict(dataset="nope"), "dataset: unknown dataset 'nope'"),
+    (dict(parent="ghost"), "parent: unknown task 'ghost'"),
+    (dict(sources="TaskOutput('ghost')"), "sources[0].task: unknown task 'ghost'"),
+    (dict(classes=()), "classes: must be a non-empty list"),
+    (dict(classes=("A", "B", "A")), "classes: duplicate class name 'A'"),
+    (dict(name="Bad-Name"), "name: 'Bad-Name' does not match"),
+    (dict(sources="Column('no_such_col')"), "sources[0].column: dataset 'docs' has no column 'no_such_col'"),
+    (dict(parent="spam", name="spam"), "parent: dependency cycle spam -> spam"),
+]
+
+
+@pytest.mark.parametrize("kwargs,needle", BAD)
+def test_bad_specs_exit_2_and_change_nothing(ws, tmp_path, kwargs, needle):
+    before = snapshot(ws)
+    spec = write_spec(tmp_path / "bad.py", **kwargs)
+    r = run_cli("task", "submit", spec, ws=ws)
+    assert r.code == 2, r
+    assert needle in r.err and r.err.count("\n") == 1, r.err
+    assert str(spec) in r.err
+    assert snapshot(ws) == before
+
+
+def test_lf_module_that_fails_to_import(ws, tmp_path):
+    before = snapshot(ws)
+    spec = tmp_path / "broken.py"
+    spec.write_text("import no_such_module_xyz\n")
+    r = run_cli("task", "submit", spec, ws=ws)
+    assert r.code == 2 and "broken.py: failed to import: ModuleNotFoundError" in r.err
+    assert r.err.count("\n") == 1
+    assert snapshot(ws) == before
+
+
+def test_yaml_errors_name_the_field(ws, tmp_path):
+    (tmp_path / "norway.yaml").write_text("name: n\ndataset: docs\nclasses: [NO, YES]\n")
+    r = run_cli("task", "submit", tmp_path / "norway.yaml", ws=ws)
+    assert r.code == 2 and "classes: class False is a boolean" in r.err and "quote them" in r.err
+    (tmp_path / "x.yaml").write_text("name: x\ndataset: docs\n")
+    r = run_cli("task", "submit", tmp_path / "x.yaml", ws=ws)
+    assert r.code == 2 and "x.yaml: classes: missing" in r.err
+    (tmp_path / "y.yaml").write_text("name: y\ndataset: docs\nclasses: [A]\ncolour: red\n")
+    r = run_cli("task", "submit", tmp_path / "y.yaml", ws=ws)
+    assert r.code == 2 and "y.yaml: colour: unknown field" in r.err
+    r = run_cli("task", "submit", tmp_path / "missing.yaml", ws=ws)
+    assert r.code == 2 and "missing.yaml: no such spec file" in r.err
+
+
+def test_replace_bumps_only_changed_lfs(ws, tmp_path):
+    spec = write_spec(tmp_path / "spam.py")
+    assert run_cli("task", "submit", spec, ws=ws).code == 0
+    v1 = show(ws, "spam")
+    # Submitting again without --replace is refused.
+    r = run_cli("task", "submit", spec, ws=ws)
+    assert r.code == 2 and "use --replace" in r.err
+    # Same spec with --replace: nothing changes.
+    r = run_cli("task", "submit", spec, "--replace", "--json", ws=ws)
+    assert r.code == 0 and json.loads(r.out)["status"] == "unchanged"
+    assert show(ws, "spam")["version"] == 1
+    # Change one LF's code.
+    write_spec(spec, lf_body='1 if "http" in x.text.lower() else ABSTAIN')
+    r = run_cli("task", "submit", spec, "--replace", "--json", ws=ws)
+    assert r.code == 0, r
+    v2 = show(ws, "spam")
+    versions = {s["name"]: s["version"] for s in v2["sources"]}
+    assert v2["version"] == 2
+    assert versions == {"has_link": 2, "says_money": 1}
+    assert v2["fingerprint"] != v1["fingerprint"]
+
+
+def test_fingerprints_propagate_downstream(ws, tmp_path):
+    up = write_spec(tmp_path / "up.py", name="up")
+    down = write_spec(tmp_path / "down.py", name="down", sources="TaskOutput('up')")
+    child = write_spec(tmp_path / "child.py", name="child", parent="down")
+    other = write_spec(tmp_path / "other.py", name="other")
+    for s in (up, down, child, other):
+        assert run_cli("task", "submit", s, ws=ws).code == 0
+    before = {n: show(ws, n)["fingerprint"] for n in ("up", "down", "child", "other")}
+    write_spec(up, name="up", lf_body="0")
+    r = run_cli("task", "submit", up, "--replace", "--json", ws=ws)
+    assert r.code == 0 and sorted(json.loads(r.out)["restamped"]) == ["child", "down"]
+    after = {n: show(ws, n)["fingerprint"] for n in ("up", "down", "child", "other")}
+    assert after["other"] == before["other"]
+    assert all(after[n] != before[n] for n in ("up", "down", "child"))
+    # Versions of downstream tasks do not change: only their fingerprints.
+    assert show(ws, "down")["version"] == 1
+
+
+def test_replace_that_creates_cycle_is_refused(ws, tmp_path):
+    a = write_spec(tmp_path / "a.py", name="a")
+    b = write_spec(tmp_path / "b.py", name="b", parent="a")
+    c = write_spec(tmp_path / "c.py", name="c", sources="TaskOutput('b')")
+    for s in (a, b, c):
+        assert run_cli("task", "submit", s, ws=ws).code == 0
+    before = snapshot(ws)
+    write_spec(a, name="a", sources="TaskOutput('c')")
+    r = run_cli("task", "submit", a, "--replace", ws=ws)
+    assert r.code == 2, r
+    assert "dependency cycle" in r.err and "a -> b -> c -> a" in r.err and "sources" in r.err
+    assert snapshot(ws) == before
+
+
+def test_remove(ws, tmp_path):
+    a = write_spec(tmp_path / "a.py", name="a")
+    b = write_spec(tmp_path / "b.py", name="b", parent="a")
+    assert run_cli("task", "submit", a, ws=ws).code == 0
+    assert run_cli("task", "submit", b, ws=ws).code == 0
+    r = run_cli("task", "remove", "a", ws=ws)
+    assert r.code == 2 and "used by b (parent)" in r.err
+    assert run_cli("task", "remove", "b", ws=ws).code == 0
+    assert run_cli("task", "remove", "a", ws=ws).code == 0
+    r = run_cli("task", "list", "--json", ws=ws)
+    assert json.loads(r.out) == []
+    assert run_cli("task", "show", "a", ws=ws).code == 2
+
+
+def test_python_api_twin(ws, tmp_path):
+    from mothermodel import Registry, Task, Column
+    from mothermodel.registry.spec import normalise
+
+    reg = Registry.open(ws)
+    res = reg.submit(normalise(Task(name="api_task", dataset="docs", classes=["A", "B"], sources=[Column("lf_a")]), []))
+    assert res["tasks"][0]["status"] == "created"
+    assert [t["name"] for t in reg.list_tasks()] == ["api_task"]
+    assert reg.show_task("api_task")["sources"][0]["name"] == "lf_a"

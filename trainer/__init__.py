@@ -1,0 +1,1 @@
+"""Trainer: the shared-encoder multi-task mother model (torch, transformers). Not built yet (see the issues)."""
