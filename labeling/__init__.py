@@ -3,6 +3,16 @@
 Kept import-light: importing this package must not pull in torch.
 """
 
-from mothermodel.labeling.lf import ABSTAIN, LabelingFunction, labeling_function
+from mothermodel.labeling.lf import (
+    ABSTAIN,
+    DeclarativeLF,
+    KeywordLF,
+    LabelingFunction,
+    RegexLF,
+    ThresholdLF,
+    labeling_function,
+)
 
-__all__ = ["ABSTAIN", "LabelingFunction", "labeling_function"]
+__all__ = [
+    "ABSTAIN", "DeclarativeLF", "KeywordLF", "LabelingFunction", "RegexLF", "ThresholdLF", "labeling_function",
+]

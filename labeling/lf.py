@@ -82,3 +82,125 @@ def labeling_function(
         )
 
     return wrap
+
+
+# --- declarative LFs: compiled to SQL and applied by DuckDB in one pass ----------
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _sql_ident(s: str) -> str:
+    return '"' + s.replace('"', '""') + '"'
+
+
+class DeclarativeLF(LabelingFunction):
+    """An LF described by data, not code: DuckDB evaluates it over the whole
+    dataset in one SQL pass; calling it on one row gives the same answer in Python."""
+
+    kind = "declarative"
+
+    def params(self) -> dict[str, Any]:  # what defines it
+        raise NotImplementedError
+
+    def sql(self) -> str:
+        """A SQL expression over the dataset's columns giving the label or -1."""
+        raise NotImplementedError
+
+    @property
+    def code(self) -> str:
+        import json
+
+        return json.dumps({"kind": self.kind, **self.params()}, sort_keys=True)
+
+    @property
+    def code_hash(self) -> str:
+        return hashlib.sha256(self.code.encode()).hexdigest()
+
+
+class KeywordLF(DeclarativeLF):
+    """Label `label` when any keyword occurs in `field` (substring; case-insensitive by default)."""
+
+    kind = "keyword"
+
+    def __init__(self, name: str, keywords: Sequence[str], label: int, field: str = "text",
+                 case_sensitive: bool = False):
+        if isinstance(keywords, str) or not keywords:
+            raise ValueError(f"{name}: keywords must be a non-empty list of strings")
+        self.keywords = tuple(keywords)
+        self.label, self.field, self.case_sensitive = int(label), field, bool(case_sensitive)
+        kws = self.keywords if case_sensitive else tuple(k.lower() for k in self.keywords)
+
+        def f(x):
+            v = getattr(x, field)
+            if v is None:
+                return ABSTAIN
+            v = v if case_sensitive else v.lower()
+            return self.label if any(k in v for k in kws) else ABSTAIN
+
+        super().__init__(name=name, f=f)
+
+    def params(self):
+        return {"keywords": list(self.keywords), "label": self.label, "field": self.field,
+                "case_sensitive": self.case_sensitive}
+
+    def sql(self) -> str:
+        col = _sql_ident(self.field) if self.case_sensitive else f"lower({_sql_ident(self.field)})"
+        kws = self.keywords if self.case_sensitive else [k.lower() for k in self.keywords]
+        cond = " OR ".join(f"contains({col}, {_sql_str(k)})" for k in kws)
+        return f"CASE WHEN {cond} THEN {self.label} ELSE -1 END"
+
+
+class RegexLF(DeclarativeLF):
+    """Label `label` when `pattern` matches anywhere in `field` (re.search semantics, RE2 syntax)."""
+
+    kind = "regex"
+
+    def __init__(self, name: str, pattern: str, label: int, field: str = "text", ignore_case: bool = False):
+        import re
+
+        self.pattern, self.label, self.field, self.ignore_case = pattern, int(label), field, bool(ignore_case)
+        rx = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
+
+        def f(x):
+            v = getattr(x, field)
+            return self.label if v is not None and rx.search(v) else ABSTAIN
+
+        super().__init__(name=name, f=f)
+
+    def params(self):
+        return {"pattern": self.pattern, "label": self.label, "field": self.field, "ignore_case": self.ignore_case}
+
+    def sql(self) -> str:
+        opts = ", 'i'" if self.ignore_case else ""
+        return (f"CASE WHEN regexp_matches({_sql_ident(self.field)}, {_sql_str(self.pattern)}{opts}) "
+                f"THEN {self.label} ELSE -1 END")
+
+
+class ThresholdLF(DeclarativeLF):
+    """Label `label` when the numeric `field` compares to `value` with `op` (<, <=, >, >=, ==, !=)."""
+
+    kind = "threshold"
+    OPS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "=", "!=": "<>"}
+
+    def __init__(self, name: str, field: str, op: str, value: float, label: int):
+        import operator
+
+        if op not in self.OPS:
+            raise ValueError(f"{name}: op must be one of {', '.join(self.OPS)}")
+        self.field, self.op, self.value, self.label = field, op, value, int(label)
+        fn = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+              "==": operator.eq, "!=": operator.ne}[op]
+
+        def f(x):
+            v = getattr(x, field)
+            return self.label if v is not None and fn(v, value) else ABSTAIN
+
+        super().__init__(name=name, f=f)
+
+    def params(self):
+        return {"field": self.field, "op": self.op, "value": self.value, "label": self.label}
+
+    def sql(self) -> str:
+        return f"CASE WHEN {_sql_ident(self.field)} {self.OPS[self.op]} {float(self.value)!r} THEN {self.label} ELSE -1 END"

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from mothermodel import console
-from mothermodel.errors import RegistryBusy, UserError
+from mothermodel.errors import CommandFailed, UserError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 
@@ -257,6 +257,137 @@ def dag_impact(ctx, name, kind, as_json) -> None:
     console.info(f"  deployables: {len(res['deployables'])}")
 
 
+# --- labeling -------------------------------------------------------------------------
+
+
+@cli.group()
+def label() -> None:
+    """Apply sources, analyse LFs, fit label models, inspect label versions."""
+
+
+@label.command("apply")
+@click.argument("tasks", nargs=-1)
+@click.option("--jobs", "-j", type=int, default=None, help="Worker processes for Python LFs (default: every core).")
+@click.option("--timeout", "lf_timeout", type=float, default=5.0, show_default=True,
+              help="Time limit in seconds for one LF on one row (0: none).")
+@click.option("--force", is_flag=True, help="Recompute every source even when nothing changed.")
+@click.option("--strict", is_flag=True, help="Exit 1, recording nothing for that task, if any LF fails on any row.")
+@json_option
+@click.pass_context
+def label_apply(ctx, tasks, jobs, lf_timeout, force, strict, as_json) -> None:
+    """Run every stale source of TASKS (default: all) in DAG order into new label-matrix versions."""
+    from mothermodel.labeling import pipeline
+    from mothermodel.labeling.apply import ApplyConfig
+
+    cfg = ApplyConfig(n_jobs=jobs, lf_timeout_s=lf_timeout, progress=not as_json)
+    res = pipeline.apply(_registry(ctx), list(tasks) or None, cfg, force=force, strict=strict)
+    if as_json:
+        console.emit_json(res)
+        return
+    for t in res["tasks"]:
+        if t["status"] == "up to date":
+            console.info(f"{t['task']}: label matrix v{t['version']} is up to date")
+            continue
+        console.info(f"{t['task']}: label matrix v{t['version']} ({t['entries']} labels; "
+                     f"{len(t['recomputed'])} sources run, {len(t['reused'])} reused)")
+        for f in t["faults"]:
+            first = (f["first_error"] or "").strip().splitlines()
+            console.info(f"  ! {f['name']}: {f['failed_rows']} rows failed (raised {f['raised']}, timed out "
+                         f"{f['timed_out']}, bad type {f['bad_type']}, out of range {f['out_of_range']}); "
+                         f"first at row {f['first_row']}: {first[-1] if first else ''}")
+    if res.get("dvc"):
+        console.info(f"note: {res['dvc']}")
+
+
+@label.command("analyze")
+@click.argument("task")
+@click.option("--split", default=None, help="Only rows of this split (e.g. valid).")
+@json_option
+@click.pass_context
+def label_analyze(ctx, task, split, as_json) -> None:
+    """Per LF: polarity, coverage, overlaps, conflicts, empirical accuracy on gold labels."""
+    from mothermodel.labeling.analysis import analyze
+
+    res = analyze(_registry(ctx), task, split)
+    if as_json:
+        console.emit_json(res)
+        return
+    console.info(f"{task}: label matrix v{res['label_matrix_version']}, split {res['split']}, "
+                 f"{res['num_rows']} rows, coverage {res['coverage']:.3f}")
+    fmt = lambda x: "" if x is None else f"{x:.3f}"  # noqa: E731
+    console.table([(lf["name"], lf["kind"], ",".join(lf["polarity"]), fmt(lf["coverage"]), fmt(lf["overlaps"]),
+                    fmt(lf["conflicts"]), lf["correct"] if res["gold"] else "", lf["incorrect"] if res["gold"] else "",
+                    fmt(lf["empirical_accuracy"])) for lf in res["lfs"]],
+                  ["source", "kind", "polarity", "coverage", "overlaps", "conflicts", "correct", "incorrect", "emp. acc"])
+
+
+@label.command("fit")
+@click.argument("task")
+@click.option("--model", type=click.Choice(["majority", "label-model", "hierarchical"]), default="label-model",
+              show_default=True, help="hierarchical: one model over TASK's whole task tree (parent + parent_class).")
+@click.option("--use-dev/--no-dev", default=None,
+              help="Let the label model use the valid split's gold labels (default: see docs/label_model.md).")
+@click.option("--seed", type=int, default=123, show_default=True, help="Seed for the fit and the tie-break.")
+@json_option
+@click.pass_context
+def label_fit(ctx, task, model, use_dev, seed, as_json) -> None:
+    """Fit a label model on TASK's current label matrix into a new probabilistic-labels version."""
+    from mothermodel.labeling import pipeline
+
+    from mothermodel.labeling.apply import ApplyConfig
+
+    res = pipeline.fit(_registry(ctx), task, model=model, use_dev=use_dev, seed=seed,
+                       apply_config=ApplyConfig(progress=not as_json))
+    if as_json:
+        console.emit_json(res)
+        return
+    console.info(f"{task}: probabilistic labels v{res['version']} ({model}, label matrix v{res['label_matrix_version']}"
+                 f"{', uses valid gold labels' if res['uses_dev_labels'] else ''})")
+    for t in res.get("tree", [{"task": task, "version": res["version"], "metrics": res["metrics"]}]):
+        if "tree" in res:
+            console.info(f"{t['task']}: probabilistic labels v{t['version']}")
+        console.table([(s, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", m["n"]) for s, m in t["metrics"].items()],
+                      ["split", "accuracy", "macro F1", "rows"])
+
+
+@label.command("log")
+@click.argument("task")
+@json_option
+@click.pass_context
+def label_log(ctx, task, as_json) -> None:
+    """List TASK's label-matrix and probabilistic-label versions."""
+    from mothermodel.labeling import pipeline
+
+    res = pipeline.log(_registry(ctx), task)
+    if as_json:
+        console.emit_json(res)
+        return
+    console.table([(m["version"], m["created_at"][:19], m["entries"], m["faults"], m["content_hash"][:12])
+                   for m in res["label_matrices"]], ["matrix", "created", "labels", "faulty LFs", "hash"])
+    console.table([(p["version"], p["created_at"][:19], p["model"], p["label_matrix_version"],
+                    " ".join(f"{s}={m['accuracy']:.3f}" for s, m in p["metrics"].items()))
+                   for p in res["prob_labels"]], ["probs", "created", "model", "matrix", "accuracy"])
+
+
+@label.command("diff")
+@click.argument("task")
+@click.argument("v1", type=int)
+@click.argument("v2", type=int)
+@json_option
+@click.pass_context
+def label_diff(ctx, task, v1, v2, as_json) -> None:
+    """Per source: rows changed and coverage between label-matrix versions V1 and V2."""
+    from mothermodel.labeling import pipeline
+
+    res = pipeline.diff(_registry(ctx), task, v1, v2)
+    if as_json:
+        console.emit_json(res)
+        return
+    console.table([(s["source"], s["status"], s["rows_changed"], f"{s['coverage_before']:.3f}",
+                    f"{s['coverage_after']:.3f}") for s in res["sources"]],
+                  ["source", "status", "rows changed", f"coverage v{v1}", f"coverage v{v2}"])
+
+
 @cli.command()
 @json_option
 @click.pass_context
@@ -297,7 +428,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except RegistryBusy as e:
+    except CommandFailed as e:
         console.error(str(e))
         sys.exit(1)
     except KeyboardInterrupt:

@@ -12,7 +12,19 @@ class UserError(Exception):
     exit_code = 2
 
 
-class RegistryBusy(Exception):
+class CommandFailed(Exception):
+    """A command could not do its work, through no fault of its input (exit 1, one line)."""
+
+    exit_code = 1
+
+
+class RegistryBusy(CommandFailed):
     """The registry stayed locked by other processes past the lock timeout."""
+
+    exit_code = 1
+
+
+class IntegrityError(CommandFailed):
+    """A stored file no longer matches the hash the registry recorded for it (exit 1)."""
 
     exit_code = 1

@@ -22,6 +22,7 @@ def compute(
     sources: Iterable[tuple[str, str, str | None, int]],
     dataset_hash: str,
     upstream: Mapping[str, str],
+    parent_class: str | None = None,
 ) -> str:
     """sources: (name, kind, ref, version); upstream: {task: fingerprint}."""
     payload = {
@@ -30,4 +31,6 @@ def compute(
         "dataset_hash": dataset_hash,
         "upstream": dict(sorted(upstream.items())),
     }
+    if parent_class is not None:
+        payload["spec"]["parent_class"] = parent_class
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

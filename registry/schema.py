@@ -111,6 +111,15 @@ MIGRATIONS: list[list[str]] = [
                created_at TIMESTAMP NOT NULL,
                PRIMARY KEY (task, version))""",
     ],
+    # 1 -> 2: what the labeling layer needs.
+    [
+        "ALTER TABLE tasks ADD COLUMN spec_source VARCHAR",      # a Python spec's module text
+        "ALTER TABLE tasks ADD COLUMN parent_class VARCHAR",     # the parent class a child task refines
+        "ALTER TABLE label_matrices ADD COLUMN inputs_key VARCHAR",  # hash of dataset + source versions
+        "ALTER TABLE label_matrices ADD COLUMN num_entries BIGINT",
+        "ALTER TABLE label_matrices ADD COLUMN report VARCHAR",       # JSON: per-LF faults
+        "ALTER TABLE prob_labels ADD COLUMN config VARCHAR",          # JSON: label model settings
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mothermodel.errors import UserError
-from mothermodel.labeling.lf import LabelingFunction
+from mothermodel.labeling.lf import DeclarativeLF, LabelingFunction
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 SOURCE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
@@ -31,10 +31,15 @@ SOURCE_KINDS = ("lf", "column", "task_output", "model")
 
 @dataclass(frozen=True)
 class TaskOutput:
-    """Another task's output (its probabilistic labels) used as a weak source."""
+    """Another task's output (its most likely label per row) used as a weak source.
+
+    map: upstream class name -> this task's class name; unmapped classes
+    abstain. Default: classes of the same name map to each other.
+    """
 
     task: str
     name: str | None = None
+    map: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class Task:
         dataset: name of a registered dataset the task labels.
         classes: class names; label ``i`` means ``classes[i]``.
         parent: a parent task's name (task tree: a child's label implies its parent's), or None.
+        parent_class: the parent's class this task refines (e.g. BILLING for billing_kind);
+            the hierarchical label model needs it. Only with `parent`.
         sources: non-LF weak sources (TaskOutput, Column, Model); LFs come from the module.
         description: free text for people; not part of the fingerprint.
         owner: who to ask about this task; not part of the fingerprint.
@@ -74,6 +81,7 @@ class Task:
     sources: list[Any] = field(default_factory=list)
     description: str = ""
     owner: str | None = None
+    parent_class: str | None = None
 
 
 # --- the normalised form the registry stores --------------------------------
@@ -113,6 +121,8 @@ class TaskSpec:
     owner: str | None
     sources: tuple[SourceSpec, ...]
     origin: str = "<api>"  # the spec file, for error messages
+    source_text: str | None = None  # a Python spec's module text: apply re-runs exactly this
+    parent_class: str | None = None
 
     @property
     def upstream_tasks(self) -> list[tuple[str, str]]:
@@ -127,6 +137,7 @@ class TaskSpec:
             "dataset": self.dataset,
             "classes": list(self.classes),
             "parent": self.parent,
+            "parent_class": self.parent_class,
             "description": self.description,
             "owner": self.owner,
             "sources": [
@@ -144,7 +155,8 @@ def _err(origin: str, fld: str, msg: str) -> UserError:
     return UserError(f"{origin}: {fld}: {msg}")
 
 
-def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>") -> TaskSpec:
+def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>",
+              source_text: str | None = None, shared_hash: str | None = None) -> TaskSpec:
     """Check a task's own fields and turn it plus its LFs into a `TaskSpec`.
 
     Checks here need no registry: name pattern, classes, source shapes,
@@ -167,6 +179,8 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>") ->
         raise _err(origin, "classes", f"duplicate class name {dup[0]!r}")
     if task.parent is not None and (not isinstance(task.parent, str) or not NAME_RE.match(task.parent)):
         raise _err(origin, "parent", f"{task.parent!r} is not a task name")
+    if task.parent_class is not None and (task.parent is None or not isinstance(task.parent_class, str)):
+        raise _err(origin, "parent_class", "needs a parent, and must be one of the parent's class names")
     if task.parent == task.name:
         raise _err(origin, "parent", f"dependency cycle {task.name} -> {task.name}")
 
@@ -178,7 +192,13 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>") ->
                 raise _err(origin, f"{where}.task", f"{s.task!r} is not a task name")
             if s.task == task.name:
                 raise _err(origin, f"{where}.task", f"dependency cycle {task.name} -> {task.name}")
-            sources.append(SourceSpec(name=s.name or s.task, kind="task_output", ref=s.task))
+            mapping = None
+            if s.map is not None:
+                if not isinstance(s.map, dict) or not all(isinstance(k, str) and v in classes for k, v in s.map.items()):
+                    raise _err(origin, f"{where}.map", "must map upstream class names to this task's class names")
+                mapping = json.dumps(s.map, sort_keys=True)
+            sources.append(SourceSpec(name=s.name or s.task, kind="task_output", ref=s.task, code=mapping,
+                                      code_hash=hashlib.sha256(mapping.encode()).hexdigest() if mapping else None))
         elif isinstance(s, Column):
             if not isinstance(s.column, str) or not s.column:
                 raise _err(origin, f"{where}.column", "must be a column name")
@@ -192,7 +212,11 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>") ->
         else:
             raise _err(origin, where, f"unknown source type {type(s).__name__}")
     for lf in lfs:
-        sources.append(SourceSpec(name=lf.name, kind="lf", code=lf.code, code_hash=lf.code_hash))
+        code_hash = lf.code_hash
+        if shared_hash and not isinstance(lf, DeclarativeLF):
+            # A Python LF also depends on the module code around it (constants, helpers).
+            code_hash = hashlib.sha256(f"{code_hash}\0{shared_hash}".encode()).hexdigest()
+        sources.append(SourceSpec(name=lf.name, kind="lf", code=lf.code, code_hash=code_hash))
     seen: set[str] = set()
     for i, s in enumerate(sources):
         if not SOURCE_NAME_RE.match(s.name):
@@ -209,6 +233,8 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>") ->
         owner=task.owner,
         sources=tuple(sources),
         origin=origin,
+        source_text=source_text,
+        parent_class=task.parent_class,
     )
 
 
@@ -267,13 +293,40 @@ def _load_python(p: Path) -> TaskSpec:
     if len(tasks) != 1:
         raise UserError(f"{p}: a spec module must define exactly one Task (found {len(tasks)})")
     lfs = [v for v in values if isinstance(v, LabelingFunction)]
-    return normalise(tasks[0], lfs, origin=str(p))
+    text = p.read_text()
+    return normalise(tasks[0], lfs, origin=str(p), source_text=text, shared_hash=_shared_code_hash(text, module))
+
+
+def _shared_code_hash(text: str, module) -> str:
+    """Hash of a spec module minus its LFs and its Task(...): the code every LF may use.
+
+    Editing one LF bumps that LF's version only; editing a shared constant or
+    helper bumps every Python LF's, since any of them may read it.
+    """
+    import ast
+
+    lf_names = {n for n, v in vars(module).items() if isinstance(v, (LabelingFunction, Task))}
+    fn_names = {v.f.__name__ for v in vars(module).values()
+                if isinstance(v, LabelingFunction) and not isinstance(v, DeclarativeLF)}
+    tree = ast.parse(text)
+    keep = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in fn_names:
+            continue
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if all(isinstance(t, ast.Name) and t.id in lf_names for t in targets):
+                continue
+        if isinstance(node, ast.Expr) and isinstance(getattr(node, "value", None), ast.Constant):
+            continue  # docstrings
+        keep.append(node)
+    return hashlib.sha256(ast.unparse(ast.Module(body=keep, type_ignores=[])).encode()).hexdigest()
 
 
 def _from_mapping(data: Any, origin: str) -> TaskSpec:
     if not isinstance(data, dict):
         raise UserError(f"{origin}: the spec must be a mapping of fields")
-    known = {"name", "dataset", "classes", "parent", "description", "owner", "sources"}
+    known = {"name", "dataset", "classes", "parent", "parent_class", "description", "owner", "sources"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise _err(origin, unknown[0], "unknown field")
@@ -293,7 +346,7 @@ def _from_mapping(data: Any, origin: str) -> TaskSpec:
             if kind == "column":
                 sources.append(Column(column=s["column"], name=s.get("name")))
             elif kind == "task_output":
-                sources.append(TaskOutput(task=s["task"], name=s.get("name")))
+                sources.append(TaskOutput(task=s["task"], name=s.get("name"), map=s.get("map")))
             elif kind == "model":
                 sources.append(Model(uri=s["uri"], name=s["name"]))
             elif kind == "lf":
@@ -307,8 +360,38 @@ def _from_mapping(data: Any, origin: str) -> TaskSpec:
         dataset=data["dataset"],
         classes=data["classes"],
         parent=data.get("parent"),
+        parent_class=data.get("parent_class"),
         sources=sources,
         description=data.get("description") or "",
         owner=data.get("owner"),
     )
     return normalise(task, [], origin=origin)
+
+
+def lfs_from_source(text: str, origin: str) -> dict[str, LabelingFunction]:
+    """Re-create a Python spec's LFs from its stored module text (what was submitted)."""
+    mod_name = f"_mothermodel_spec_{uuid.uuid4().hex}"
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(mod_name, loader=None))
+    module.__file__ = origin
+    sys.modules[mod_name] = module
+    parent = str(Path(origin).parent)
+    added = parent not in sys.path and Path(parent).is_dir()
+    if added:
+        sys.path.insert(0, parent)  # specs may import helper modules beside them
+    try:
+        exec(compile(text, origin, "exec"), module.__dict__)
+    except Exception as e:  # noqa: BLE001 - user code
+        raise UserError(f"{origin}: failed to import: {type(e).__name__}: {e}".splitlines()[0]) from None
+    finally:
+        if added:
+            sys.path.remove(parent)
+    # Keep the module registered: LFs pickled to worker processes refer to it.
+    lfs: dict[str, LabelingFunction] = {}
+    for v in vars(module).values():
+        if isinstance(v, LabelingFunction):
+            lfs[v.name] = v
+        elif isinstance(v, Task):
+            for src in v.sources or []:
+                if isinstance(src, LabelingFunction):
+                    lfs[src.name] = src
+    return lfs

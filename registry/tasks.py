@@ -56,6 +56,8 @@ def submit(con, specs: Sequence[TaskSpec], replace: bool = False) -> dict[str, A
         ).fetchall()
     }
 
+    spec_by_name_pre = {s.name: s for s in specs}
+    existing_classes = {r[0]: tuple(r[1]) for r in con.execute("SELECT name, classes FROM tasks").fetchall()}
     for s in specs:
         if s.dataset not in datasets:
             known = ", ".join(sorted(datasets)[:10]) or "none registered"
@@ -72,6 +74,12 @@ def submit(con, specs: Sequence[TaskSpec], replace: bool = False) -> dict[str, A
             )
         if s.parent and s.parent not in existing and s.parent not in batch:
             raise UserError(f"{s.origin}: parent: unknown task {s.parent!r}")
+        if s.parent_class is not None:
+            pclasses = (spec_by_name_pre[s.parent].classes if s.parent in spec_by_name_pre
+                        else existing_classes.get(s.parent, ()))
+            if s.parent_class not in pclasses:
+                raise UserError(f"{s.origin}: parent_class: {s.parent_class!r} is not a class of {s.parent} "
+                                f"({', '.join(pclasses)})")
         for i, src in enumerate(s.sources):
             if src.kind == "task_output" and src.ref not in existing and src.ref not in batch:
                 raise UserError(f"{s.origin}: sources[{i}].task: unknown task {src.ref!r}")
@@ -152,7 +160,7 @@ def submit(con, specs: Sequence[TaskSpec], replace: bool = False) -> dict[str, A
     if others:
         con.register("_others", pa.table({"name": sorted(others)}))
         for r in con.execute(
-            "SELECT name, dataset, classes, parent FROM tasks WHERE name IN (SELECT name FROM _others)"
+            "SELECT name, dataset, classes, parent, parent_class FROM tasks WHERE name IN (SELECT name FROM _others)"
         ).fetchall():
             other_rows[r[0]] = r
         for t, n, k, ref, v in con.execute(
@@ -164,14 +172,14 @@ def submit(con, specs: Sequence[TaskSpec], replace: bool = False) -> dict[str, A
     for n in order:
         if n in spec_by_name:
             s = spec_by_name[n]
-            dataset, classes, parent, srcs = s.dataset, s.classes, s.parent, source_rows[n]
+            dataset, classes, parent, pclass, srcs = s.dataset, s.classes, s.parent, s.parent_class, source_rows[n]
         else:
-            _, dataset, classes, parent = other_rows[n]
+            _, dataset, classes, parent, pclass = other_rows[n]
             srcs = other_sources[n]
         ups = {u: new_fp.get(u, current_fp.get(u, "")) for u in graph.predecessors(n)}
         new_fp[n] = fp.compute(
             name=n, dataset=dataset, classes=classes, parent=parent, sources=srcs,
-            dataset_hash=datasets[dataset][0], upstream=ups,
+            dataset_hash=datasets[dataset][0], upstream=ups, parent_class=pclass,
         )
     for n in names:
         results[n]["fingerprint"] = new_fp[n]
@@ -194,12 +202,14 @@ def submit(con, specs: Sequence[TaskSpec], replace: bool = False) -> dict[str, A
         "dataset": [spec_by_name[n].dataset for n in names],
         "classes": [list(spec_by_name[n].classes) for n in names],
         "parent": [spec_by_name[n].parent for n in names],
+        "parent_class": pa.array([spec_by_name[n].parent_class for n in names], pa.string()),
         "description": [spec_by_name[n].description for n in names],
         "owner": [spec_by_name[n].owner for n in names],
         "version": [results[n]["version"] for n in names],
         "fingerprint": [new_fp[n] for n in names],
         "spec_hash": [spec_by_name[n].spec_hash for n in names],
         "spec_origin": [spec_by_name[n].origin for n in names],
+        "spec_source": pa.array([spec_by_name[n].source_text for n in names], pa.string()),
         "created_at": pa.array([existing[n]["created_at"] if n in existing else now for n in names], pa.timestamp("us")),
         "updated_at": pa.array([now] * len(names), pa.timestamp("us")),
     })
@@ -269,7 +279,7 @@ def restamp(con, roots: Sequence[str]) -> list[str]:
     rows = {
         r[0]: r
         for r in con.execute(
-            "SELECT t.name, t.dataset, t.classes, t.parent, t.fingerprint, d.content_hash "
+            "SELECT t.name, t.dataset, t.classes, t.parent, t.fingerprint, d.content_hash, t.parent_class "
             "FROM tasks t JOIN datasets d ON d.name = t.dataset"
         ).fetchall()
     }
@@ -279,10 +289,10 @@ def restamp(con, roots: Sequence[str]) -> list[str]:
             srcs[t].append((n, k, ref, v))
     new_fp: dict[str, str] = {}
     for n in nx.topological_sort(graph.subgraph(affected)):
-        _, dataset, classes, parent, _, dhash = rows[n]
+        _, dataset, classes, parent, _, dhash, pclass = rows[n]
         ups = {u: new_fp.get(u, rows[u][4]) for u in graph.predecessors(n)}
         new_fp[n] = fp.compute(name=n, dataset=dataset, classes=classes, parent=parent,
-                               sources=srcs[n], dataset_hash=dhash, upstream=ups)
+                               sources=srcs[n], dataset_hash=dhash, upstream=ups, parent_class=pclass)
     changed = sorted(n for n in affected if new_fp[n] != rows[n][4])
     if changed:
         con.register("_fp", pa.table({"name": changed, "fp": [new_fp[n] for n in changed]}))
@@ -309,7 +319,7 @@ def list_tasks(con) -> list[dict[str, Any]]:
 def show_task(con, name: str) -> dict[str, Any]:
     row = con.execute(
         "SELECT name, dataset, classes, parent, description, owner, version, fingerprint, "
-        "spec_origin, created_at, updated_at FROM tasks WHERE name = ?",
+        "spec_origin, created_at, updated_at, parent_class FROM tasks WHERE name = ?",
         [name],
     ).fetchone()
     if row is None:
@@ -328,7 +338,7 @@ def show_task(con, name: str) -> dict[str, Any]:
     downstream = [{"task": r[0], "kind": r[1]} for r in con.execute(
         "SELECT downstream, kind FROM edges WHERE upstream = ? ORDER BY downstream", [name]).fetchall()]
     return {
-        "name": row[0], "dataset": row[1], "classes": list(row[2]), "parent": row[3],
+        "name": row[0], "dataset": row[1], "classes": list(row[2]), "parent": row[3], "parent_class": row[11],
         "description": row[4], "owner": row[5], "version": row[6], "fingerprint": row[7],
         "spec_origin": row[8], "created_at": row[9].isoformat(), "updated_at": row[10].isoformat(),
         "sources": sources, "upstream": upstream, "downstream": downstream,

@@ -40,7 +40,7 @@ def test_impact_lists_versions_models_and_deployables(ws, tmp_path):
 
     build(ws, tmp_path)
     con = duckdb.connect(str(ws / ".mothermodel" / "registry.duckdb"))
-    con.execute("INSERT INTO prob_labels VALUES ('kid', 1, 1, 'majority', 'h', 'p', 'fp', NULL, now())")
+    con.execute("INSERT INTO prob_labels (task, version, label_matrix_version, model, content_hash, path, task_fingerprint, created_at) VALUES ('kid', 1, 1, 'majority', 'h', 'p', 'fp', now())")
     con.execute("INSERT INTO models VALUES (1, 'p', 'enc', 'h', NULL, NULL, now())")
     con.execute("INSERT INTO model_tasks VALUES (1, 'user', 'fp', 1), (1, 'lone', 'fp', 1)")
     con.execute("INSERT INTO deployables VALUES ('user', 1, 1, 'fp', 'ngram', 'p', 'h', NULL, NULL, now())")

@@ -165,3 +165,45 @@ def test_python_api_twin(ws, tmp_path):
     assert res["tasks"][0]["status"] == "created"
     assert [t["name"] for t in reg.list_tasks()] == ["api_task"]
     assert reg.show_task("api_task")["sources"][0]["name"] == "lf_a"
+
+
+def test_shared_module_code_bumps_every_python_lf(ws, tmp_path):
+    spec = write_spec(tmp_path / "s.py", extra_lfs="LIMIT = 3\n")
+    assert run_cli("task", "submit", spec, ws=ws).code == 0
+    # A shared constant changes: both Python LFs may read it, so both bump.
+    write_spec(spec, extra_lfs="LIMIT = 4\n")
+    r = run_cli("task", "submit", spec, "--replace", "--json", ws=ws)
+    assert {s["name"]: s["version"] for s in json.loads(r.out)["sources"]} == {"has_link": 2, "says_money": 2}
+    # Only the description changes: the task version bumps, no LF does, the fingerprint stays.
+    fp = show(ws, "spam")["fingerprint"]
+    spec.write_text(spec.read_text().replace("sources=[])", "sources=[], description='new words')"))
+    r = run_cli("task", "submit", spec, "--replace", "--json", ws=ws)
+    out = json.loads(r.out)
+    assert out["status"] == "updated" and out["version"] == 3
+    assert {s["name"]: s["version"] for s in out["sources"]} == {"has_link": 2, "says_money": 2}
+    assert show(ws, "spam")["fingerprint"] == fp
+
+
+def test_declarative_lfs_in_a_spec(ws, tmp_path):
+    spec = tmp_path / "d.py"
+    spec.write_text(
+        "from mothermodel import KeywordLF, RegexLF, Task\n"
+        "task = Task(name='decl', dataset='docs', classes=['A', 'B'])\n"
+        "kw = KeywordLF('kw_money', ['money', 'cash'], label=1)\n"
+        "rx = RegexLF('rx_link', r'https?://', label=1)\n"
+    )
+    assert run_cli("task", "submit", spec, ws=ws).code == 0
+    t = show(ws, "decl")
+    assert sorted(s["name"] for s in t["sources"]) == ["kw_money", "rx_link"]
+
+
+def test_parent_class(ws, tmp_path):
+    assert run_cli("task", "submit", write_spec(tmp_path / "p.py", name="topic", classes=("BILLING", "TECH")), ws=ws).code == 0
+    kid = tmp_path / "k.py"
+    write_spec(kid, name="kind", classes=("REFUND", "INVOICE"), parent="topic")
+    kid.write_text(kid.read_text().replace("parent='topic'", "parent='topic', parent_class='SALES'"))
+    r = run_cli("task", "submit", kid, ws=ws)
+    assert r.code == 2 and "parent_class: 'SALES' is not a class of topic (BILLING, TECH)" in r.err
+    kid.write_text(kid.read_text().replace("'SALES'", "'BILLING'"))
+    assert run_cli("task", "submit", kid, ws=ws).code == 0
+    assert show(ws, "kind")["parent_class"] == "BILLING"

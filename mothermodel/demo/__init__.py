@@ -73,17 +73,36 @@ def run(directory: Path) -> Path:
     _cli(directory, "dag", "show", "--format", "png", "--out", str(directory / "dag.png"))
     _cli(directory, "dag", "show", "--format", "mermaid", "--out", str(directory / "dag.mmd"))
 
-    _step("5. An owner edits one LF: what goes stale?")
+    _step("5. Weak labels: apply every source, analyse the LFs, fit label models")
+    _cli(directory, "label", "apply")
+    _cli(directory, "label", "analyze", "ticket_topic", "--split", "valid")
+    for task in ("ticket_topic", "billing_kind", "urgency", "sentiment"):
+        _cli(directory, "label", "fit", task)
+    # ticket_topic and billing_kind form a task tree: one model labels both, consistently.
+    _cli(directory, "label", "fit", "billing_kind", "--model", "hierarchical")
+
+    _step("6. An owner edits one LF: what goes stale, what is recomputed?")
     topic = specs / "ticket_topic.py"
     topic.write_text(topic.read_text().replace('"fee")', '"fee", "invoice")'))
     _cli(directory, "dag", "impact", "ticket_topic.mentions_money")
     _cli(directory, "task", "submit", str(topic), "--replace")
-    _cli(directory, "task", "show", "ticket_topic")
+    _cli(directory, "status")
+    _cli(directory, "label", "apply")
+    _cli(directory, "label", "diff", "ticket_topic", "1", "2")
+    # Refit exactly the tasks whose labels went stale (the registry knows which), upstream first.
+    import networkx as nx
 
-    _step("6. Status")
+    reg = Registry.open(directory)
+    stale = {t["name"] for t in reg.status()["tasks"] if t["labels"]["stale"]}
+    for name in nx.topological_sort(reg.graph()):
+        if name in stale:
+            _cli(directory, "label", "fit", name)
+    _cli(directory, "label", "log", "ticket_topic")
+
+    _step("7. Status")
     _cli(directory, "status")
     reg = Registry.open(directory)
     n = len(reg.list_tasks())
     print(f"\nDemo workspace: {directory}  ({n} tasks; DAG picture: {directory / 'dag.png'})")
-    print("Labeling, training and distillation join this demo as they are built (see the issues).")
+    print("Training and distillation join this demo as they are built (see the issues).")
     return directory

@@ -7,6 +7,7 @@ task = Task(
     dataset="tickets",
     classes=["REFUND", "INVOICE", "PRICING"],
     parent="ticket_topic",
+    parent_class="BILLING",
     description="Refund, invoice or pricing question, for BILLING tickets",
     owner="finance-ops",
 )

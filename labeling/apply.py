@@ -1,0 +1,320 @@
+"""Appliers: run labeling functions over a dataset into sparse (row, source, label) entries.
+
+- Declarative LFs (keyword, regex, threshold) become one SQL query that DuckDB
+  runs in a single pass over the table: no Python call per row.
+- Python LFs run in a process pool over chunks of rows, every core busy.
+- Fault isolation: an LF that raises, returns a non-integer or out-of-range
+  label, or runs past its time limit on a row is reported per LF (rows
+  affected, first traceback); those outputs become abstains and every other
+  output is kept. Nothing here writes files: the label store does, atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import traceback
+from collections import namedtuple
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from mothermodel.labeling.lf import ABSTAIN, DeclarativeLF, LabelingFunction
+
+
+@dataclass
+class ApplyConfig:
+    """How LFs are applied.
+
+    Attributes:
+        n_jobs: worker processes for Python LFs (None: every core; 1: in this process).
+        chunk_size: rows per work unit sent to a worker.
+        lf_timeout_s: time limit for one LF on one row; past it the row is an abstain
+            and the LF is reported (0 disables the limit).
+        progress: show a progress bar (rich) on a terminal, plain lines otherwise.
+    """
+
+    n_jobs: int | None = None
+    chunk_size: int = 2000
+    lf_timeout_s: float = 5.0
+    progress: bool = True
+
+
+@dataclass
+class LFReport:
+    """What went wrong with one LF during an apply (all zero when nothing did)."""
+
+    name: str
+    raised: int = 0
+    timed_out: int = 0
+    bad_type: int = 0
+    out_of_range: int = 0
+    first_row: int | None = None
+    first_error: str | None = None
+
+    @property
+    def failed_rows(self) -> int:
+        return self.raised + self.timed_out + self.bad_type + self.out_of_range
+
+    def merge(self, other: "LFReport") -> None:
+        self.raised += other.raised
+        self.timed_out += other.timed_out
+        self.bad_type += other.bad_type
+        self.out_of_range += other.out_of_range
+        if self.first_error is None and other.first_error is not None:
+            self.first_row, self.first_error = other.first_row, other.first_error
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "failed_rows": self.failed_rows, "raised": self.raised,
+                "timed_out": self.timed_out, "bad_type": self.bad_type, "out_of_range": self.out_of_range,
+                "first_row": self.first_row, "first_error": self.first_error}
+
+
+@dataclass
+class Applied:
+    """Sparse LF outputs: entry i says LF `sources[cols[i]]` gave `labels[i]` to row `rows[i]`."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    labels: np.ndarray
+    sources: list[str]
+    reports: dict[str, LFReport] = field(default_factory=dict)
+
+
+class _LFTimeout(BaseException):
+    # BaseException so that an LF's own `except Exception` cannot swallow it.
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise _LFTimeout()
+
+
+def row_type(columns: Sequence[str]):
+    """A namedtuple class for rows of these columns (x.text, ...), and the fields it keeps."""
+    fields = [c for c in columns if c.isidentifier() and not c.startswith("_")]
+    return namedtuple("Row", fields), fields
+
+
+# State a forked worker inherits: set in the parent just before the pool starts,
+# so LFs from spec modules (not importable by name) need no pickling.
+_STATE: dict[str, Any] = {}
+
+
+def _run_chunk(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[LFReport]]:
+    """Worker side of the local applier: rows start..stop of the inherited state."""
+    columns: dict[str, list] = _STATE["columns"]
+    Row, fields = _STATE["row_type"]
+    data = [Row(*vals) for vals in zip(*(columns[f][start:stop] for f in fields))]
+    return label_rows(_STATE["lfs"], data, _STATE["row_ids"][start:stop], _STATE["cardinality"], _STATE["timeout"])
+
+
+def label_rows(lfs: Sequence[LabelingFunction], data: Sequence[Any], row_ids: Sequence[int], cardinality: int,
+               timeout: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[LFReport]]:
+    """Apply `lfs` to row objects `data` with fault isolation; any engine's workers call this.
+
+    Returns sparse (rows, lf index, labels) and one report per LF. The time
+    limit uses SIGALRM, so it applies when called in a process's main thread.
+    """
+    import threading
+
+    out_r, out_c, out_l = [], [], []
+    reports = [LFReport(lf.name) for lf in lfs]
+    use_timer = (timeout > 0 and hasattr(signal, "setitimer")
+                 and threading.current_thread() is threading.main_thread())
+    if use_timer:
+        old = signal.signal(signal.SIGALRM, _on_alarm)
+    try:
+        for j, lf in enumerate(lfs):
+            rep = reports[j]
+            for i, x in enumerate(data):
+                try:
+                    if use_timer:
+                        signal.setitimer(signal.ITIMER_REAL, timeout)
+                    try:
+                        v = lf(x)
+                    finally:
+                        if use_timer:
+                            signal.setitimer(signal.ITIMER_REAL, 0)
+                except _LFTimeout:
+                    rep.timed_out += 1
+                    if rep.first_error is None:
+                        rep.first_row, rep.first_error = row_ids[i], f"timed out after {timeout} s"
+                    continue
+                except Exception:  # noqa: BLE001 - isolate any LF failure
+                    rep.raised += 1
+                    if rep.first_error is None:
+                        rep.first_row, rep.first_error = row_ids[i], traceback.format_exc(limit=-3)
+                    continue
+                if v == ABSTAIN and type(v) is int:
+                    continue
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                    rep.bad_type += 1
+                    if rep.first_error is None:
+                        rep.first_row, rep.first_error = row_ids[i], f"returned {v!r} ({type(v).__name__}), not an int"
+                    continue
+                v = int(v)
+                if v == ABSTAIN:
+                    continue
+                if not 0 <= v < cardinality:
+                    rep.out_of_range += 1
+                    if rep.first_error is None:
+                        rep.first_row, rep.first_error = row_ids[i], f"returned {v}, outside 0..{cardinality - 1} or -1"
+                    continue
+                out_r.append(row_ids[i]); out_c.append(j); out_l.append(v)
+    finally:
+        if use_timer:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+    return (np.asarray(out_r, np.int64), np.asarray(out_c, np.int32), np.asarray(out_l, np.int16), reports)
+
+
+def _progress(total: int, label: str, enabled: bool):
+    """A rich progress bar on a terminal; plain lines (about 10) elsewhere, as in CI. Both on stderr."""
+    import sys
+
+    class _Plain:
+        def __init__(self):
+            self.done, self.next_report = 0, total / 10
+
+        def advance(self, n):
+            self.done += n
+            if enabled and (self.done >= self.next_report or self.done == total):
+                print(f"{label}: {self.done}/{total} rows", file=sys.stderr, flush=True)
+                self.next_report += total / 10
+
+        def close(self):
+            pass
+
+    enabled = enabled and total >= 20_000  # small runs finish before a bar would help
+    if not enabled or not sys.stderr.isatty():
+        return _Plain()
+    from rich.console import Console
+    from rich.progress import Progress
+
+    # stderr: stdout stays clean for --json and pipes.
+    prog = Progress(transient=True, console=Console(stderr=True))
+    prog.start()
+    task = prog.add_task(label, total=total)
+
+    class _Rich:
+        def advance(self, n):
+            prog.advance(task, n)
+
+        def close(self):
+            prog.stop()
+
+    return _Rich()
+
+
+def apply_python_lfs(table, lfs: Sequence[LabelingFunction], cardinality: int,
+                     config: ApplyConfig | None = None, label: str = "applying LFs") -> Applied:
+    """Run Python LFs over an Arrow table (needs a `_row` column) with a process pool."""
+    import multiprocessing as mp
+
+    config = config or ApplyConfig()
+    lfs = list(lfs)
+    n = table.num_rows
+    names = [lf.name for lf in lfs]
+    empty = Applied(np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.int16), names,
+                    {lf.name: LFReport(lf.name) for lf in lfs})
+    if not lfs or n == 0:
+        return empty
+    rtype = row_type(table.column_names)
+    _STATE.update(
+        lfs=lfs, cardinality=cardinality, timeout=config.lf_timeout_s, row_type=rtype,
+        columns={f: table.column(f).to_pylist() for f in rtype[1]},
+        row_ids=table.column("_row").to_pylist() if "_row" in table.column_names else list(range(n)),
+    )
+    n_jobs = config.n_jobs or os.cpu_count() or 1
+    chunks = [(s, min(s + config.chunk_size, n)) for s in range(0, n, config.chunk_size)]
+    parts = []
+    bar = _progress(n, label, config.progress)
+    try:
+        if n_jobs == 1 or len(chunks) == 1:
+            for s, e in chunks:
+                parts.append(_run_chunk(s, e))
+                bar.advance(e - s)
+        else:
+            # fork: workers inherit _STATE (LFs, columns) instead of unpickling it.
+            with ProcessPoolExecutor(max_workers=min(n_jobs, len(chunks)), mp_context=mp.get_context("fork")) as pool:
+                futures = [(pool.submit(_run_chunk, s, e), e - s) for s, e in chunks]
+                for fut, size in futures:
+                    parts.append(fut.result())
+                    bar.advance(size)
+    finally:
+        bar.close()
+        _STATE.clear()
+    reports = {lf.name: LFReport(lf.name) for lf in lfs}
+    for *_, reps in parts:
+        for r in reps:
+            reports[r.name].merge(r)
+    return Applied(
+        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]), names, reports,
+    )
+
+
+def apply_declarative_lfs(table, lfs: Sequence[DeclarativeLF], cardinality: int) -> Applied:
+    """All declarative LFs in one DuckDB pass: one SQL CASE expression per LF, then unpivot."""
+    import duckdb
+
+    lfs = list(lfs)
+    names = [lf.name for lf in lfs]
+    reports = {lf.name: LFReport(lf.name) for lf in lfs}
+    if not lfs or table.num_rows == 0:
+        return Applied(np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.int16), names, reports)
+    for lf in lfs:
+        if not 0 <= lf.label < cardinality:
+            reports[lf.name].out_of_range = table.num_rows
+            reports[lf.name].first_error = f"label {lf.label} outside 0..{cardinality - 1}"
+    ok = [j for j, lf in enumerate(lfs) if reports[lf.name].failed_rows == 0]
+    con = duckdb.connect()
+    try:
+        con.register("_data", table)
+        selects = ", ".join(f"({lfs[j].sql()})::SMALLINT AS c{j}" for j in ok)
+        unions = " UNION ALL ".join(
+            f"SELECT _row, {j}::INTEGER AS col, c{j} AS label FROM lf_out WHERE c{j} <> -1" for j in ok)
+        try:
+            res = con.execute(
+                f"WITH lf_out AS (SELECT _row, {selects} FROM _data) {unions} ORDER BY col, _row").fetchnumpy()
+        except duckdb.Error as e:
+            # One bad LF (e.g. an invalid regex) must not sink the others: retry each alone.
+            parts_r, parts_c, parts_l = [], [], []
+            for j in ok:
+                try:
+                    r = con.execute(
+                        f"SELECT _row, {j}::INTEGER AS col, l AS label FROM "
+                        f"(SELECT _row, ({lfs[j].sql()})::SMALLINT AS l FROM _data) WHERE l <> -1 ORDER BY _row"
+                    ).fetchnumpy()
+                    parts_r.append(r["_row"]); parts_c.append(r["col"]); parts_l.append(r["label"])
+                except duckdb.Error as e2:
+                    rep = reports[lfs[j].name]
+                    rep.raised = table.num_rows
+                    rep.first_row, rep.first_error = None, str(e2).splitlines()[0]
+            del e
+            res = {"_row": np.concatenate(parts_r) if parts_r else np.empty(0, np.int64),
+                   "col": np.concatenate(parts_c) if parts_c else np.empty(0, np.int32),
+                   "label": np.concatenate(parts_l) if parts_l else np.empty(0, np.int16)}
+    finally:
+        con.close()
+    return Applied(np.asarray(res["_row"], np.int64), np.asarray(res["col"], np.int32),
+                   np.asarray(res["label"], np.int16), names, reports)
+
+
+def apply_lfs(table, lfs: Sequence[LabelingFunction], cardinality: int,
+              config: ApplyConfig | None = None, label: str = "applying LFs") -> Applied:
+    """Declarative LFs through DuckDB, the rest through the process pool; one result."""
+    decl = [lf for lf in lfs if isinstance(lf, DeclarativeLF)]
+    py = [lf for lf in lfs if not isinstance(lf, DeclarativeLF)]
+    a = apply_declarative_lfs(table, decl, cardinality)
+    b = apply_python_lfs(table, py, cardinality, config, label=label)
+    names = a.sources + b.sources
+    return Applied(
+        np.concatenate([a.rows, b.rows]),
+        np.concatenate([a.cols, b.cols + len(a.sources)]).astype(np.int32),
+        np.concatenate([a.labels, b.labels]),
+        names, {**a.reports, **b.reports},
+    )

@@ -1,0 +1,133 @@
+"""The versioned label store: label matrices and probabilistic labels on disk.
+
+Files live under `.mothermodel/labels/<task>/`, named by their content hash
+(`lm-<hash>.parquet` for label matrices, `pl-<hash>.parquet` for probabilistic
+labels), written to a temporary file and renamed, then recorded in the
+registry. Every read checks the file against its recorded hash. The folder is
+tracked with DVC, so users can `dvc push` it to a remote.
+
+Label matrix file: sparse rows (row int64, source string, label int16) sorted
+by source then row; abstains are absent. Probabilistic labels: row, pred
+(int16, ties broken with a fixed seed) and one float32 column per class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from mothermodel.errors import IntegrityError
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_parquet(ws, task: str, prefix: str, table) -> tuple[str, str]:
+    """Write `table` content-addressed under labels/<task>/; returns (path relative to home, hash)."""
+    import pyarrow.parquet as pq
+
+    folder = ws.labels_dir / task
+    folder.mkdir(parents=True, exist_ok=True)
+    ws.tmp_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}-", suffix=".parquet.tmp", dir=ws.tmp_dir)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        digest = sha256_file(Path(tmp))
+        final = folder / f"{prefix}-{digest[:16]}.parquet"
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return str(final.relative_to(ws.home)), digest
+
+
+def write_matrix(ws, task: str, rows: np.ndarray, sources: list[str], cols: np.ndarray, labels: np.ndarray):
+    import pyarrow as pa
+
+    order = np.lexsort((rows, cols))
+    names = pa.array(sources, pa.string())
+    table = pa.table({
+        "row": pa.array(rows[order], pa.int64()),
+        "source": pa.DictionaryArray.from_arrays(pa.array(cols[order], pa.int32()), names),
+        "label": pa.array(labels[order], pa.int16()),
+    })
+    return _write_parquet(ws, task, "lm", table)
+
+
+def write_probs(ws, task: str, rows: np.ndarray, probs: np.ndarray, preds: np.ndarray, classes: list[str],
+                extra: dict[str, np.ndarray] | None = None):
+    """extra: more per-row columns (e.g. `applicable`: P(task applies) for a child in a task tree)."""
+    import pyarrow as pa
+
+    cols = {"row": pa.array(rows, pa.int64()), "pred": pa.array(preds, pa.int16())}
+    for k, c in enumerate(classes):
+        cols[f"p_{k}"] = pa.array(probs[:, k].astype(np.float32))
+    for name, values in (extra or {}).items():
+        cols[name] = pa.array(np.asarray(values, np.float32))
+    table = pa.table(cols).replace_schema_metadata({"classes": json.dumps(classes)})
+    return _write_parquet(ws, task, "pl", table)
+
+
+def read_checked(ws, rel_path: str, expected_hash: str):
+    """Read a label file, refusing it when its bytes no longer match the recorded hash."""
+    import pyarrow.parquet as pq
+
+    path = ws.home / rel_path
+    if not path.is_file():
+        raise IntegrityError(f"{path}: recorded in the registry but missing (restore it with `dvc checkout` or re-run label apply)")
+    found = sha256_file(path)
+    if found != expected_hash:
+        raise IntegrityError(
+            f"{path}: content hash mismatch (recorded {expected_hash[:12]}, found {found[:12]}): "
+            "the file changed outside mothermodel; restore it with `dvc checkout` or re-run with --force"
+        )
+    return pq.read_table(path)
+
+
+def dense(table, num_rows: int, sources: list[str]) -> np.ndarray:
+    """Sparse matrix table -> dense (num_rows x len(sources)) int16 with -1 for abstain."""
+    L = np.full((num_rows, len(sources)), -1, dtype=np.int16)
+    if table.num_rows:
+        idx = {s: j for j, s in enumerate(sources)}
+        src = table.column("source").combine_chunks()
+        names = src.dictionary.to_pylist()
+        remap = np.array([idx.get(n, -1) for n in names], dtype=np.int64)
+        cols = remap[src.indices.to_numpy(zero_copy_only=False)]
+        keep = cols >= 0
+        rows = table.column("row").to_numpy()[keep]
+        L[rows, cols[keep]] = table.column("label").to_numpy()[keep]
+    return L
+
+
+def dvc_track(ws) -> str | None:
+    """Track the labels folder with DVC (dvc init --no-scm outside git). Returns a note on failure."""
+    import logging
+    import subprocess
+
+    try:
+        from dvc.repo import Repo
+    except ImportError:
+        return "dvc is not installed: label files are not DVC-tracked"
+    logging.getLogger("dvc").setLevel(logging.WARNING)
+    home = ws.home
+    try:
+        if not (home / ".dvc").is_dir():
+            in_git = subprocess.run(["git", "-C", str(home), "rev-parse", "--show-toplevel"],
+                                    capture_output=True, text=True).returncode == 0
+            Repo.init(str(home), no_scm=not in_git, subdir=in_git)
+        with Repo(str(home)) as repo:
+            repo.add([str(home / "labels")])
+    except Exception as e:  # noqa: BLE001 - versioning must not lose the labels just written
+        return f"dvc add failed: {type(e).__name__}: {e}".splitlines()[0]
+    return None
