@@ -63,7 +63,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from mothermodel.labeling.model import _resolve_device, _tie_break
+from mothermodel.labeling.model import _resolve_device, _tie_break, check_em_settings
 
 __all__ = [
     "ABSTAIN",
@@ -128,16 +128,7 @@ class HierarchyConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError("epochs must be >= 1")
-        if self.tol < 0:
-            raise ValueError("tol must be >= 0")
-        if not 0.0 < self.prior_precision < 1.0:
-            raise ValueError("prior_precision must be in (0, 1)")
-        if self.prior_strength < 0:
-            raise ValueError("prior_strength must be >= 0")
-        if self.balance_prior <= 0:
-            raise ValueError("balance_prior must be > 0")
+        check_em_settings(self)
         if self.abstain_evidence not in _ABSTAIN_MODES:
             raise ValueError(f"abstain_evidence must be one of {_ABSTAIN_MODES}, got {self.abstain_evidence!r}")
         if self.dev_weight < 0:
@@ -459,7 +450,7 @@ class HierarchicalLabelModel:
         a0, b0 = self._prior_rates(X, Q, wt)
 
         eps = 1e-6
-        s, p0 = float(cfg.prior_strength), float(cfg.prior_precision)
+        s = float(cfg.prior_strength)
         prev = None
         converged = False
         it = 0

@@ -145,8 +145,12 @@ class KeywordLF(DeclarativeLF):
         return {"keywords": list(self.keywords), "label": self.label, "field": self.field,
                 "case_sensitive": self.case_sensitive}
 
-    def sql(self) -> str:
-        col = _sql_ident(self.field) if self.case_sensitive else f"lower({_sql_ident(self.field)})"
+    def sql(self, lower_col: str | None = None) -> str:
+        """lower_col: a column already holding lower(field), so many LFs lower the text once."""
+        if self.case_sensitive:
+            col = _sql_ident(self.field)
+        else:
+            col = _sql_ident(lower_col) if lower_col else f"lower({_sql_ident(self.field)})"
         kws = self.keywords if self.case_sensitive else [k.lower() for k in self.keywords]
         cond = " OR ".join(f"contains({col}, {_sql_str(k)})" for k in kws)
         return f"CASE WHEN {cond} THEN {self.label} ELSE -1 END"

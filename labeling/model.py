@@ -312,6 +312,20 @@ def _select_l2(Xd: torch.Tensor, yd: np.ndarray, vc: torch.Tensor, w0: torch.Ten
 # --------------------------------------------------------------------------- #
 # Learned label model
 # --------------------------------------------------------------------------- #
+def check_em_settings(cfg) -> None:
+    """Checks shared by every EM config here (flat and hierarchical label models)."""
+    if cfg.epochs < 1:
+        raise ValueError("epochs must be >= 1")
+    if cfg.tol < 0:
+        raise ValueError("tol must be >= 0")
+    if not 0.0 < cfg.prior_precision < 1.0:
+        raise ValueError("prior_precision must be in (0, 1)")
+    if cfg.prior_strength < 0:
+        raise ValueError("prior_strength must be >= 0")
+    if cfg.balance_prior <= 0:
+        raise ValueError("balance_prior must be > 0")
+
+
 @dataclass
 class LabelModelConfig:
     """Settings of :class:`LabelModel` (defaults chosen on WRENCH *valid* splits).
@@ -375,16 +389,7 @@ class LabelModelConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError("epochs must be >= 1")
-        if self.tol < 0:
-            raise ValueError("tol must be >= 0")
-        if not 0.0 < self.prior_precision < 1.0:
-            raise ValueError("prior_precision must be in (0, 1)")
-        if self.prior_strength < 0:
-            raise ValueError("prior_strength must be >= 0")
-        if self.balance_prior <= 0:
-            raise ValueError("balance_prior must be > 0")
+        check_em_settings(self)
         if self.dev_mode not in ("correct", "anchor", "ignore"):
             raise ValueError("dev_mode must be 'correct', 'anchor' or 'ignore'")
         self.dev_l2_grid = tuple(math.inf if g is None else float(g) for g in self.dev_l2_grid)

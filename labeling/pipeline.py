@@ -209,8 +209,15 @@ def apply(reg, task_names: Sequence[str] | None = None, config: ApplyConfig | No
             rep.name = r_name
         lf_sources = [s for s in todo if s["kind"] == "lf"]
         if lf_sources:
-            parts.append(apply_lfs(table, [lfs_by_task[name][s["name"]] for s in lf_sources], k, config,
-                                   label=f"{name}: {len(lf_sources)} LFs"))
+            chosen = [lfs_by_task[name][s["name"]] for s in lf_sources]
+            if config.engine == "dask":
+                from mothermodel.labeling.dask_apply import apply_lfs_dask
+
+                # Workers read the dataset's Parquet file themselves (a path all of them can reach).
+                parts.append(apply_lfs_dask(str(reg.ws.home / ds["path"]), chosen, k, config,
+                                            client=config.scheduler))
+            else:
+                parts.append(apply_lfs(table, chosen, k, config, label=f"{name}: {len(lf_sources)} LFs"))
         for s in todo:
             if s["kind"] == "task_output":
                 parts.append(_map_output(t, s, tasks[s["ref"]], outputs[s["ref"]][1], table))

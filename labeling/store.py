@@ -13,42 +13,17 @@ by source then row; abstains are absent. Probabilistic labels: row, pred
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from mothermodel.errors import IntegrityError
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from mothermodel.registry.files import sha256_file, write_parquet_addressed
 
 
 def _write_parquet(ws, task: str, prefix: str, table) -> tuple[str, str]:
     """Write `table` content-addressed under labels/<task>/; returns (path relative to home, hash)."""
-    import pyarrow.parquet as pq
-
-    folder = ws.labels_dir / task
-    folder.mkdir(parents=True, exist_ok=True)
-    ws.tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}-", suffix=".parquet.tmp", dir=ws.tmp_dir)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        digest = sha256_file(Path(tmp))
-        final = folder / f"{prefix}-{digest[:16]}.parquet"
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    final, digest = write_parquet_addressed(table, ws.labels_dir / task, prefix, ws.tmp_dir)
     return str(final.relative_to(ws.home)), digest
 
 

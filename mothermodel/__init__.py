@@ -19,12 +19,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Registry":
-        from mothermodel.registry.api import Registry
+    # Registry and Workspace load DuckDB: only on first use, so spec files import fast.
+    if name in ("Registry", "Workspace"):
+        from mothermodel import registry
 
-        return Registry
-    if name == "Workspace":
-        from mothermodel.registry.workspace import Workspace
-
-        return Workspace
+        return getattr(registry, name)
     raise AttributeError(name)

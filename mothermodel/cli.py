@@ -272,14 +272,20 @@ def label() -> None:
               help="Time limit in seconds for one LF on one row (0: none).")
 @click.option("--force", is_flag=True, help="Recompute every source even when nothing changed.")
 @click.option("--strict", is_flag=True, help="Exit 1, recording nothing for that task, if any LF fails on any row.")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="Where Python LFs run: this machine's cores, or a Dask cluster.")
+@click.option("--scheduler", default=None, help="With --engine dask: scheduler address (default: a local cluster).")
 @json_option
 @click.pass_context
-def label_apply(ctx, tasks, jobs, lf_timeout, force, strict, as_json) -> None:
+def label_apply(ctx, tasks, jobs, lf_timeout, force, strict, engine, scheduler, as_json) -> None:
     """Run every stale source of TASKS (default: all) in DAG order into new label-matrix versions."""
     from mothermodel.labeling import pipeline
     from mothermodel.labeling.apply import ApplyConfig
 
-    cfg = ApplyConfig(n_jobs=jobs, lf_timeout_s=lf_timeout, progress=not as_json)
+    if scheduler and engine != "dask":
+        raise UserError("--scheduler: only with --engine dask")
+    cfg = ApplyConfig(n_jobs=jobs, lf_timeout_s=lf_timeout, progress=not as_json, engine=engine,
+                      scheduler=scheduler)
     res = pipeline.apply(_registry(ctx), list(tasks) or None, cfg, force=force, strict=strict)
     if as_json:
         console.emit_json(res)

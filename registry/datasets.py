@@ -8,14 +8,12 @@ most an orphan temporary file, never a half-written dataset.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from mothermodel.errors import UserError
+from mothermodel.registry.files import write_parquet_addressed
 from mothermodel.registry.spec import NAME_RE
 
 READERS = {".parquet": "read_parquet", ".csv": "read_csv_auto", ".jsonl": "read_json_auto", ".ndjson": "read_json_auto"}
@@ -44,14 +42,6 @@ def read_table(file: str | Path):
         con.close()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def stage(ws, name: str, table, text_field: str | None, split_field: str | None,
           gold_field: str | None, origin: str) -> dict[str, Any]:
     """Validate `table` and write it into the workspace's data folder (no registry write).
@@ -60,7 +50,6 @@ def stage(ws, name: str, table, text_field: str | None, split_field: str | None,
     so the same content is stored once.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     if not NAME_RE.match(name):
         raise UserError(f"NAME: {name!r} does not match {NAME_RE.pattern}")
@@ -77,18 +66,7 @@ def stage(ws, name: str, table, text_field: str | None, split_field: str | None,
     if ROW in table.column_names:
         table = table.drop_columns([ROW])
     table = table.add_column(0, ROW, pa.array(range(table.num_rows), pa.int64()))
-    ws.data_dir.mkdir(parents=True, exist_ok=True)
-    ws.tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{name}-", suffix=".parquet.tmp", dir=ws.tmp_dir)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        digest = _sha256(Path(tmp))
-        final = ws.data_dir / f"{name}-{digest[:16]}.parquet"
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    final, digest = write_parquet_addressed(table, ws.data_dir, name, ws.tmp_dir)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     return {
         "name": name, "path": str(final.relative_to(ws.home)), "num_rows": table.num_rows,

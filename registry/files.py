@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -23,3 +24,34 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 def write_text_atomic(path: Path, text: str) -> None:
     write_bytes_atomic(path, text.encode())
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_parquet_addressed(table, folder: Path, prefix: str, tmp_dir: Path) -> tuple[Path, str]:
+    """Write `table` to `folder/<prefix>-<hash16>.parquet`, named by its content hash.
+
+    Written to `tmp_dir` (same filesystem) and renamed: a killed process leaves
+    at most a `.tmp` file behind, never a half-written Parquet under its final name.
+    """
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}-", suffix=".parquet.tmp", dir=tmp_dir)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        digest = sha256_file(Path(tmp))
+        final = folder / f"{prefix}-{digest[:16]}.parquet"
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return final, digest
