@@ -8,8 +8,6 @@ its code, so editing an LF makes exactly its downstream stale.
 from __future__ import annotations
 
 import hashlib
-import inspect
-import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -17,6 +15,9 @@ ABSTAIN = -1
 
 
 def _source_of(fn: Callable) -> str:
+    import inspect  # lazily: spec files and the CLI import this module on every start
+    import textwrap
+
     try:
         return textwrap.dedent(inspect.getsource(fn))
     except (OSError, TypeError):

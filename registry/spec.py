@@ -9,11 +9,9 @@ against the registry and writes it.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
 import sys
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,6 +269,9 @@ def load_spec(path: str | Path) -> TaskSpec:
 
 
 def _load_python(p: Path) -> TaskSpec:
+    import importlib.util
+    import uuid
+
     # A fresh, unique module name: two specs named alike must not share state.
     mod_name = f"_mothermodel_spec_{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_file_location(mod_name, p)
@@ -370,6 +371,9 @@ def _from_mapping(data: Any, origin: str) -> TaskSpec:
 
 def lfs_from_source(text: str, origin: str) -> dict[str, LabelingFunction]:
     """Re-create a Python spec's LFs from its stored module text (what was submitted)."""
+    import importlib.util
+    import uuid
+
     mod_name = f"_mothermodel_spec_{uuid.uuid4().hex}"
     module = importlib.util.module_from_spec(importlib.util.spec_from_loader(mod_name, loader=None))
     module.__file__ = origin
