@@ -87,22 +87,32 @@ def dense(table, num_rows: int, sources: list[str]) -> np.ndarray:
 
 def dvc_track(ws) -> str | None:
     """Track the labels folder with DVC (dvc init --no-scm outside git). Returns a note on failure."""
+    import contextlib
+    import io
     import logging
-    import subprocess
 
     try:
-        from dvc.repo import Repo
+        import dvc.repo  # noqa: F401
     except ImportError:
         return "dvc is not installed: label files are not DVC-tracked"
     logging.getLogger("dvc").setLevel(logging.WARNING)
-    home = ws.home
+    quiet = io.StringIO()  # DVC draws its own progress bars; ours already told the user
     try:
-        if not (home / ".dvc").is_dir():
-            in_git = subprocess.run(["git", "-C", str(home), "rev-parse", "--show-toplevel"],
-                                    capture_output=True, text=True).returncode == 0
-            Repo.init(str(home), no_scm=not in_git, subdir=in_git)
-        with Repo(str(home)) as repo:
-            repo.add([str(home / "labels")])
+        with contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
+            _dvc_add(ws.home)
     except Exception as e:  # noqa: BLE001 - versioning must not lose the labels just written
         return f"dvc add failed: {type(e).__name__}: {e}".splitlines()[0]
     return None
+
+
+def _dvc_add(home) -> None:
+    import subprocess
+
+    from dvc.repo import Repo
+
+    if not (home / ".dvc").is_dir():
+        in_git = subprocess.run(["git", "-C", str(home), "rev-parse", "--show-toplevel"],
+                                capture_output=True, text=True).returncode == 0
+        Repo.init(str(home), no_scm=not in_git, subdir=in_git)
+    with Repo(str(home)) as repo:
+        repo.add([str(home / "labels")])
