@@ -190,6 +190,8 @@ def to_png(g, out_path) -> None:
     import matplotlib.pyplot as plt
     import networkx as nx
 
+    from mothermodel.registry.files import umask_mode
+
     g = g.copy()
     for layer, nodes in enumerate(nx.topological_generations(g)):
         for n in nodes:
@@ -223,6 +225,7 @@ def to_png(g, out_path) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=120)
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, out)
     finally:
         plt.close(fig)

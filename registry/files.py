@@ -8,6 +8,13 @@ import tempfile
 from pathlib import Path
 
 
+def umask_mode() -> int:
+    """The mode a plain open() would give a new file (mkstemp makes 0600 files)."""
+    um = os.umask(0)
+    os.umask(um)
+    return 0o666 & ~um
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -16,6 +23,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -50,6 +58,7 @@ def write_parquet_addressed(table, folder: Path, prefix: str, tmp_dir: Path) -> 
         pq.write_table(table, tmp, compression="zstd")
         digest = sha256_file(Path(tmp))
         final = folder / f"{prefix}-{digest[:16]}.parquet"
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, final)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

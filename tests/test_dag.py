@@ -64,6 +64,12 @@ def test_renderings(ws, tmp_path):
     png = tmp_path / "out" / "dag.png"
     r = run_cli("dag", "show", "--format", "png", "--out", png, ws=ws)
     assert r.code == 0, r
+    import os
+    import stat
+
+    um = os.umask(0)
+    os.umask(um)
+    assert stat.S_IMODE(png.stat().st_mode) == 0o666 & ~um  # not mkstemp's 0600
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     r = run_cli("dag", "show", "--format", "png", ws=ws)
