@@ -111,8 +111,12 @@ def _dvc_add(home) -> None:
     from dvc.repo import Repo
 
     if not (home / ".dvc").is_dir():
-        in_git = subprocess.run(["git", "-C", str(home), "rev-parse", "--show-toplevel"],
-                                capture_output=True, text=True).returncode == 0
-        Repo.init(str(home), no_scm=not in_git, subdir=in_git)
+        # Inside a git work tree DVC wants to use git, unless git ignores the workspace
+        # (then DVC refuses to init there): fall back to --no-scm in that case.
+        git = ["git", "-C", str(home)]
+        in_git = subprocess.run([*git, "rev-parse", "--show-toplevel"], capture_output=True).returncode == 0
+        ignored = in_git and subprocess.run([*git, "check-ignore", "-q", str(home)], capture_output=True).returncode == 0
+        use_git = in_git and not ignored
+        Repo.init(str(home), no_scm=not use_git, subdir=use_git)
     with Repo(str(home)) as repo:
         repo.add([str(home / "labels")])

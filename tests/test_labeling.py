@@ -348,3 +348,22 @@ def test_apply_on_dask_gives_the_same_matrix(lws, tmp_path):
     assert matrix(lws) == local
     r = run_cli("label", "apply", "--scheduler", "tcp://127.0.0.1:1", ws=lws)
     assert r.code == 2 and "--scheduler" in r.err
+
+
+@pytest.mark.parametrize("ignored", [False, True])
+def test_dvc_tracking_inside_a_git_repo(tmp_path, ignored):
+    """A workspace inside git uses DVC with git; one that git ignores falls back to --no-scm."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    if ignored:
+        (repo / ".gitignore").write_text("ws/\n")
+    root = repo / "ws"
+    assert run_cli("init", root).code == 0
+    pq.write_table(pa.table({"text": TEXTS, "stars": pa.array([1, -1, -1, 0, 1, 0, -1, -1], pa.int8())}),
+                   tmp_path / "m.parquet")
+    assert run_cli("dataset", "add", "mail", tmp_path / "m.parquet", ws=root).code == 0
+    submit(root, tmp_path)
+    r = run_cli("label", "apply", "--json", ws=root)
+    assert r.code == 0 and "dvc" not in json.loads(r.out), r.out
+    assert "path: labels" in (root / ".mothermodel" / "labels.dvc").read_text()
