@@ -155,15 +155,10 @@ def valid_cv(mod, k, Ltr, Lva, yva, cfg, folds=5, repeats=4) -> dict:
     import numpy as np
     hits = tot = 0
     for rep in range(repeats):
-        rng = np.random.default_rng(100 + rep)
-        fold = np.empty(len(yva), dtype=np.int64)
-        off = 0
-        for c in np.unique(yva):
-            idx = rng.permutation(np.flatnonzero(yva == c))
-            fold[idx] = (np.arange(len(idx)) + off) % folds
-            off += len(idx)
-        for f in range(folds):
-            te, tr = fold == f, fold != f
+        for held_out in mod._stratified_folds(yva, folds, 100 + rep):
+            te = np.zeros(len(yva), bool)
+            te[held_out] = True
+            tr = ~te
             lm = mod.LabelModel(k, cfg).fit(Ltr, L_dev=Lva[tr], Y_dev=yva[tr])
             hits += int((lm.predict(Lva[te]) == yva[te]).sum())
             tot += int(te.sum())

@@ -63,7 +63,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from mothermodel.labeling.model import _resolve_device, _tie_break, check_em_settings
+from mothermodel.labeling.model import _resolve_device, _tie_break, as_label_matrix, check_em_settings
 
 __all__ = [
     "ABSTAIN",
@@ -307,17 +307,10 @@ class HierarchicalLabelModel:
             if t not in L_by_task:
                 blocks.append(None)
                 continue
-            L = L_by_task[t]
-            if isinstance(L, torch.Tensor):
-                L = L.detach().cpu().numpy()
-            L = np.asarray(L)
-            if L.ndim != 2:
-                raise ValueError(f"task {t!r}: label matrix must be 2-D (n rows x m LFs), got shape {L.shape}")
-            if L.dtype.kind not in "iu":
-                raise ValueError(f"task {t!r}: label matrix must hold integers, got dtype {L.dtype}")
-            if L.size and (int(L.min()) < ABSTAIN or int(L.max()) >= k):
-                raise ValueError(f"task {t!r}: label values must be -1 (abstain) or a class in 0..{k - 1}, "
-                                 f"found range [{int(L.min())}, {int(L.max())}]")
+            try:
+                L = as_label_matrix(L_by_task[t], k)  # the flat model's checks, per task
+            except ValueError as e:
+                raise ValueError(f"task {t!r}: {e}") from None
             if n is None:
                 n, n_from = L.shape[0], t
             elif L.shape[0] != n:

@@ -132,31 +132,37 @@ def _build_lfs(t: _TaskState) -> dict[str, LabelingFunction]:
     return lfs
 
 
-def _column_entries(table, cols: Sequence[str], cardinality: int) -> Applied:
+def _column_entries(table, sources: Sequence[tuple[str, str]], cardinality: int) -> Applied:
+    """Weak labels already in dataset columns; sources: (source name, column) pairs."""
     rows, cidx, labels, reports = [], [], [], {}
     row_ids = table.column("_row").to_numpy()
-    for j, c in enumerate(cols):
+    for j, (name, c) in enumerate(sources):
         v = table.column(c).to_numpy(zero_copy_only=False)
         v = np.where(np.isnan(v), -1, v) if v.dtype.kind == "f" else v
         v = v.astype(np.int64)
         bad = (v < -1) | (v >= cardinality)
-        rep = LFReport(c)
+        rep = LFReport(name)
         if bad.any():
             rep.out_of_range = int(bad.sum())
             i = int(np.argmax(bad))
             rep.first_row, rep.first_error = int(row_ids[i]), f"column value {v[i]} outside 0..{cardinality - 1} or -1"
         keep = (v >= 0) & ~bad
         rows.append(row_ids[keep]); cidx.append(np.full(int(keep.sum()), j, np.int32)); labels.append(v[keep])
-        reports[c] = rep
-    if not cols:
+        reports[name] = rep
+    if not sources:
         return Applied(np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.int16), [], {})
     return Applied(np.concatenate(rows).astype(np.int64), np.concatenate(cidx), np.concatenate(labels).astype(np.int16),
-                   list(cols), reports)
+                   [name for name, _ in sources], reports)
 
 
 def apply(reg, task_names: Sequence[str] | None = None, config: ApplyConfig | None = None,
           force: bool = False, strict: bool = False, track: bool = True) -> dict[str, Any]:
     """Run every stale source of the given tasks (default: all) in DAG order; record new versions."""
+    return _apply(reg, task_names, config, force, strict, track)[0]
+
+
+def _apply(reg, task_names, config, force=False, strict=False, track=True) -> tuple[dict[str, Any], _Datasets]:
+    """`apply`, also handing back the datasets it read (and hash-checked), so `fit` reads them once."""
     import networkx as nx
 
     config = config or ApplyConfig()
@@ -201,12 +207,7 @@ def apply(reg, task_names: Sequence[str] | None = None, config: ApplyConfig | No
             reuse = {n for n, i in ident.items() if prev["source_versions"].get(n) == i}
         todo = [s for s in t.sources if s["name"] not in reuse]
         parts: list[Applied] = []
-        col_sources = [s for s in todo if s["kind"] == "column"]
-        parts.append(_column_entries(table, [s["ref"] for s in col_sources], k))
-        parts[-1].sources = [s["name"] for s in col_sources]
-        parts[-1].reports = {s["name"]: parts[-1].reports[s["ref"]] for s in col_sources} if col_sources else {}
-        for r_name, rep in parts[-1].reports.items():
-            rep.name = r_name
+        parts.append(_column_entries(table, [(s["name"], s["ref"]) for s in todo if s["kind"] == "column"], k))
         lf_sources = [s for s in todo if s["kind"] == "lf"]
         if lf_sources:
             chosen = [lfs_by_task[name][s["name"]] for s in lf_sources]
@@ -268,7 +269,7 @@ def apply(reg, task_names: Sequence[str] | None = None, config: ApplyConfig | No
     out = {"tasks": [r for r in results if r["task"] in targets or r["status"] == "created"]}
     if note:
         out["dvc"] = note
-    return out
+    return out, data
 
 
 def _task_output(reg, up: _TaskState, data: _Datasets, datasets) -> tuple[str, np.ndarray]:
@@ -329,6 +330,37 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, cardinality: int) -> dict[st
     return {"accuracy": acc, "macro_f1": float(np.mean(f1s)) if f1s else float("nan"), "n": int(len(y_true))}
 
 
+def _splits(table, ds: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's split name, and the rows a label model fits on: the train split,
+    or every row's weak labels when no row is in a split called 'train'."""
+    n = ds["num_rows"]
+    split = (np.asarray(table.column(ds["split_field"]).to_pylist(), dtype=object)
+             if ds["split_field"] else np.full(n, "train", dtype=object))
+    train = split == "train"
+    return split, (train if train.any() else np.ones(n, bool))
+
+
+def _use_dev(use_dev: bool | None) -> bool:
+    from mothermodel.labeling.model import DEFAULT_USE_DEV
+
+    return bool(DEFAULT_USE_DEV if use_dev is None else use_dev)
+
+
+def _record_probs(reg, task: _TaskState, model: str, probs: np.ndarray, preds: np.ndarray, rows: np.ndarray,
+                  out_metrics: dict, config: dict, extra: dict[str, np.ndarray] | None = None) -> int:
+    """Write a probabilistic-labels file and record it as TASK's next version; returns the version."""
+    path, digest = store.write_probs(reg.ws, task.name, rows, probs, preds, task.classes, extra=extra)
+    with reg.write() as con:
+        v = con.execute("SELECT coalesce(max(version), 0) + 1 FROM prob_labels WHERE task = ?", [task.name]).fetchone()[0]
+        con.execute(
+            "INSERT INTO prob_labels (task, version, label_matrix_version, model, content_hash, path, "
+            "task_fingerprint, metrics, created_at, config) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [task.name, v, task.latest_matrix["version"], model, digest, path, task.fingerprint,
+             json.dumps(out_metrics), _now(), json.dumps(config, default=str)],
+        )
+    return v
+
+
 def fit(reg, task: str, model: str = "label-model", use_dev: bool | None = None, seed: int = TIE_BREAK_SEED,
         apply_config: ApplyConfig | None = None) -> dict[str, Any]:
     """Probabilistic labels for TASK from its current label matrix (applied first if stale)."""
@@ -336,23 +368,18 @@ def fit(reg, task: str, model: str = "label-model", use_dev: bool | None = None,
         raise UserError(f"--model: must be one of {', '.join(MODELS)}")
     if model == "hierarchical":
         return fit_tree(reg, task, use_dev=use_dev, seed=seed, apply_config=apply_config)
-    applied = apply(reg, [task], config=apply_config)
+    applied, data = _apply(reg, [task], apply_config)
     tasks, datasets, _ = _read_state(reg)
     t = tasks[task]
     ds = datasets[t.dataset]
     m = t.latest_matrix
-    data = _Datasets(reg, datasets)
     table = data.table(t.dataset)
     n, k = ds["num_rows"], len(t.classes)
     sources = [s["name"] for s in t.sources]
     L = store.dense(store.read_checked(reg.ws, m["path"], m["content_hash"]), n, sources)
-    split = (np.asarray(table.column(ds["split_field"]).to_pylist(), dtype=object)
-             if ds["split_field"] else np.full(n, "train", dtype=object))
+    split, train = _splits(table, ds)
     gcol = gold_column(task, ds)
     gold = table.column(gcol).to_numpy(zero_copy_only=False).astype(np.int64) if gcol else None
-    train = split == "train"
-    if not train.any():
-        train = np.ones(n, bool)  # no split column value 'train': fit on every row's weak labels
     config: dict[str, Any] = {"model": model, "seed": seed}
     if model == "majority":
         from mothermodel.labeling.model import MajorityVoter
@@ -363,8 +390,8 @@ def fit(reg, task: str, model: str = "label-model", use_dev: bool | None = None,
     else:
         from mothermodel.labeling.model import LabelModel, LabelModelConfig
 
-        dev = (split == "valid") & (gold is not None) & (gold >= 0 if gold is not None else False)
-        dev_used = bool(use_dev if use_dev is not None else DEFAULT_USE_DEV) and gold is not None and bool(dev.any())
+        dev = (split == "valid") & (gold >= 0) if gold is not None else np.zeros(n, bool)
+        dev_used = _use_dev(use_dev) and bool(dev.any())
         cfg = LabelModelConfig(seed=seed)
         lm = LabelModel(k, cfg)
         if dev_used:
@@ -383,15 +410,7 @@ def fit(reg, task: str, model: str = "label-model", use_dev: bool | None = None,
             if mask.any():
                 out_metrics[s] = metrics(gold[mask], preds[mask], k)
     rows = table.column("_row").to_numpy()
-    path, digest = store.write_probs(reg.ws, task, rows, probs[rows], preds[rows], t.classes)
-    with reg.write() as con:
-        v = con.execute("SELECT coalesce(max(version), 0) + 1 FROM prob_labels WHERE task = ?", [task]).fetchone()[0]
-        con.execute(
-            "INSERT INTO prob_labels (task, version, label_matrix_version, model, content_hash, path, "
-            "task_fingerprint, metrics, created_at, config) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [task, v, m["version"], model, digest, path, t.fingerprint, json.dumps(out_metrics), _now(),
-             json.dumps(config, default=str)],
-        )
+    v = _record_probs(reg, t, model, probs[rows], preds[rows], rows, out_metrics, config)
     note = store.dvc_track(reg.ws)
     res = {"task": task, "version": v, "model": model, "label_matrix_version": m["version"],
            "uses_dev_labels": dev_used, "metrics": out_metrics,
@@ -401,8 +420,6 @@ def fit(reg, task: str, model: str = "label-model", use_dev: bool | None = None,
         res["dvc"] = note
     return res
 
-
-DEFAULT_USE_DEV = False
 
 
 def task_tree(tasks: dict[str, "_TaskState"], task: str) -> list[str]:
@@ -431,16 +448,12 @@ def fit_tree(reg, task: str, use_dev: bool | None = None, seed: int = TIE_BREAK_
     tree = task_tree(tasks, task)
     if len(tree) == 1:
         raise UserError(f"--model: task {task} is in no task tree (hierarchical needs tasks with parent and parent_class)")
-    applied = apply(reg, tree, config=apply_config)
+    applied, data = _apply(reg, tree, apply_config)
     tasks, datasets, _ = _read_state(reg)
     ds = datasets[tasks[tree[0]].dataset]
-    table = _Datasets(reg, datasets).table(tasks[tree[0]].dataset)
+    table = data.table(tasks[tree[0]].dataset)
     n = ds["num_rows"]
-    split = (np.asarray(table.column(ds["split_field"]).to_pylist(), dtype=object)
-             if ds["split_field"] else np.full(n, "train", dtype=object))
-    train = split == "train"
-    if not train.any():
-        train = np.ones(n, bool)
+    split, train = _splits(table, ds)
     L, gold = {}, {}
     for name in tree:
         t = tasks[name]
@@ -455,7 +468,7 @@ def fit_tree(reg, task: str, use_dev: bool | None = None, seed: int = TIE_BREAK_
     cfg = HierarchyConfig(seed=seed)
     hlm = HierarchicalLabelModel(nodes, cfg)
     dev = split == "valid"
-    dev_used = bool(use_dev if use_dev is not None else DEFAULT_USE_DEV) and bool(gold) and bool(dev.any())
+    dev_used = _use_dev(use_dev) and bool(gold) and bool(dev.any())
     if dev_used:
         hlm.fit({k: v[train] for k, v in L.items()},
                 dev=({k: v[dev] for k, v in L.items()}, {k: v[dev] for k, v in gold.items()}))
@@ -478,18 +491,10 @@ def fit_tree(reg, task: str, use_dev: bool | None = None, seed: int = TIE_BREAK_
                     mets[s] = metrics(gold[name][mask], pred[mask], k)
                     # Top-down consistent labels: a child counts as wrong where its parent was mispredicted.
                     mets[s]["accuracy_consistent"] = float((consistent[name][mask] == gold[name][mask]).mean())
-        path, digest = store.write_probs(reg.ws, name, rows, cond[rows], pred[rows], t.classes,
-                                         extra={"applicable": out["applicable"][name][rows]})
         config = {"model": "hierarchical", "seed": seed, "tree": tree, "uses_dev_labels": dev_used,
                   "hierarchy": {kk: v for kk, v in vars(cfg).items()}}
-        with reg.write() as con:
-            v = con.execute("SELECT coalesce(max(version), 0) + 1 FROM prob_labels WHERE task = ?", [name]).fetchone()[0]
-            con.execute(
-                "INSERT INTO prob_labels (task, version, label_matrix_version, model, content_hash, path, "
-                "task_fingerprint, metrics, created_at, config) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [name, v, t.latest_matrix["version"], "hierarchical", digest, path, t.fingerprint,
-                 json.dumps(mets), _now(), json.dumps(config, default=str)],
-            )
+        v = _record_probs(reg, t, "hierarchical", cond[rows], pred[rows], rows, mets, config,
+                          extra={"applicable": out["applicable"][name][rows]})
         results.append({"task": name, "version": v, "label_matrix_version": t.latest_matrix["version"], "metrics": mets})
     note = store.dvc_track(reg.ws)
     me = next(r for r in results if r["task"] == task)

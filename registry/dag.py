@@ -51,7 +51,7 @@ def impact(con, name: str, kind: str = "auto") -> dict[str, Any]:
 
     what, canonical, direct = resolve(con, name, kind)
     g = nx.DiGraph()
-    g.add_edges_from(con.execute("SELECT upstream, downstream FROM edges").fetchall())
+    g.add_edges_from((u, d, {"kind": k}) for u, d, k in con.execute("SELECT upstream, downstream, kind FROM edges").fetchall())
     g.add_nodes_from(direct)
     depth = {t: 0 for t in direct}
     via: dict[str, str | None] = {t: None for t in direct}
@@ -93,15 +93,11 @@ def impact(con, name: str, kind: str = "auto") -> dict[str, Any]:
         ]
     finally:
         con.unregister("_impacted")
-    edge_kind = {}
-    if len(tasks) > 1:
-        for up, down, k in con.execute("SELECT upstream, downstream, kind FROM edges").fetchall():
-            if via.get(down) == up:
-                edge_kind[down] = k
     return {
         "changed": {"kind": what, "name": canonical},
         "tasks": [
-            {"name": t, "depth": depth[t], "via": via[t], "edge": edge_kind.get(t)} for t in tasks
+            {"name": t, "depth": depth[t], "via": via[t], "edge": g.edges[via[t], t]["kind"] if via[t] else None}
+            for t in tasks
         ],
         "label_versions": label_versions,
         "models": models,

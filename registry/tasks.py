@@ -50,14 +50,13 @@ def submit(con, specs: Sequence[TaskSpec], replace: bool = False) -> dict[str, A
         for r in con.execute("SELECT name, content_hash, columns FROM datasets").fetchall()
     }
     existing = {
-        r[0]: {"version": r[1], "spec_hash": r[2], "fingerprint": r[3], "created_at": r[4]}
+        r[0]: {"version": r[1], "spec_hash": r[2], "fingerprint": r[3], "created_at": r[4], "classes": tuple(r[5])}
         for r in con.execute(
-            "SELECT name, version, spec_hash, fingerprint, created_at FROM tasks"
+            "SELECT name, version, spec_hash, fingerprint, created_at, classes FROM tasks"
         ).fetchall()
     }
+    spec_by_name = {s.name: s for s in specs}
 
-    spec_by_name_pre = {s.name: s for s in specs}
-    existing_classes = {r[0]: tuple(r[1]) for r in con.execute("SELECT name, classes FROM tasks").fetchall()}
     for s in specs:
         if s.dataset not in datasets:
             known = ", ".join(sorted(datasets)[:10]) or "none registered"
@@ -75,8 +74,8 @@ def submit(con, specs: Sequence[TaskSpec], replace: bool = False) -> dict[str, A
         if s.parent and s.parent not in existing and s.parent not in batch:
             raise UserError(f"{s.origin}: parent: unknown task {s.parent!r}")
         if s.parent_class is not None:
-            pclasses = (spec_by_name_pre[s.parent].classes if s.parent in spec_by_name_pre
-                        else existing_classes.get(s.parent, ()))
+            pclasses = (spec_by_name[s.parent].classes if s.parent in spec_by_name
+                        else existing[s.parent]["classes"])
             if s.parent_class not in pclasses:
                 raise UserError(f"{s.origin}: parent_class: {s.parent_class!r} is not a class of {s.parent} "
                                 f"({', '.join(pclasses)})")
@@ -152,7 +151,6 @@ def submit(con, specs: Sequence[TaskSpec], replace: bool = False) -> dict[str, A
     for n in names:
         affected |= nx.descendants(graph, n)
     order = [n for n in nx.topological_sort(graph.subgraph(affected))]
-    spec_by_name = {s.name: s for s in specs}
     current_fp = {n: e["fingerprint"] for n, e in existing.items()}
     others = affected - batch
     other_rows: dict[str, tuple] = {}
