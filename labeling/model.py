@@ -52,6 +52,9 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from mothermodel.labeling.votes import tie_break as _tie_break
+from mothermodel.labeling.votes import vote_counts as _vote_counts
+
 __all__ = [
     "ABSTAIN",
     "DEFAULT_USE_DEV",
@@ -137,24 +140,6 @@ def _resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _tie_break(P: np.ndarray, seed: int, tol: float = 1e-5) -> np.ndarray:
-    """Argmax of each row; rows with several (near-)maximal classes pick one of
-    them uniformly at random from a generator seeded with ``seed``."""
-    n = P.shape[0]
-    out = P.argmax(axis=1)
-    if n == 0:
-        return out
-    mx = P[np.arange(n), out][:, None]
-    tied = P >= mx - tol
-    multi = np.flatnonzero(tied.sum(axis=1) > 1)
-    if len(multi):
-        rng = np.random.default_rng(seed)
-        r = rng.random((len(multi), P.shape[1]))
-        r[~tied[multi]] = -1.0
-        out[multi] = r.argmax(axis=1)
-    return out
-
-
 def _unique_rows(L: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Distinct rows of ``L`` and their counts.
 
@@ -205,14 +190,7 @@ class MajorityVoter:
 
     def vote_counts(self, L: LabelMatrixLike) -> np.ndarray:
         """(n, k) int32 number of votes each class receives."""
-        L = as_label_matrix(L, self.cardinality)
-        n, k = L.shape[0], self.cardinality
-        C = np.empty((n, k), dtype=np.int32)
-        for s in range(0, n, self.chunk_rows):
-            blk = L[s:s + self.chunk_rows]
-            for c in range(k):
-                C[s:s + len(blk), c] = np.count_nonzero(blk == c, axis=1)
-        return C
+        return _vote_counts(as_label_matrix(L, self.cardinality), self.cardinality, self.chunk_rows)
 
     def predict_proba(self, L: LabelMatrixLike) -> np.ndarray:
         C = self.vote_counts(L)

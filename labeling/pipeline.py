@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
@@ -19,6 +19,7 @@ from mothermodel.errors import CommandFailed, UserError
 from mothermodel.labeling import store
 from mothermodel.labeling.apply import Applied, ApplyConfig, LFReport, apply_lfs
 from mothermodel.labeling.lf import KeywordLF, LabelingFunction, RegexLF, ThresholdLF
+from mothermodel.labeling.votes import tie_break as _tie_break
 
 TIE_BREAK_SEED = 123
 DECLARATIVE = {"keyword": KeywordLF, "regex": RegexLF, "threshold": ThresholdLF}
@@ -81,9 +82,10 @@ def _read_state(reg) -> tuple[dict[str, _TaskState], dict[str, dict[str, Any]], 
                                          "label_matrix_version": lmv}
         datasets = {
             r[0]: {"path": r[1], "content_hash": r[2], "num_rows": r[3], "columns": list(r[4]),
-                   "split_field": r[5], "gold_field": r[6]}
+                   "split_field": r[5], "gold_field": r[6], "text_field": r[7]}
             for r in con.execute(
-                "SELECT name, path, content_hash, num_rows, columns, split_field, gold_field FROM datasets").fetchall()
+                "SELECT name, path, content_hash, num_rows, columns, split_field, gold_field, text_field "
+                "FROM datasets").fetchall()
         }
         edges = con.execute("SELECT upstream, downstream, kind FROM edges").fetchall()
     return tasks, datasets, edges
@@ -362,8 +364,13 @@ def _record_probs(reg, task: _TaskState, model: str, probs: np.ndarray, preds: n
 
 
 def fit(reg, task: str, model: str = "label-model", use_dev: bool | None = None, seed: int = TIE_BREAK_SEED,
-        apply_config: ApplyConfig | None = None) -> dict[str, Any]:
-    """Probabilistic labels for TASK from its current label matrix (applied first if stale)."""
+        apply_config: ApplyConfig | None = None, text_view: bool = True) -> dict[str, Any]:
+    """Probabilistic labels for TASK from its current label matrix (applied first if stale).
+
+    With ``model='label-model'`` and ``text_view`` (default) on a dataset with a text
+    field, the label model's posteriors are combined with a cross-fitted text
+    classifier (labeling/textview.py); the votes-only figures are reported too.
+    """
     if model not in MODELS:
         raise UserError(f"--model: must be one of {', '.join(MODELS)}")
     if model == "hierarchical":
@@ -401,24 +408,60 @@ def fit(reg, task: str, model: str = "label-model", use_dev: bool | None = None,
         probs = lm.predict_proba(L)
         config["label_model"] = {kk: v for kk, v in vars(cfg).items()}
     config["uses_dev_labels"] = dev_used
+    view: dict[str, Any] = {"used": False}
+    votes_metrics = None
+    if model == "label-model":
+        probs, view = _with_text_view(table, ds, L, probs, train, seed, text_view)
+        config["text_view"] = view
+        if view["used"]:
+            votes_metrics = _split_metrics(gold, _tie_break(view.pop("votes_only_probs"), seed), split, k)
     preds = _tie_break(probs, seed)
-    out_metrics: dict[str, dict[str, float]] = {}
-    if gold is not None:
-        for s in [s for s in ("train", "valid", "test") if (split == s).any()] + sorted(
-                set(split.tolist()) - {"train", "valid", "test"}):
-            mask = (split == s) & (gold >= 0)
-            if mask.any():
-                out_metrics[s] = metrics(gold[mask], preds[mask], k)
+    out_metrics = _split_metrics(gold, preds, split, k)
     rows = table.column("_row").to_numpy()
     v = _record_probs(reg, t, model, probs[rows], preds[rows], rows, out_metrics, config)
     note = store.dvc_track(reg.ws)
     res = {"task": task, "version": v, "model": model, "label_matrix_version": m["version"],
-           "uses_dev_labels": dev_used, "metrics": out_metrics,
+           "uses_dev_labels": dev_used, "text_view": view, "metrics": out_metrics,
            "coverage": float((L >= 0).any(axis=1).mean()) if n else 0.0,
            "apply": applied["tasks"]}
+    if votes_metrics is not None:
+        res["metrics_votes_only"] = votes_metrics
     if note:
         res["dvc"] = note
     return res
+
+
+def _split_metrics(gold: np.ndarray | None, preds: np.ndarray, split: np.ndarray, k: int) -> dict[str, dict]:
+    """Accuracy and macro-F1 on each split that has gold labels (train, valid, test first)."""
+    out: dict[str, dict[str, float]] = {}
+    if gold is None:
+        return out
+    for s in [s for s in ("train", "valid", "test") if (split == s).any()] + sorted(
+            set(split.tolist()) - {"train", "valid", "test"}):
+        mask = (split == s) & (gold >= 0)
+        if mask.any():
+            out[s] = metrics(gold[mask], preds[mask], k)
+    return out
+
+
+def _with_text_view(table, ds: dict[str, Any], L: np.ndarray, probs: np.ndarray, train: np.ndarray, seed: int,
+                    enabled: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    """The label model's posteriors combined with the text view, when there is text to read."""
+    from mothermodel.labeling.textview import TextViewConfig, combine, hashed_ngrams, text_view
+
+    cfg = TextViewConfig(seed=seed)
+    fit_rows = train & (L >= 0).any(axis=1)
+    why = ("off (--no-text-view)" if not enabled else
+           "the dataset has no text field" if not ds.get("text_field") else
+           f"{int(fit_rows.sum())} covered train rows, fewer than {cfg.min_fit_rows}"
+           if fit_rows.sum() < cfg.min_fit_rows else None)
+    if why:
+        return probs, {"used": False, "reason": why}
+    X = hashed_ngrams(table.column(ds["text_field"]), cfg)  # table row i is _row i, as in L
+    Q, report = text_view(X, probs.astype(np.float64), fit_rows, cfg)
+    combined = combine(probs, Q, np.asarray(report["target_class_mix"]), cfg.weight)
+    return combined, {"used": True, "text_field": ds["text_field"], "config": asdict(cfg), **report,
+                      "votes_only_probs": probs}
 
 
 
@@ -504,13 +547,6 @@ def fit_tree(reg, task: str, use_dev: bool | None = None, seed: int = TIE_BREAK_
     if note:
         res["dvc"] = note
     return res
-
-
-def _tie_break(P: np.ndarray, seed: int) -> np.ndarray:
-    """argmax with ties (within 1e-6) broken at random with a fixed seed: every row predicted."""
-    rng = np.random.default_rng(seed)
-    top = P >= P.max(axis=1, keepdims=True) - 1e-6
-    return np.argmax(np.where(top, rng.random(P.shape), -1.0), axis=1)
 
 
 # --- log and diff ------------------------------------------------------------------

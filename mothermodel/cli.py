@@ -334,16 +334,19 @@ def label_analyze(ctx, task, split, as_json) -> None:
 @click.option("--use-dev/--no-dev", default=None,
               help="Let the label model use the valid split's gold labels (default: see docs/label_model.md).")
 @click.option("--seed", type=int, default=123, show_default=True, help="Seed for the fit and the tie-break.")
+@click.option("--text-view/--no-text-view", default=True, show_default=True,
+              help="label-model: combine the votes with a cross-fitted classifier on the dataset's text field "
+                   "(docs/label_model.md); --no-text-view gives the votes-only model.")
 @json_option
 @click.pass_context
-def label_fit(ctx, task, model, use_dev, seed, as_json) -> None:
+def label_fit(ctx, task, model, use_dev, seed, text_view, as_json) -> None:
     """Fit a label model on TASK's current label matrix into a new probabilistic-labels version."""
     from mothermodel.labeling import pipeline
 
     from mothermodel.labeling.apply import ApplyConfig
 
     res = pipeline.fit(_registry(ctx), task, model=model, use_dev=use_dev, seed=seed,
-                       apply_config=ApplyConfig(progress=not as_json))
+                       apply_config=ApplyConfig(progress=not as_json), text_view=text_view)
     if as_json:
         console.emit_json(res)
         return
@@ -352,8 +355,10 @@ def label_fit(ctx, task, model, use_dev, seed, as_json) -> None:
     for t in res.get("tree", [{"task": task, "version": res["version"], "metrics": res["metrics"]}]):
         if "tree" in res:
             console.info(f"{t['task']}: probabilistic labels v{t['version']}")
-        console.table([(s, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", m["n"]) for s, m in t["metrics"].items()],
-                      ["split", "accuracy", "macro F1", "rows"])
+        votes = res.get("metrics_votes_only", {}) if "tree" not in res else {}
+        console.table([(s, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", m["n"])
+                       + ((f"{votes[s]['accuracy']:.4f}",) if votes else ()) for s, m in t["metrics"].items()],
+                      ["split", "accuracy", "macro F1", "rows"] + (["votes-only acc."] if votes else []))
 
 
 @label.command("log")

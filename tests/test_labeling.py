@@ -274,12 +274,13 @@ def test_old_registry_is_migrated(tmp_path):
 needs_data = pytest.mark.skipif(not (SHARED_DATA / "youtube").is_dir(), reason="../shared/data absent")
 
 
-# Floors this label model holds on WRENCH test accuracy (measured: youtube 0.860, trec 0.648).
-# The issue's targets are youtube >= 0.865 (not met yet) and trec >= 0.62; Snorkel 0.10's
-# LabelModel with its defaults scores 0.840 and 0.560 here, majority vote 0.80 and 0.61.
+# The issue's targets on WRENCH test accuracy: youtube >= 0.865, trec >= 0.62, with
+# `label fit --model label-model` as it comes (measured: 0.916 and 0.716; votes only,
+# --no-text-view: 0.860 and 0.648). Snorkel 0.10's LabelModel with its defaults scores
+# 0.840 and 0.560 here, majority vote 0.80 and 0.61.
 @needs_data
-@pytest.mark.parametrize("folder,floor", [("youtube", 0.855), ("trec", 0.62)])
-def test_real_data_through_apply_analyze_fit(tmp_path, folder, floor):
+@pytest.mark.parametrize("folder,target", [("youtube", 0.865), ("trec", 0.62)])
+def test_real_data_through_apply_analyze_fit(tmp_path, folder, target):
     root = tmp_path / "w"
     assert run_proc("init", root).returncode == 0
     assert run_proc("import", "wrench", SHARED_DATA / folder, "--task", folder, ws=root).returncode == 0
@@ -295,7 +296,18 @@ def test_real_data_through_apply_analyze_fit(tmp_path, folder, floor):
     assert set(res["metrics"]) == {"train", "valid", "test"} and res["uses_dev_labels"] is False
     assert res["metrics"]["test"]["n"] == {"youtube": 250, "trec": 500}[folder]  # every row predicted
     acc = res["metrics"]["test"]["accuracy"]
-    assert acc >= floor and acc > mv + 0.02, (res["metrics"], mv)
+    assert acc >= target and acc > mv + 0.02, (res["metrics"], mv)
+    # The text view read the text column and learned from covered train rows only.
+    view = res["text_view"]
+    assert view["used"] and view["text_field"] == "text"
+    assert 0 < view["fit_rows"] <= {"youtube": 1586, "trec": 5033}[folder]
+    votes_only = res["metrics_votes_only"]["test"]["accuracy"]
+    assert acc > votes_only, (acc, votes_only)
+    # --no-text-view is the votes-only model of the same run, and says so.
+    p = run_proc("label", "fit", folder, "--no-text-view", "--json", ws=root)
+    plain = json.loads(p.stdout)
+    assert plain["text_view"] == {"used": False, "reason": "off (--no-text-view)"}
+    assert plain["metrics"]["test"]["accuracy"] == votes_only and "metrics_votes_only" not in plain
 
 
 def test_hierarchical_fit_over_a_task_tree(tmp_path):
