@@ -4,7 +4,9 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -379,3 +381,46 @@ def test_dvc_tracking_inside_a_git_repo(tmp_path, ignored):
     r = run_cli("label", "apply", "--json", ws=root)
     assert r.code == 0 and "dvc" not in json.loads(r.out), r.out
     assert "path: labels" in (root / ".mothermodel" / "labels.dvc").read_text()
+
+
+def _dvc(*args, cwd):
+    """The dvc CLI installed beside this interpreter."""
+    exe = Path(sys.executable).parent / "dvc"
+    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_dvc_push_and_diff_between_label_versions(tmp_path):
+    """What docs/labeling.md promises: commit labels.dvc with git, `dvc diff` two commits
+    (one new matrix file between them), and `dvc push` the store to a remote."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    root = repo / "ws"
+    assert run_cli("init", root).code == 0
+    pq.write_table(pa.table({"text": TEXTS, "stars": pa.array([1, -1, -1, 0, 1, 0, -1, -1], pa.int8())}),
+                   tmp_path / "m.parquet")
+    assert run_cli("dataset", "add", "mail", tmp_path / "m.parquet", ws=root).code == 0
+    submit(root, tmp_path)
+    assert run_cli("label", "apply", ws=root).code == 0
+    home = root / ".mothermodel"
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "labels v1"], check=True)
+    submit(root, tmp_path, SPEC.replace('"cheap"]', '"cheap", "win"]'), replace=True)
+    assert run_cli("label", "apply", ws=root).code == 0
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "labels v2"], check=True)
+    p = _dvc("diff", "--json", "HEAD~1", "HEAD", cwd=home)
+    assert p.returncode == 0, p.stderr
+    diff = json.loads(p.stdout)
+    added = [e["path"] for e in diff["added"]]
+    v2 = json.loads(run_cli("label", "log", "spam", "--json", ws=root).out)["label_matrices"][0]["path"]
+    assert any(v2.endswith(Path(a).name) for a in added), (added, v2)
+    assert not diff["deleted"]  # every version stays in the store
+    remote = tmp_path / "remote"
+    assert _dvc("remote", "add", "-d", "store", str(remote), cwd=home).returncode == 0
+    p = _dvc("push", cwd=home)
+    assert p.returncode == 0, p.stderr
+    pushed = [f for f in remote.rglob("*") if f.is_file()]
+    stored = [f for f in (home / "labels").rglob("*") if f.is_file()]
+    assert len(pushed) >= len(stored) >= 2
