@@ -199,8 +199,9 @@ def label_rows(lfs: Sequence[LabelingFunction], data: Sequence[Any], row_ids: Se
     return (np.asarray(out_r, np.int64), np.asarray(out_c, np.int32), np.asarray(out_l, np.int16), reports)
 
 
-def _progress(total: int, label: str, enabled: bool):
-    """A rich progress bar on a terminal; plain lines (about 10) elsewhere, as in CI. Both on stderr."""
+def _progress(total: int, label: str, enabled: bool, unit: str = "rows", min_total: int = 20_000):
+    """A rich progress bar on a terminal; plain lines (about 10) elsewhere, as in CI. Both on stderr.
+    Shown only when there are at least `min_total` units (small runs finish before a bar would help)."""
     import sys
 
     class _Plain:
@@ -210,13 +211,13 @@ def _progress(total: int, label: str, enabled: bool):
         def advance(self, n):
             self.done += n
             if enabled and (self.done >= self.next_report or self.done == total):
-                print(f"{label}: {self.done}/{total} rows", file=sys.stderr, flush=True)
+                print(f"{label}: {self.done}/{total} {unit}", file=sys.stderr, flush=True)
                 self.next_report += total / 10
 
         def close(self):
             pass
 
-    enabled = enabled and total >= 20_000  # small runs finish before a bar would help
+    enabled = enabled and total >= min_total
     if not enabled or not sys.stderr.isatty():
         return _Plain()
     from rich.console import Console

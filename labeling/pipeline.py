@@ -17,7 +17,7 @@ import numpy as np
 
 from mothermodel.errors import CommandFailed, UserError
 from mothermodel.labeling import store
-from mothermodel.labeling.apply import Applied, ApplyConfig, LFReport, apply_lfs
+from mothermodel.labeling.apply import Applied, ApplyConfig, LFReport, _progress, apply_lfs
 from mothermodel.labeling.lf import KeywordLF, LabelingFunction, RegexLF, ThresholdLF
 from mothermodel.labeling.votes import tie_break as _tie_break
 
@@ -411,7 +411,8 @@ def fit(reg, task: str, model: str = "label-model", use_dev: bool | None = None,
     view: dict[str, Any] = {"used": False}
     votes_metrics = None
     if model == "label-model":
-        probs, view = _with_text_view(table, ds, L, probs, train, seed, text_view)
+        progress = (apply_config or ApplyConfig()).progress
+        probs, view = _with_text_view(table, ds, L, probs, train, seed, text_view, progress, task)
         config["text_view"] = view
         if view["used"]:
             votes_metrics = _split_metrics(gold, _tie_break(view.pop("votes_only_probs"), seed), split, k)
@@ -445,7 +446,7 @@ def _split_metrics(gold: np.ndarray | None, preds: np.ndarray, split: np.ndarray
 
 
 def _with_text_view(table, ds: dict[str, Any], L: np.ndarray, probs: np.ndarray, train: np.ndarray, seed: int,
-                    enabled: bool) -> tuple[np.ndarray, dict[str, Any]]:
+                    enabled: bool, progress: bool = False, task: str = "") -> tuple[np.ndarray, dict[str, Any]]:
     """The label model's posteriors combined with the text view, when there is text to read."""
     from mothermodel.labeling.textview import TextViewConfig, combine, hashed_ngrams, text_view
 
@@ -458,7 +459,14 @@ def _with_text_view(table, ds: dict[str, Any], L: np.ndarray, probs: np.ndarray,
     if why:
         return probs, {"used": False, "reason": why}
     X = hashed_ngrams(table.column(ds["text_field"]), cfg)  # table row i is _row i, as in L
-    Q, report = text_view(X, probs.astype(np.float64), fit_rows, cfg)
+    # A bar when the fold fits take seconds (about 1 s per 1,000 rows on 2 cores).
+    n_fit = int(fit_rows.sum()) if cfg.max_fit_rows is None else min(int(fit_rows.sum()), cfg.max_fit_rows)
+    bar = _progress(cfg.folds, f"{task}: text view, fold models on {n_fit} rows", progress and n_fit >= 2_000,
+                    unit="folds", min_total=1)
+    try:
+        Q, report = text_view(X, probs.astype(np.float64), fit_rows, cfg, on_fold=bar.advance)
+    finally:
+        bar.close()
     combined = combine(probs, Q, np.asarray(report["target_class_mix"]), cfg.weight)
     return combined, {"used": True, "text_field": ds["text_field"], "config": asdict(cfg), **report,
                       "votes_only_probs": probs}

@@ -32,7 +32,7 @@ and trec, see docs/label_model.md); the votes-only answer stays available
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pyarrow as pa
@@ -139,14 +139,6 @@ def hashed_ngrams(texts: pa.Array | pa.ChunkedArray, cfg: TextViewConfig = TextV
     return HashedText(dense.astype(np.int64).ravel(), offsets - offsets[0], max(int(len(vocab)), 1))
 
 
-def _resolve(device: str):
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 class _Softmax:
     """Multinomial logistic regression on bags of hashed ids (mean-pooled binary features)."""
 
@@ -193,13 +185,17 @@ class _Softmax:
 
 
 def text_view(X: HashedText, P_votes: np.ndarray, fit_rows: np.ndarray,
-              cfg: TextViewConfig = TextViewConfig()) -> tuple[np.ndarray, dict[str, Any]]:
+              cfg: TextViewConfig = TextViewConfig(),
+              on_fold: Optional[Callable[[int], None]] = None) -> tuple[np.ndarray, dict[str, Any]]:
     """Cross-fitted text classifier probabilities ``Q`` (n x k) and a small report.
 
     `P_votes` are the label model's posteriors (the soft targets), `fit_rows` a
     boolean mask of the rows it may learn from (train rows with at least one vote).
+    `on_fold(1)` is called after each fold model (progress).
     """
     import torch
+
+    from mothermodel.labeling.model import _resolve_device
 
     n, k = P_votes.shape
     if X.num_rows != n:
@@ -209,7 +205,7 @@ def text_view(X: HashedText, P_votes: np.ndarray, fit_rows: np.ndarray,
     if cfg.max_fit_rows is not None and len(cand) > cfg.max_fit_rows:
         cand = np.sort(rng.choice(cand, cfg.max_fit_rows, replace=False))
     fold = rng.integers(0, cfg.folds, len(cand))
-    device = _resolve(cfg.device)
+    device = _resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     Q = np.zeros((n, k))
     others = np.ones(n, bool)
@@ -221,6 +217,8 @@ def text_view(X: HashedText, P_votes: np.ndarray, fit_rows: np.ndarray,
         if len(held):
             Q[held] = clf.proba(X.take(held))
         Q[others] += clf.proba(rest) / cfg.folds
+        if on_fold:
+            on_fold(1)
     mix = P_votes[cand].mean(axis=0)
     return Q, {"fit_rows": int(len(cand)), "target_class_mix": mix.tolist(), "device": str(device)}
 
