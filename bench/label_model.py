@@ -96,7 +96,7 @@ def load_texts(data: Path, name: str, split: str) -> list:
 TEXT_VIEW_GRID = {"l2": (1e-6, 3e-6, 1e-5, 3e-5, 1e-4), "weight": (1, 2, 3, 4, 6, 8)}
 
 
-def text_view_runs(k, Ltr, texts, splits, L_all, lm, cfg_default):
+def text_view_runs(texts, splits, L_all, y_valid, lm, cfg_default):
     """Default text view (valid and test) and the valid-only grid over TEXT_VIEW_GRID."""
     import numpy as np
     import pyarrow as pa
@@ -119,7 +119,7 @@ def text_view_runs(k, Ltr, texts, splits, L_all, lm, cfg_default):
         Qg = Q if l2 == cfg_default.l2 else text_view(X, P, fit_rows, replace(cfg_default, l2=l2))[0]
         for w in TEXT_VIEW_GRID["weight"]:
             pg = lm_tie_break(combine(P, Qg, mix, w))
-            grid[f"l2={l2},weight={w}"] = float((pg[split == "valid"] == YS["valid"]).mean())
+            grid[f"l2={l2},weight={w}"] = float((pg[split == "valid"] == y_valid).mean())
     out["valid_grid"] = grid
     return out, pred, split
 
@@ -128,8 +128,6 @@ def lm_tie_break(P):
     from mothermodel.labeling.votes import tie_break
     return tie_break(P, SEED)
 
-
-YS: dict = {}
 
 
 def metrics(pred, y, k):
@@ -266,9 +264,8 @@ def child_wrench(args) -> dict:
             r["ablation_valid_accuracy"] = abl
             from mothermodel.labeling.textview import TextViewConfig
             texts = [load_texts(data, name, s) for s in ("train", "valid", "test")]
-            YS.update(valid=yva, test=yte)
-            tv, pred, split = text_view_runs(k, Ltr, texts, ("train", "valid", "test"),
-                                             np.vstack([Ltr, Lva, Lte]), lm, TextViewConfig(seed=SEED))
+            tv, pred, split = text_view_runs(texts, ("train", "valid", "test"), np.vstack([Ltr, Lva, Lte]),
+                                             yva, lm, TextViewConfig(seed=SEED))
             r["ours_default_text_view"] = {"valid": metrics(pred[split == "valid"], yva, k),
                                            "test": metrics(pred[split == "test"], yte, k), **tv}
             mvm = mod.MajorityVoter(k, seed=SEED)

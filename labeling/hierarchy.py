@@ -63,7 +63,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from mothermodel.labeling.model import _resolve_device, _tie_break, as_label_matrix, check_em_settings
+from mothermodel.labeling.model import _resolve_device, as_label_matrix, check_em_settings
+from mothermodel.labeling.votes import tie_break as _tie_break
 
 __all__ = [
     "ABSTAIN",

@@ -412,10 +412,11 @@ def fit(reg, task: str, model: str = "label-model", use_dev: bool | None = None,
     votes_metrics = None
     if model == "label-model":
         progress = (apply_config or ApplyConfig()).progress
+        votes_probs = probs
         probs, view = _with_text_view(table, ds, L, probs, train, seed, text_view, progress, task)
         config["text_view"] = view
         if view["used"]:
-            votes_metrics = _split_metrics(gold, _tie_break(view.pop("votes_only_probs"), seed), split, k)
+            votes_metrics = _split_metrics(gold, _tie_break(votes_probs, seed), split, k)
     preds = _tie_break(probs, seed)
     out_metrics = _split_metrics(gold, preds, split, k)
     rows = table.column("_row").to_numpy()
@@ -452,15 +453,15 @@ def _with_text_view(table, ds: dict[str, Any], L: np.ndarray, probs: np.ndarray,
 
     cfg = TextViewConfig(seed=seed)
     fit_rows = train & (L >= 0).any(axis=1)
+    covered = int(fit_rows.sum())
     why = ("off (--no-text-view)" if not enabled else
            "the dataset has no text field" if not ds.get("text_field") else
-           f"{int(fit_rows.sum())} covered train rows, fewer than {cfg.min_fit_rows}"
-           if fit_rows.sum() < cfg.min_fit_rows else None)
+           f"{covered} covered train rows, fewer than {cfg.min_fit_rows}" if covered < cfg.min_fit_rows else None)
     if why:
         return probs, {"used": False, "reason": why}
     X = hashed_ngrams(table.column(ds["text_field"]), cfg)  # table row i is _row i, as in L
     # A bar when the fold fits take seconds (about 1 s per 1,000 rows on 2 cores).
-    n_fit = int(fit_rows.sum()) if cfg.max_fit_rows is None else min(int(fit_rows.sum()), cfg.max_fit_rows)
+    n_fit = covered if cfg.max_fit_rows is None else min(covered, cfg.max_fit_rows)
     bar = _progress(cfg.folds, f"{task}: text view, fold models on {n_fit} rows", progress and n_fit >= 2_000,
                     unit="folds", min_total=1)
     try:
@@ -468,8 +469,7 @@ def _with_text_view(table, ds: dict[str, Any], L: np.ndarray, probs: np.ndarray,
     finally:
         bar.close()
     combined = combine(probs, Q, np.asarray(report["target_class_mix"]), cfg.weight)
-    return combined, {"used": True, "text_field": ds["text_field"], "config": asdict(cfg), **report,
-                      "votes_only_probs": probs}
+    return combined, {"used": True, "text_field": ds["text_field"], "config": asdict(cfg), **report}
 
 
 

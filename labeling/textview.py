@@ -193,8 +193,6 @@ def text_view(X: HashedText, P_votes: np.ndarray, fit_rows: np.ndarray,
     boolean mask of the rows it may learn from (train rows with at least one vote).
     `on_fold(1)` is called after each fold model (progress).
     """
-    import torch
-
     from mothermodel.labeling.model import _resolve_device
 
     n, k = P_votes.shape
@@ -206,7 +204,6 @@ def text_view(X: HashedText, P_votes: np.ndarray, fit_rows: np.ndarray,
         cand = np.sort(rng.choice(cand, cfg.max_fit_rows, replace=False))
     fold = rng.integers(0, cfg.folds, len(cand))
     device = _resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
     Q = np.zeros((n, k))
     others = np.ones(n, bool)
     others[cand] = False

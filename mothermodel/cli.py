@@ -355,7 +355,7 @@ def label_fit(ctx, task, model, use_dev, seed, text_view, as_json) -> None:
     for t in res.get("tree", [{"task": task, "version": res["version"], "metrics": res["metrics"]}]):
         if "tree" in res:
             console.info(f"{t['task']}: probabilistic labels v{t['version']}")
-        votes = res.get("metrics_votes_only", {}) if "tree" not in res else {}
+        votes = res.get("metrics_votes_only", {})  # label-model with the text view only
         console.table([(s, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", m["n"])
                        + ((f"{votes[s]['accuracy']:.4f}",) if votes else ()) for s, m in t["metrics"].items()],
                       ["split", "accuracy", "macro F1", "rows"] + (["votes-only acc."] if votes else []))

@@ -364,9 +364,8 @@ def test_apply_on_dask_gives_the_same_matrix(lws, tmp_path):
     assert r.code == 2 and "--scheduler" in r.err
 
 
-@pytest.mark.parametrize("ignored", [False, True])
-def test_dvc_tracking_inside_a_git_repo(tmp_path, ignored):
-    """A workspace inside git uses DVC with git; one that git ignores falls back to --no-scm."""
+def git_workspace(tmp_path, ignored=False):
+    """A git repo holding workspace `ws` (git-ignored if asked) with dataset `mail` and task spam."""
     repo = tmp_path / "repo"
     repo.mkdir()
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
@@ -378,6 +377,13 @@ def test_dvc_tracking_inside_a_git_repo(tmp_path, ignored):
                    tmp_path / "m.parquet")
     assert run_cli("dataset", "add", "mail", tmp_path / "m.parquet", ws=root).code == 0
     submit(root, tmp_path)
+    return repo, root
+
+
+@pytest.mark.parametrize("ignored", [False, True])
+def test_dvc_tracking_inside_a_git_repo(tmp_path, ignored):
+    """A workspace inside git uses DVC with git; one that git ignores falls back to --no-scm."""
+    _, root = git_workspace(tmp_path, ignored)
     r = run_cli("label", "apply", "--json", ws=root)
     assert r.code == 0 and "dvc" not in json.loads(r.out), r.out
     assert "path: labels" in (root / ".mothermodel" / "labels.dvc").read_text()
@@ -392,16 +398,8 @@ def _dvc(*args, cwd):
 def test_dvc_push_and_diff_between_label_versions(tmp_path):
     """What docs/labeling.md promises: commit labels.dvc with git, `dvc diff` two commits
     (one new matrix file between them), and `dvc push` the store to a remote."""
-    repo = tmp_path / "repo"
-    repo.mkdir()
+    repo, root = git_workspace(tmp_path)
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    root = repo / "ws"
-    assert run_cli("init", root).code == 0
-    pq.write_table(pa.table({"text": TEXTS, "stars": pa.array([1, -1, -1, 0, 1, 0, -1, -1], pa.int8())}),
-                   tmp_path / "m.parquet")
-    assert run_cli("dataset", "add", "mail", tmp_path / "m.parquet", ws=root).code == 0
-    submit(root, tmp_path)
     assert run_cli("label", "apply", ws=root).code == 0
     home = root / ".mothermodel"
     subprocess.run([*git, "add", "-A"], check=True)
