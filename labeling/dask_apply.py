@@ -53,7 +53,7 @@ from mothermodel.labeling.apply import (
     Applied,
     ApplyConfig,
     LFReport,
-    _progress,
+    progress_bar,
     apply_declarative_lfs,
     label_rows,
     row_type,
@@ -450,7 +450,7 @@ def apply_lfs_dask(data, lfs: Sequence[LabelingFunction], cardinality: int,
 
     blob = dumps_lfs(ordered)
     client, close = _get_client(client, config)
-    bar = _progress(total, label, config.progress)
+    bar = progress_bar(total, label, config.progress)
     try:
         blob_f = client.scatter(blob, broadcast=True, hash=False)
         if not is_path:  # one scatter call for all slices

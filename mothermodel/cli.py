@@ -14,13 +14,14 @@ from pathlib import Path
 import click
 
 from mothermodel import console
+from mothermodel.defaults import DEFAULT_SEED
 from mothermodel.errors import CommandFailed, UserError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 
 
 def _registry(ctx: click.Context):
-    from mothermodel.registry.api import Registry
+    from mothermodel.api import Registry
 
     return Registry.open(ctx.obj.get("workspace"))
 
@@ -41,7 +42,7 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
 @json_option
 def init(path: str, as_json: bool) -> None:
     """Create a workspace (.mothermodel/ with the registry) at PATH."""
-    from mothermodel.registry.api import Registry
+    from mothermodel.api import Registry
 
     reg = Registry.init(path)
     if as_json:
@@ -127,7 +128,7 @@ def task() -> None:
 @click.pass_context
 def task_submit(ctx, spec, replace, as_json) -> None:
     """Submit a task SPEC (.py with Task + @labeling_function, or .yaml/.toml)."""
-    from mothermodel.registry.spec import load_spec
+    from mothermodel.spec import load_spec
 
     reg = _registry(ctx)
     task_spec = load_spec(spec)  # user code runs before the registry is locked
@@ -279,14 +280,13 @@ def label() -> None:
 @click.pass_context
 def label_apply(ctx, tasks, jobs, lf_timeout, force, strict, engine, scheduler, as_json) -> None:
     """Run every stale source of TASKS (default: all) in DAG order into new label-matrix versions."""
-    from mothermodel.labeling import pipeline
     from mothermodel.labeling.apply import ApplyConfig
 
     if scheduler and engine != "dask":
         raise UserError("--scheduler: only with --engine dask")
     cfg = ApplyConfig(n_jobs=jobs, lf_timeout_s=lf_timeout, progress=not as_json, engine=engine,
                       scheduler=scheduler)
-    res = pipeline.apply(_registry(ctx), list(tasks) or None, cfg, force=force, strict=strict)
+    res = _registry(ctx).label_apply(list(tasks) or None, cfg, force=force, strict=strict)
     if as_json:
         console.emit_json(res)
         return
@@ -312,9 +312,7 @@ def label_apply(ctx, tasks, jobs, lf_timeout, force, strict, engine, scheduler, 
 @click.pass_context
 def label_analyze(ctx, task, split, as_json) -> None:
     """Per LF: polarity, coverage, overlaps, conflicts, empirical accuracy on gold labels."""
-    from mothermodel.labeling.analysis import analyze
-
-    res = analyze(_registry(ctx), task, split)
+    res = _registry(ctx).label_analyze(task, split)
     if as_json:
         console.emit_json(res)
         return
@@ -333,7 +331,7 @@ def label_analyze(ctx, task, split, as_json) -> None:
               show_default=True, help="hierarchical: one model over TASK's whole task tree (parent + parent_class).")
 @click.option("--use-dev/--no-dev", default=None,
               help="Let the label model use the valid split's gold labels (default: see docs/label_model.md).")
-@click.option("--seed", type=int, default=123, show_default=True, help="Seed for the fit and the tie-break.")
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed for the fit and the tie-break.")
 @click.option("--text-view/--no-text-view", default=True, show_default=True,
               help="label-model: combine the votes with a cross-fitted classifier on the dataset's text field "
                    "(docs/label_model.md); --no-text-view gives the votes-only model.")
@@ -341,12 +339,10 @@ def label_analyze(ctx, task, split, as_json) -> None:
 @click.pass_context
 def label_fit(ctx, task, model, use_dev, seed, text_view, as_json) -> None:
     """Fit a label model on TASK's current label matrix into a new probabilistic-labels version."""
-    from mothermodel.labeling import pipeline
-
     from mothermodel.labeling.apply import ApplyConfig
 
-    res = pipeline.fit(_registry(ctx), task, model=model, use_dev=use_dev, seed=seed,
-                       apply_config=ApplyConfig(progress=not as_json), text_view=text_view)
+    res = _registry(ctx).label_fit(task, model=model, use_dev=use_dev, seed=seed, text_view=text_view,
+                                   apply_config=ApplyConfig(progress=not as_json))
     if as_json:
         console.emit_json(res)
         return
@@ -367,9 +363,7 @@ def label_fit(ctx, task, model, use_dev, seed, text_view, as_json) -> None:
 @click.pass_context
 def label_log(ctx, task, as_json) -> None:
     """List TASK's label-matrix and probabilistic-label versions."""
-    from mothermodel.labeling import pipeline
-
-    res = pipeline.log(_registry(ctx), task)
+    res = _registry(ctx).label_log(task)
     if as_json:
         console.emit_json(res)
         return
@@ -388,9 +382,7 @@ def label_log(ctx, task, as_json) -> None:
 @click.pass_context
 def label_diff(ctx, task, v1, v2, as_json) -> None:
     """Per source: rows changed and coverage between label-matrix versions V1 and V2."""
-    from mothermodel.labeling import pipeline
-
-    res = pipeline.diff(_registry(ctx), task, v1, v2)
+    res = _registry(ctx).label_diff(task, v1, v2)
     if as_json:
         console.emit_json(res)
         return

@@ -36,7 +36,7 @@ def run(directory: Path) -> Path:
     """Build the demo workspace in `directory` (recreated if an earlier demo made it)."""
     from mothermodel.demo import world
     from mothermodel.errors import UserError
-    from mothermodel.registry.api import Registry
+    from mothermodel.api import Registry
 
     directory = directory.resolve()
     if directory.exists() and any(directory.iterdir()):
