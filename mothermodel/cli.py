@@ -404,9 +404,11 @@ def status(ctx, as_json) -> None:
     console.info(f"workspace {res['workspace']}: {c['tasks']} tasks, {c['sources']} sources, {c['datasets']} datasets")
     console.info(f"MLflow tracking URI: {res['mlflow_tracking_uri']}")
     yes = lambda b: "stale" if b else "ok"  # noqa: E731
+    why = lambda t: next((f"{k}: {t[k]['reason']}" for k in ("labels", "model", "deployable")  # noqa: E731
+                          if t[k]["stale"]), "")
     console.table([(t["name"], t["version"], yes(t["labels"]["stale"]), yes(t["model"]["stale"]),
-                    yes(t["deployable"]["stale"])) for t in res["tasks"]],
-                  ["task", "version", "labels", "model", "deployable"])
+                    yes(t["deployable"]["stale"]), why(t)) for t in res["tasks"]],
+                  ["task", "version", "labels", "model", "deployable", "first reason"])
 
 
 @cli.command()
