@@ -20,10 +20,8 @@ def build_graph(tasks: Iterable[str] | Mapping[str, object], edges: Iterable[Edg
 
     g = nx.DiGraph()
     g.add_nodes_from(tasks)
-    for e in edges:
-        up, down, kind = (e.upstream, e.downstream, e.kind) if isinstance(e, Edge) else e
-        if kind in kinds:
-            g.add_edge(up, down, kind=kind)
+    g.add_edges_from((u, d, {"kind": k}) for u, d, k in
+                     ((e.upstream, e.downstream, e.kind) if isinstance(e, Edge) else e for e in edges) if k in kinds)
     return g
 
 
@@ -38,11 +36,11 @@ def closure(g, roots: Iterable[str], upstream: bool = False) -> set[str]:
 
 
 def topological(g, nodes: Iterable[str] | None = None) -> list[str]:
-    """`nodes` (default: all) upstream first; ties in name order, so runs are repeatable."""
+    """`nodes` (default: all) upstream first."""
     import networkx as nx
 
     sub = g if nodes is None else g.subgraph(nodes)
-    return list(nx.lexicographical_topological_sort(sub))
+    return list(nx.topological_sort(sub))
 
 
 def cycle_text(cycle: list[tuple[str, str]]) -> str:

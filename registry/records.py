@@ -273,7 +273,7 @@ class Snapshot:
         return build_graph(self.tasks, self.edges, kinds)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Staleness:
     """Whether one artefact of a task is stale, and why (None when fresh)."""
 

@@ -269,16 +269,21 @@ class RegistryStore:
         })
         with _registered(con, "_tasks", tasks_tbl):
             con.execute("INSERT INTO tasks BY NAME SELECT * FROM _tasks")
-        rows = [(s.name, src, v) for s in specs for src, v in zip(s.sources, plan.source_versions[s.name])]
-        if rows:
+        c_task, c_name, c_kind, c_ref, c_code, c_code_hash, c_chash, c_ver = ([] for _ in range(8))
+        for s in specs:  # plain appends: a bulk submit carries 10^5 sources
+            for src, v in zip(s.sources, plan.source_versions[s.name]):
+                c_task.append(s.name); c_name.append(src.name); c_kind.append(src.kind); c_ref.append(src.ref)
+                c_code.append(src.code); c_code_hash.append(src.code_hash); c_chash.append(src.content_hash)
+                c_ver.append(v)
+        cols = {"task": c_task, "name": c_name, "kind": c_kind, "ref": c_ref, "code": c_code,
+                "code_hash": c_code_hash, "content_hash": c_chash, "version": c_ver}
+        if cols["task"]:
+            n = len(cols["task"])
             src_tbl = pa.table({
-                "task": [t for t, _, _ in rows], "name": [s.name for _, s, _ in rows],
-                "kind": [s.kind for _, s, _ in rows], "ref": pa.array([s.ref for _, s, _ in rows], pa.string()),
-                "code": pa.array([s.code for _, s, _ in rows], pa.string()),
-                "code_hash": pa.array([s.code_hash for _, s, _ in rows], pa.string()),
-                "content_hash": [s.content_hash for _, s, _ in rows],
-                "version": pa.array([v for _, _, v in rows], pa.int32()),
-                "created_at": pa.array([now] * len(rows), ts), "updated_at": pa.array([now] * len(rows), ts),
+                **{k: pa.array(cols[k], pa.string()) for k in ("task", "name", "kind", "ref", "code", "code_hash",
+                                                                "content_hash")},
+                "version": pa.array(cols["version"], pa.int32()),
+                "created_at": pa.array([now] * n, ts), "updated_at": pa.array([now] * n, ts),
             })
             with _registered(con, "_sources", src_tbl):
                 con.execute("INSERT INTO sources BY NAME SELECT * FROM _sources")
@@ -598,13 +603,14 @@ class RegistryStore:
     def status(self) -> dict[str, Any]:
         """Per task: are its labels, model and deployable stale, and why (`registry.lineage`)."""
         with self.read() as con:
-            tasks = dict(con.execute("SELECT name, fingerprint FROM tasks").fetchall())
-            meta = {r[0]: r[1:] for r in con.execute("SELECT name, version, dataset FROM tasks").fetchall()}
-            latest = {r[0]: (r[1], r[2]) for r in con.execute(
-                "SELECT task, max(version), arg_max(task_fingerprint, version) FROM prob_labels GROUP BY task").fetchall()}
-            fresh = dict(con.execute(
-                "SELECT p.task, max(p.version) FROM prob_labels p JOIN tasks t ON t.name = p.task "
-                "AND p.task_fingerprint = t.fingerprint GROUP BY p.task").fetchall())
+            rows = con.execute(
+                """WITH pl AS (SELECT task, max(version) AS v, arg_max(task_fingerprint, version) AS fp
+                               FROM prob_labels GROUP BY task),
+                        fr AS (SELECT p.task, max(p.version) AS v FROM prob_labels p JOIN tasks t
+                               ON t.name = p.task AND p.task_fingerprint = t.fingerprint GROUP BY p.task)
+                   SELECT t.name, t.version, t.fingerprint, t.dataset, pl.v, pl.fp, fr.v
+                   FROM tasks t LEFT JOIN pl ON pl.task = t.name LEFT JOIN fr ON fr.task = t.name
+                   ORDER BY t.name""").fetchall()
             models = self._models(con, "WHERE version = (SELECT max(version) FROM models)")
             deploy = {r[0]: _deployable(r) for r in con.execute(
                 f"SELECT {_DEPLOYABLE_COLS} FROM deployables "
@@ -613,17 +619,18 @@ class RegistryStore:
                 "SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM sources), (SELECT count(*) FROM datasets), "
                 "(SELECT max(version) FROM schema_version)").fetchone()
         model = models[0] if models else None
-        rows = []
-        for name in sorted(tasks):
-            s = lineage.task_staleness(name, tasks[name], latest.get(name), fresh.get(name), model, deploy.get(name))
-            rows.append({"name": name, "version": meta[name][0], "fingerprint": tasks[name], "dataset": meta[name][1],
-                         **{k: v.to_dict() for k, v in s.items()}})
+        tasks = []
+        for name, version, fingerprint, dataset, pl_v, pl_fp, fresh_v in rows:
+            s = lineage.task_staleness(name, fingerprint, (pl_v, pl_fp) if pl_v is not None else None, fresh_v,
+                                       model, deploy.get(name))
+            tasks.append({"name": name, "version": version, "fingerprint": fingerprint, "dataset": dataset,
+                          **{k: v.to_dict() for k, v in s.items()}})
         return {
             "latest_model_version": model.version if model else None,
             "counts": {"tasks": counts[0], "sources": counts[1], "datasets": counts[2]},
             "schema_version": counts[3],
-            "stale": {k: sum(t[k]["stale"] for t in rows) for k in ("labels", "model", "deployable")},
-            "tasks": rows,
+            "stale": {k: sum(t[k]["stale"] for t in tasks) for k in ("labels", "model", "deployable")},
+            "tasks": tasks,
         }
 
     def impact(self, name: str, kind: str = "auto") -> dict[str, Any]:
