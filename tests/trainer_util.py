@@ -63,7 +63,7 @@ def synthetic_tasks(n_sent=300, n_topic=360, seed=0, noise=0.15, cover=0.85):
 def tiny_config(**kw):
     from mothermodel.trainer.config import TrainConfig
 
-    base = dict(max_length=32, batch_size=16, epochs=4, lr=3e-3, head_lr=1e-2, warmup_fraction=0.1,
+    base = dict(max_length=32, batch_size=16, epochs=6, lr=1e-2, head_lr=2e-2, warmup_fraction=0.1,
                 dropout=0.0, device="cpu", log_every=5, num_threads=1)
     base.update(kw)
     return TrainConfig(**base)

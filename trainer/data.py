@@ -309,7 +309,8 @@ def plan_batches(ts: TrainingSet, steps: int, global_batch: int, *, mixing: str 
     With bucketing, draws are sorted by length within pools of `bucket_pool`
     batches before cutting, and the pool's batches are shuffled: batches pad to
     similar lengths, yet long and short batches alternate at random.
-    Every batch is full (a dataset's stream wraps around).
+    Every batch is full: draws left over at the end of a round (fewer than a
+    batch) open the next round's first batch.
     """
     if mixing not in ("heterogeneous", "homogeneous"):
         raise ValueError(f"mixing must be 'heterogeneous' or 'homogeneous', got {mixing!r}")
@@ -323,24 +324,23 @@ def plan_batches(ts: TrainingSet, steps: int, global_batch: int, *, mixing: str 
                for d in range(len(sizes))]
     per_round = max(ts.num_units, global_batch)
     batches: list[np.ndarray] = []
+    # draws that did not fill a batch wait for the next round (no row repeats within a round)
+    carry = [np.zeros(0, np.int64) for _ in range(len(sizes) if mixing == "homogeneous" else 1)]
     while len(batches) < steps:
         counts = _split_counts(per_round, p)
         if mixing == "heterogeneous":
             draws = np.concatenate([streams[d].take(int(c)) for d, c in enumerate(counts)])
-            draws = draws[rng.permutation(len(draws))]
-            if len(draws) % global_batch:
-                # top up from datasets drawn by p, so every batch is full
-                extra = global_batch - len(draws) % global_batch
-                top = _split_counts(extra, p)
-                draws = np.concatenate([draws] + [streams[d].take(int(c)) for d, c in enumerate(top)])
-            batches.extend(_bucket(draws, lengths, global_batch, bucket_pool, rng, bucketing))
+            draws = np.concatenate([carry[0], draws[rng.permutation(len(draws))]])
+            cut = len(draws) - len(draws) % global_batch
+            carry[0] = draws[cut:]
+            batches.extend(_bucket(draws[:cut], lengths, global_batch, bucket_pool, rng, bucketing))
         else:
             rb: list[np.ndarray] = []
             for d, c in enumerate(counts):
-                if c == 0:
-                    continue
-                c = int(np.ceil(c / global_batch) * global_batch)
-                rb.extend(_bucket(streams[d].take(c), lengths, global_batch, bucket_pool, rng, bucketing))
+                draws = np.concatenate([carry[d], streams[d].take(int(c))])
+                cut = len(draws) - len(draws) % global_batch
+                carry[d] = draws[cut:]
+                rb.extend(_bucket(draws[:cut], lengths, global_batch, bucket_pool, rng, bucketing))
             batches.extend(rb[i] for i in rng.permutation(len(rb)))
     return np.stack(batches[:steps]).astype(np.int64)
 

@@ -10,8 +10,11 @@ Layouts:
 
 * ``flat``: every head is a linear layer on ``h``.
 * ``hierarchical`` (HierMTL, Snorkel MeTaL): a child task's head reads
-  ``[h, softmax(parent logits)]``, so what the parent decided informs the child;
-  the parent's head learns from the child's loss too (no detach, as in MeTaL).
+  ``[h, softmax(parent logits)]``, so what the parent decided informs the child.
+  The parent's probabilities enter the child detached: the parent head learns
+  from its own labels only. (MeTaL lets the child's loss flow into the parent;
+  on our synthetic trees that bent the parent toward what suited the child and
+  cost it accuracy, while the child lost nothing from the detach.)
 
 Slice heads (optional, MMTL slice-based learning, simplified): a task may
 declare named slices (a boolean per row). Each slice gets an *indicator* (a
@@ -19,7 +22,10 @@ logistic unit predicting membership, trained on every row) and an *expert* (a
 linear classifier trained on the slice's members only); the task head then also
 reads each expert's class probabilities gated by the indicator's membership
 probability. Membership at prediction time comes from the indicator, so no
-slice function is needed to predict.
+slice function is needed to predict. The indicator reads the pooled vector
+detached: it routes, and a membership rule that is not the task (say, "short
+texts") must not reshape the shared encoder (it did, and cost the task up to
+40 points on synthetic data when it could).
 
 Heads are addable and removable by name (:meth:`MotherModel.add_head`,
 :meth:`MotherModel.remove_head`, :func:`reconcile_heads`) for warm starts. A
@@ -112,7 +118,7 @@ class TaskHead(nn.Module):
         if len(self.experts):
             gates, experts = {}, {}
             for s in self.experts:
-                g = self.indicators[s](h).squeeze(-1)
+                g = self.indicators[s](h.detach()).squeeze(-1)  # a router: membership must not reshape the encoder
                 e = self.experts[s](h)
                 gates[s], experts[s] = g, e
                 feats.append(torch.sigmoid(g).unsqueeze(-1) * torch.softmax(e, dim=-1))
@@ -223,7 +229,7 @@ class MotherModel(nn.Module):
             head = self.heads[name]
             pp = None
             if head.parent_classes:
-                pp = torch.softmax(out[spec.parent]["logits"].float(), dim=-1)
+                pp = torch.softmax(out[spec.parent]["logits"].float(), dim=-1).detach()
             out[name] = head(h, pp)
         return out
 
