@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from mothermodel.defaults import DEFAULT_SEED
+from mothermodel.errors import UserError
 from mothermodel.registry.records import TaskSpec
 from mothermodel.registry.store import RegistryStore
 from mothermodel.registry.workspace import Workspace
@@ -154,3 +155,38 @@ class Registry:
         from mothermodel.labeling import label_history
 
         return label_history.diff(self.store, task, v1, v2)
+
+    # --- the mother model --------------------------------------------------------------
+    def train(self, config=None, options=None, *, if_changed: bool | None = None, resume: bool | None = None,
+              echo=lambda s: None) -> dict[str, Any]:
+        """`train`: the mother model on every task's fresh labels (a `mothermodel.trainer.config.TrainConfig`,
+        a `mothermodel.trainer.run.TrainOptions`); returns model_version, trained, metrics."""
+        from dataclasses import replace
+
+        from mothermodel.trainer.config import TrainConfig
+        from mothermodel.trainer.run import TrainOptions, train
+
+        options = options or TrainOptions()
+        if if_changed is not None:
+            options = replace(options, if_changed=if_changed)
+        if resume is not None:
+            options = replace(options, resume=resume)
+        return train(self.store, config or TrainConfig(), options, echo=echo)
+
+    def predict(self, task: str, split: str | None = None, input_file: str | None = None, device: str = "auto"):
+        """`predict TASK`: the latest mother model's probabilities and predicted classes (an Arrow table)."""
+        from mothermodel.trainer.run import predict
+
+        return predict(self.store, task, split=split, input_file=input_file, device=device)
+
+    def watch(self, every: str | None = None, once: bool = False, config=None, options=None,
+              echo=print) -> list[dict[str, Any]]:
+        """`watch [--every D] [--once]`: relabel, refit and retrain what is stale, periodically."""
+        from mothermodel.trainer.config import TrainConfig
+        from mothermodel.trainer.run import TrainOptions
+        from mothermodel.watch import parse_duration, watch
+
+        every_s = parse_duration(every) if every else None
+        if every_s is None and not once:
+            raise UserError("--every: give a period (e.g. --every 15m) or --once")
+        return watch(self, every_s, once, config or TrainConfig(), options or TrainOptions(), echo=echo)

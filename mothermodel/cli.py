@@ -391,6 +391,152 @@ def label_diff(ctx, task, v1, v2, as_json) -> None:
                   ["source", "status", "rows changed", f"coverage v{v1}", f"coverage v{v2}"])
 
 
+# --- the mother model ------------------------------------------------------------------
+
+
+def train_options(f):
+    """The TrainConfig options `train` and `watch` share."""
+    opts = [
+        click.option("--encoder", type=click.Path(file_okay=False), default=None,
+                     help="A Hugging Face model folder (default: the bundled all-MiniLM-L6-v2)."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--epochs", type=float, default=None, help="Passes over the training rows (default 3)."),
+        click.option("--max-steps", type=int, default=None, help="Optimizer steps in all (overrides --epochs)."),
+        click.option("--batch-size", type=int, default=None, help="Examples per step (default 32)."),
+        click.option("--max-length", type=int, default=None, help="Tokens per text (default 128)."),
+        click.option("--lr", type=float, default=None, help="Peak encoder learning rate (default 1e-4)."),
+        click.option("--layout", type=click.Choice(["flat", "hierarchical"]), default=None,
+                     help="Heads on the shared vector, or child heads reading their parent's output."),
+        click.option("--mixing", type=click.Choice(["heterogeneous", "homogeneous"]), default=None,
+                     help="Tasks mixed within a batch (default) or one task per batch."),
+        click.option("--seed", type=int, default=None, help=f"Seed (default {DEFAULT_SEED})."),
+        click.option("--tracking-uri", default=None,
+                     help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the workspace's own store)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed):
+    from mothermodel.trainer.config import TrainConfig
+
+    given = {"encoder": encoder, "device": device, "epochs": epochs, "max_steps": max_steps,
+             "batch_size": batch_size, "max_length": max_length, "lr": lr, "layout": layout, "mixing": mixing,
+             "seed": seed}
+    try:
+        return TrainConfig(**{k: v for k, v in given.items() if v is not None})
+    except ValueError as e:  # "TrainConfig.max_length: must be >= 4, got 2" -> name the option
+        msg = str(e)
+        field = msg.split(":", 1)[0].removeprefix("TrainConfig.")
+        raise UserError(f"--{field.replace('_', '-')}: {msg.split(':', 1)[1].strip()}") from None
+
+
+@cli.command()
+@click.option("--if-changed", is_flag=True, help="Train only when tasks, fingerprints or labels changed since the latest model.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
+@click.option("--task", "tasks", multiple=True, help="Train these tasks only (default: every task with text).")
+@train_options
+@json_option
+@click.pass_context
+def train(ctx, if_changed, resume, tasks, encoder, device, epochs, max_steps, batch_size, max_length, lr, layout,
+          mixing, seed, tracking_uri, as_json) -> None:
+    """Train the mother model on every task's fresh probabilistic labels (warm-starting from the latest)."""
+    from mothermodel.trainer.run import TrainOptions
+
+    cfg = _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed)
+    opts = TrainOptions(tasks=list(tasks) or None, if_changed=if_changed, resume=resume, tracking_uri=tracking_uri,
+                        progress=not as_json)
+    res = _registry(ctx).train(cfg, opts, echo=console.info if not as_json else (lambda s: None))
+    if as_json:
+        console.emit_json(res)
+        return
+    if not res["trained"]:
+        console.info(f"up to date: model v{res['model_version']} was trained on every task's current labels")
+        return
+    console.info(f"model v{res['model_version']}: {res['steps']} steps in {res['seconds']:.0f}s "
+                 f"({res['examples_per_s']:.0f} examples/s); MLflow run {res['mlflow_run_id']}")
+    rows = {}
+    for key, v in res["metrics"].items():
+        parts = key.split("/")
+        if len(parts) == 4 and parts[3] in ("accuracy", "label_model_accuracy"):
+            rows.setdefault((parts[0], parts[2]), {})[parts[3]] = v
+    console.table([(t, s, f"{m.get('label_model_accuracy', float('nan')):.4f}", f"{m.get('accuracy', float('nan')):.4f}")
+                   for (t, s), m in sorted(rows.items())], ["task", "split", "label model acc.", "mother model acc."])
+
+
+@cli.command()
+@click.argument("task")
+@click.option("--split", default=None, help="Only rows of this split of the task's dataset.")
+@click.option("--input", "input_file", type=click.Path(dir_okay=False), default=None,
+              help="Rows of this file (.jsonl, .csv or .parquet with a 'text' column) instead of the dataset.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write .parquet, .csv or .jsonl.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@json_option
+@click.pass_context
+def predict(ctx, task, split, input_file, out, device, as_json) -> None:
+    """The latest mother model's class probabilities and predicted class for TASK's rows."""
+    if split and input_file:
+        raise UserError("--input: give --split or --input, not both")
+    if out and Path(out).suffix.lower() not in (".parquet", ".csv", ".jsonl"):
+        raise UserError(f"--out: {out} must end in .parquet, .csv or .jsonl")
+    table = _registry(ctx).predict(task, split=split, input_file=input_file, device=device)
+    if out:
+        _write_table(table, Path(out))
+        console.info(f"wrote {table.num_rows} predictions to {out}")
+    elif as_json:
+        console.emit_json(table.to_pylist())
+    else:
+        console.table([(r["row"], r["pred"]) + tuple(f"{r[c]:.3f}" for c in table.column_names[2:])
+                       for r in table.slice(0, 50).to_pylist()], table.column_names)
+        if table.num_rows > 50:
+            console.info(f"... {table.num_rows - 50} more rows (use --out FILE)")
+
+
+def _write_table(table, path: Path) -> None:
+    import tempfile
+
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        suffix = path.suffix.lower()
+        if suffix == ".parquet":
+            pq.write_table(table, tmp)
+        elif suffix == ".csv":
+            pcsv.write_csv(table, tmp)
+        else:
+            import json as _json
+
+            with open(tmp, "w") as fh:
+                for r in table.to_pylist():
+                    fh.write(_json.dumps(r) + "\n")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+@cli.command()
+@click.option("--every", default=None, help="Period between ticks (e.g. 90s, 15m, 2h).")
+@click.option("--once", is_flag=True, help="Run one tick and exit (for cron and tests).")
+@train_options
+@json_option
+@click.pass_context
+def watch(ctx, every, once, encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed,
+          tracking_uri, as_json) -> None:
+    """Relabel, refit and retrain whatever went stale, every DURATION (Ctrl-C or SIGTERM stops it)."""
+    from mothermodel.trainer.run import TrainOptions
+
+    cfg = _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed)
+    opts = TrainOptions(if_changed=True, tracking_uri=tracking_uri, progress=not as_json)
+    ticks = _registry(ctx).watch(every, once, cfg, opts, echo=console.info if not as_json else (lambda s: None))
+    if as_json:
+        console.emit_json(ticks[-1] if once else ticks)
+
+
 @cli.command()
 @json_option
 @click.pass_context

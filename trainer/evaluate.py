@@ -1,6 +1,6 @@
 """Metrics of a trained model: accuracy and macro-F1 per task, per split with gold labels.
 
-The numbers are the same functions `label fit` reports (labeling.pipeline.metrics),
+The numbers are the same functions `label fit` reports (labeling.metrics),
 so the mother model's figures sit beside the label model's like for like. The
 registry glue names them ``task/dataset/split/metric`` (:func:`metric_keys`).
 """
@@ -28,7 +28,7 @@ def evaluate(model: Any, tokenizer: Any, tasks: Sequence[TaskData], *, max_lengt
     per dataset for every task on it. `splits` limits the splits (default:
     every split with gold labels); `tokens` reuses a training run's tokenisation.
     """
-    from mothermodel.labeling.pipeline import metrics
+    from mothermodel.labeling.metrics import metrics
 
     tokens = dict(tokens or {})
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
