@@ -410,6 +410,8 @@ def train_options(f):
         click.option("--mixing", type=click.Choice(["heterogeneous", "homogeneous"]), default=None,
                      help="Tasks mixed within a batch (default) or one task per batch."),
         click.option("--seed", type=int, default=None, help=f"Seed (default {DEFAULT_SEED})."),
+        click.option("--checkpoint-every", type=int, default=None,
+                     help="Write a checkpoint every N steps (default: at the end only); --resume continues from it."),
         click.option("--tracking-uri", default=None,
                      help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the workspace's own store)."),
     ]
@@ -418,12 +420,13 @@ def train_options(f):
     return f
 
 
-def _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed):
+def _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed,
+                  checkpoint_every):
     from mothermodel.trainer.config import TrainConfig
 
     given = {"encoder": encoder, "device": device, "epochs": epochs, "max_steps": max_steps,
              "batch_size": batch_size, "max_length": max_length, "lr": lr, "layout": layout, "mixing": mixing,
-             "seed": seed}
+             "seed": seed, "checkpoint_every": checkpoint_every}
     try:
         return TrainConfig(**{k: v for k, v in given.items() if v is not None})
     except ValueError as e:  # "TrainConfig.max_length: must be >= 4, got 2" -> name the option
@@ -440,11 +443,12 @@ def _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr
 @json_option
 @click.pass_context
 def train(ctx, if_changed, resume, tasks, encoder, device, epochs, max_steps, batch_size, max_length, lr, layout,
-          mixing, seed, tracking_uri, as_json) -> None:
+          mixing, seed, checkpoint_every, tracking_uri, as_json) -> None:
     """Train the mother model on every task's fresh probabilistic labels (warm-starting from the latest)."""
     from mothermodel.trainer.run import TrainOptions
 
-    cfg = _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed)
+    cfg = _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed,
+                        checkpoint_every)
     opts = TrainOptions(tasks=list(tasks) or None, if_changed=if_changed, resume=resume, tracking_uri=tracking_uri,
                         progress=not as_json)
     res = _registry(ctx).train(cfg, opts, echo=console.info if not as_json else (lambda s: None))
@@ -526,11 +530,12 @@ def _write_table(table, path: Path) -> None:
 @json_option
 @click.pass_context
 def watch(ctx, every, once, encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed,
-          tracking_uri, as_json) -> None:
+          checkpoint_every, tracking_uri, as_json) -> None:
     """Relabel, refit and retrain whatever went stale, every DURATION (Ctrl-C or SIGTERM stops it)."""
     from mothermodel.trainer.run import TrainOptions
 
-    cfg = _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed)
+    cfg = _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed,
+                        checkpoint_every)
     opts = TrainOptions(if_changed=True, tracking_uri=tracking_uri, progress=not as_json)
     ticks = _registry(ctx).watch(every, once, cfg, opts, echo=console.info if not as_json else (lambda s: None))
     if as_json:
