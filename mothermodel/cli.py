@@ -565,11 +565,12 @@ def status(ctx, as_json) -> None:
 @cli.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default="mothermodel-demo",
               show_default=True, help="Where to build the demo workspace (recreated if it is a demo).")
-def demo(directory: str) -> None:
+@click.option("--epochs", type=float, default=1.0, show_default=True, help="Mother-model training epochs.")
+def demo(directory: str, epochs: float) -> None:
     """Run the whole pipeline (as far as it is built) on a bundled synthetic world."""
     from mothermodel.demo import run
 
-    run(Path(directory))
+    run(Path(directory), epochs=epochs)
 
 
 def main(argv: list[str] | None = None) -> None:
