@@ -566,11 +566,13 @@ def status(ctx, as_json) -> None:
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default="mothermodel-demo",
               show_default=True, help="Where to build the demo workspace (recreated if it is a demo).")
 @click.option("--epochs", type=float, default=1.0, show_default=True, help="Mother-model training epochs.")
-def demo(directory: str, epochs: float) -> None:
+@click.option("--encoder", type=click.Path(file_okay=False), default=None,
+              help="Encoder folder for the mother model (default: the bundled all-MiniLM-L6-v2).")
+def demo(directory: str, epochs: float, encoder: str | None) -> None:
     """Run the whole pipeline (as far as it is built) on a bundled synthetic world."""
     from mothermodel.demo import run
 
-    run(Path(directory), epochs=epochs)
+    run(Path(directory), epochs=epochs, encoder=Path(encoder) if encoder else None)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,7 +34,7 @@ def _cli(ws: Path, *args: str) -> None:
     sys.stdout.flush()
 
 
-def run(directory: Path, epochs: float = 1.0) -> Path:
+def run(directory: Path, epochs: float = 1.0, encoder: Path | None = None) -> Path:
     """Build the demo workspace in `directory` (recreated if an earlier demo made it)."""
     from mothermodel.demo import world
     from mothermodel.errors import UserError
@@ -85,6 +85,8 @@ def run(directory: Path, epochs: float = 1.0) -> Path:
 
     _step("6. The mother model: one shared encoder, a head per task, trained on the labels above")
     train_args = ["--epochs", str(epochs), "--max-length", "48", "--device", "cpu"]
+    if encoder is not None:
+        train_args += ["--encoder", str(Path(encoder).resolve())]
     _cli(directory, "train", *train_args)
     _cli(directory, "predict", "urgency", "--split", "test", "--out", str(directory / "urgency-test.parquet"))
 
