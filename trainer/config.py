@@ -41,6 +41,9 @@ class TrainConfig:
         warmup_fraction: share of the steps over which the rate rises linearly from 0.
         decay: after warm-up, 'linear' decay to 0 or 'constant'.
         grad_clip: clip the global gradient norm to this (0 = off).
+        freeze_embeddings: keep the encoder's input (word) embedding matrix
+            fixed: about half of a MiniLM's weights, and its dense AdamW update
+            is ~15% of a CPU step; position embeddings and the layers still train.
         dropout: dropout on the pooled representation before the heads.
         pooling: 'mean' (mean of token vectors, padding masked) or 'cls' (first token).
         layout: 'flat' (every head reads the pooled text vector) or 'hierarchical'
@@ -86,6 +89,7 @@ class TrainConfig:
     warmup_fraction: float = 0.1
     decay: str = "linear"
     grad_clip: float = 1.0
+    freeze_embeddings: bool = False
     dropout: float = 0.1
     pooling: str = "mean"
     layout: str = "flat"

@@ -283,6 +283,9 @@ def train(model: MotherModel, tokenizer: Any, tasks: Sequence[TaskData], config:
 
     # ---- 3. model, optimizer, resume --------------------------------------------------------------
     model.to(device)
+    emb = model.encoder.get_input_embeddings()
+    if emb is not None:
+        emb.weight.requires_grad_(not config.freeze_embeddings)
     groups, param_names = param_groups(model, config)
     opt = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999), eps=1e-8,
                             fused=True if cuda else None)

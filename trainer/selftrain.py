@@ -79,11 +79,14 @@ def refresh_targets(model: Any, tokenizer: Any, tasks: Sequence[TaskData], *, th
 def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConfig, *,
         checkpoint_dir: Optional[str | os.PathLike] = None, resume: bool = False,
         on_step: Optional[Callable[[StepInfo], None]] = None, meta: Optional[dict] = None,
-        progress: bool = True) -> list[TrainResult]:
+        progress: bool = True, on_stage_end: Optional[Callable[[int, TrainResult], None]] = None
+        ) -> list[TrainResult]:
     """Train on the label model's labels, then self-train ``config.self_train_rounds`` rounds; one TrainResult per stage.
 
     Step numbers passed to `on_step` continue across stages (stage 2 step 1
     comes after stage 1's last step), so a logged loss curve is one curve.
+    `on_stage_end(stage, result)` runs after each stage trained here (e.g. to
+    evaluate it).
     """
     from mothermodel.trainer import checkpoint as ckpt
 
@@ -119,4 +122,6 @@ def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConf
         tokens = res.tokens
         offset += res.steps
         results.append(res)
+        if on_stage_end is not None:
+            on_stage_end(stage, res)
     return results
