@@ -15,7 +15,14 @@ Modules, one concept each (docs/trainer.md):
 Importing this package is cheap: names load their module (and torch) on first use.
 """
 
+import os
 from typing import Any
+
+# libgomp threads spin while they wait; on a shared or oversubscribed CPU (CI,
+# a 2-core box, two trainers at once) a 2-thread training step ran 7x slower
+# than with passive waiting, which costs little on an idle machine. Only
+# effective before torch is first imported; the user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _EXPORTS = {
     "TrainConfig": "config",
@@ -27,6 +34,7 @@ _EXPORTS = {
     "reconcile_heads": "model",
     "head_specs": "model",
     "train": "loop",
+    "fit": "selftrain",
     "TrainResult": "loop",
     "StepInfo": "loop",
     "predict_proba": "predict",

@@ -41,6 +41,9 @@ class TrainConfig:
         warmup_fraction: share of the steps over which the rate rises linearly from 0.
         decay: after warm-up, 'linear' decay to 0 or 'constant'.
         grad_clip: clip the global gradient norm to this (0 = off).
+        freeze_embeddings: keep the encoder's input (word) embedding matrix
+            fixed: about half of a MiniLM's weights, and its dense AdamW update
+            is ~15% of a CPU step; position embeddings and the layers still train.
         dropout: dropout on the pooled representation before the heads.
         pooling: 'mean' (mean of token vectors, padding masked) or 'cls' (first token).
         layout: 'flat' (every head reads the pooled text vector) or 'hierarchical'
@@ -56,6 +59,13 @@ class TrainConfig:
         uncovered_weight: loss weight of train rows that no weak source covered.
             Their posterior is the label model's class prior (or, with the text
             view, a bag-of-words guess): 0 drops them (see docs/trainer.md).
+        self_train_rounds: rounds of self-training after the first stage
+            (selftrain.py: the model's own sharpened, confident predictions on
+            every train row become the targets); 0 = off.
+        self_train_epochs: epochs of each self-training round.
+        self_train_threshold: a row joins a round when its sharpened target's
+            top class probability is at least this.
+        self_train_lr_scale: a round's peak rates are lr and head_lr times this.
         device: 'auto' (a GPU when there is one), 'cpu', 'cuda' or 'cuda:i'.
         bf16: bfloat16 autocast; None = on for CUDA, off on CPU.
         compile: torch.compile the encoder (GPU only; ignored on CPU).
@@ -79,6 +89,7 @@ class TrainConfig:
     warmup_fraction: float = 0.1
     decay: str = "linear"
     grad_clip: float = 1.0
+    freeze_embeddings: bool = False
     dropout: float = 0.1
     pooling: str = "mean"
     layout: str = "flat"
@@ -87,6 +98,10 @@ class TrainConfig:
     bucketing: bool = True
     bucket_pool: int = 50
     uncovered_weight: float = 0.0
+    self_train_rounds: int = 0
+    self_train_epochs: float = 1.0
+    self_train_threshold: float = 0.9
+    self_train_lr_scale: float = 0.5
     device: str = "auto"
     bf16: Optional[bool] = None
     compile: bool = False
@@ -134,6 +149,14 @@ class TrainConfig:
             raise bad("bucket_pool", "must be >= 1")
         if not self.uncovered_weight >= 0:
             raise bad("uncovered_weight", "must be >= 0")
+        if self.self_train_rounds < 0:
+            raise bad("self_train_rounds", "must be >= 0")
+        if not self.self_train_epochs > 0:
+            raise bad("self_train_epochs", "must be > 0")
+        if not 0 <= self.self_train_threshold <= 1:
+            raise bad("self_train_threshold", "must be in [0, 1]")
+        if not self.self_train_lr_scale > 0:
+            raise bad("self_train_lr_scale", "must be > 0")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise bad("device", "must be 'auto', 'cpu', 'cuda' or 'cuda:i'")
         if self.checkpoint_every < 0:

@@ -212,6 +212,7 @@ class _Progress:
     def __init__(self, total: int, start: int, enabled: bool):
         self.total, self.enabled, self.bar = total, enabled, None
         self.every = max(1, total // 20)
+        self.next = (start // self.every + 1) * self.every
         if enabled and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -226,7 +227,8 @@ class _Progress:
             return
         if self.bar is not None:
             self.bar.update(self.tid, completed=step, info=f"loss {loss:.4f}  {ex_s:.0f} ex/s")
-        elif step % self.every == 0 or step == self.total:
+        elif step >= self.next or step == self.total:
+            self.next = (step // self.every + 1) * self.every
             print(f"train: step {step}/{self.total} loss {loss:.4f} {ex_s:.1f} ex/s", file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -283,6 +285,9 @@ def train(model: MotherModel, tokenizer: Any, tasks: Sequence[TaskData], config:
 
     # ---- 3. model, optimizer, resume --------------------------------------------------------------
     model.to(device)
+    emb = model.encoder.get_input_embeddings()
+    if emb is not None:
+        emb.weight.requires_grad_(not config.freeze_embeddings)
     groups, param_names = param_groups(model, config)
     opt = torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.999), eps=1e-8,
                             fused=True if cuda else None)
@@ -315,13 +320,15 @@ def train(model: MotherModel, tokenizer: Any, tasks: Sequence[TaskData], config:
         # one device sync per `log_every` steps: the losses come back together
         if not pending:
             return
-        vals = torch.stack([p[1] for p in pending]).float().cpu().tolist()
+        flat = [p[1] for p in pending] + [x for p in pending for x in p[2].values()]
+        vals = torch.stack(flat).float().cpu().tolist()
+        task_vals = iter(vals[len(pending):])
         for (s, _, tl, lr), v in zip(pending, vals):
             losses.append(v)
+            per = {k: next(task_vals) for k in tl}
             if on_step is not None and dist_info.is_main:
                 el = time.perf_counter() - t0
-                on_step(StepInfo(s, total, v, {k: float(x) for k, x in tl.items()}, lr,
-                                 (s - start) * global_batch, el))
+                on_step(StepInfo(s, total, v, per, lr, (s - start) * global_batch, el))
         el = max(time.perf_counter() - t0, 1e-9)
         bar.update(pending[-1][0], vals[-1], seen * world / el)
         pending.clear()
