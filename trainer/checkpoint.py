@@ -248,7 +248,7 @@ def load_model(folder: str | os.PathLike, *, device: Any = "cpu", attn_implement
     """
     import torch
 
-    from mothermodel.trainer.encoder import _offline, encoder_from_config
+    from mothermodel.trainer.encoder import offline_mode, encoder_from_config
     from mothermodel.trainer.model import MotherModel
 
     folder = Path(folder)
@@ -264,7 +264,7 @@ def load_model(folder: str | os.PathLike, *, device: Any = "cpu", attn_implement
     model.to(torch.device(device) if isinstance(device, str) else device)
     tokenizer = None
     if any(k.startswith("encoder/tokenizer") for k in m["files"]):
-        _offline()
+        offline_mode()
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(folder / "encoder"), local_files_only=True)

@@ -42,7 +42,7 @@ DEFAULT_ENCODER_SHA256 = {
 """sha256 of the default encoder's files; a load of that directory checks every one."""
 
 
-def _offline() -> None:
+def offline_mode() -> None:
     # Set before transformers reads them: no hub lookups, ever.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -114,7 +114,7 @@ def load_encoder(
         UserError: the directory does not exist or is not a model directory.
         IntegrityError: a checked file's hash differs.
     """
-    _offline()
+    offline_mode()
     folder = default_encoder_dir() if path is None else Path(path)
     if not folder.is_dir() or not (folder / "config.json").is_file():
         raise UserError(f"encoder: {folder} is not a Hugging Face model directory (no config.json)")
@@ -147,7 +147,7 @@ def load_encoder(
 
 def encoder_from_config(config_dict: dict[str, Any], *, attn_implementation: Optional[str] = "sdpa") -> Any:
     """An encoder of the given architecture with uninitialised weights (a checkpoint fills them)."""
-    _offline()
+    offline_mode()
     from transformers import AutoConfig, AutoModel
 
     d = dict(config_dict)
@@ -198,7 +198,7 @@ def write_tiny_encoder(
     (lower-cased), so a test's synthetic words are one token each. Fast (no
     training, no downloads) and deterministic for a given `seed`.
     """
-    _offline()
+    offline_mode()
     import torch
     from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
