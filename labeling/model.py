@@ -52,6 +52,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from mothermodel.defaults import ABSTAIN, DEFAULT_SEED, resolve_device
 from mothermodel.labeling.votes import tie_break as _tie_break
 from mothermodel.labeling.votes import vote_counts as _vote_counts
 
@@ -64,7 +65,6 @@ __all__ = [
     "as_label_matrix",
 ]
 
-ABSTAIN = -1
 
 #: Whether callers should pass labeled dev rows (``fit(L, L_dev=..., Y_dev=...)``)
 #: by default. False: the default model is EM on the weak labels only. The
@@ -132,14 +132,6 @@ def _check_values(a: np.ndarray, cardinality: int) -> None:
         )
 
 
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}")
-    return torch.device(device)
-
-
 def _unique_rows(L: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Distinct rows of ``L`` and their counts.
 
@@ -174,7 +166,7 @@ class MajorityVoter:
     """
 
     def __init__(self, cardinality: int, class_balance: Optional[Sequence[float]] = None,
-                 seed: int = 123, chunk_rows: int = 1 << 20) -> None:
+                 seed: int = DEFAULT_SEED, chunk_rows: int = 1 << 20) -> None:
         if cardinality < 2:
             raise ValueError(f"cardinality must be >= 2, got {cardinality}")
         self.cardinality = int(cardinality)
@@ -363,7 +355,7 @@ class LabelModelConfig:
     balance_from_dev: bool = False
     max_fit_rows: Optional[int] = 250_000
     chunk_rows: Optional[int] = None
-    seed: int = 123
+    seed: int = DEFAULT_SEED
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -381,7 +373,7 @@ class LabelModelConfig:
             raise ValueError("max_fit_rows must be >= 1 or None")
         if self.chunk_rows is not None and self.chunk_rows < 1:
             raise ValueError("chunk_rows must be >= 1")
-        _resolve_device(self.device)
+        resolve_device(self.device)
 
 
 class LabelModel:
@@ -412,77 +404,94 @@ class LabelModel:
             Y_dev: Optional[Sequence[int]] = None) -> "LabelModel":
         """Fit on the weak labels ``L``; optional labeled dev rows anchor EM."""
         cfg, k = self.config, self.cardinality
-        dev = _resolve_device(cfg.device)
+        dev = resolve_device(cfg.device)
         L = as_label_matrix(L, k)
         n, m = L.shape
         if n == 0 or m == 0:
             raise ValueError(f"cannot fit on an empty label matrix of shape {L.shape}")
         if (L_dev is None) != (Y_dev is None):
             raise ValueError("give both L_dev and Y_dev, or neither")
+        U, cnt = _unique_rows(self._fit_rows(L))
+        d = self._design(U, cnt, dev)
+        anchors = self._dev_anchors(L_dev, Y_dev, d, m, dev)
+        w, p, beta, log_prior, it, converged = self._em(d, anchors, self._fixed_prior(anchors["balance"]), dev)
+        w, log_prior = self._dev_correction(anchors, d, w, log_prior, m, dev)
+        self._keep_state(d, w, p, beta, log_prior, m, it, converged, U)
+        return self
 
-        # Row sample (seeded) and distinct vote patterns with counts.
-        if cfg.max_fit_rows is not None and n > cfg.max_fit_rows:
+    def _fit_rows(self, L: np.ndarray) -> np.ndarray:
+        """The rows EM sees: all, or a seeded sample of `max_fit_rows`."""
+        cfg = self.config
+        if cfg.max_fit_rows is not None and L.shape[0] > cfg.max_fit_rows:
             rng = np.random.default_rng(cfg.seed)
-            idx = np.sort(rng.choice(n, size=cfg.max_fit_rows, replace=False))
-            Ls = L[idx]
-        else:
-            Ls = L
-        U, cnt = _unique_rows(Ls)
-        n_fit = int(cnt.sum())
+            return L[np.sort(rng.choice(L.shape[0], size=cfg.max_fit_rows, replace=False))]
+        return L
 
-        # Voters: (LF j, class v) pairs that occur in the fitted rows.
+    def _design(self, U: np.ndarray, cnt: np.ndarray, dev) -> dict[str, Any]:
+        """Voters ((LF j, class v) pairs that occur in the fitted rows) and the (patterns x voters)
+        0/1 design matrix over distinct vote patterns (unique patterns keep it small)."""
+        k = self.cardinality
         Ut = torch.from_numpy(np.ascontiguousarray(U)).to(dev)
         cnt_t = torch.from_numpy(cnt).to(dev, torch.float32)
         fires = torch.stack([(Ut == v).to(torch.float32).T @ cnt_t for v in range(k)], dim=1)  # (m, k)
         vj, vc = torch.nonzero(fires > 0, as_tuple=True)
         R = int(vj.numel())
         self._voter_lf, self._voter_class = vj.cpu().numpy(), vc.cpu().numpy()
-
-        # (patterns x voters) 0/1 design matrix; unique patterns keep it small.
         X = (Ut[:, vj] == vc.to(Ut.dtype)[None, :]).to(torch.float32)
         del Ut
         C = torch.zeros(R, k, device=dev)
         C[torch.arange(R, device=dev), vc] = 1.0
-        F = cnt_t @ X  # fires per voter
+        return {"X": X, "C": C, "F": cnt_t @ X, "cnt": cnt_t, "vj": vj, "vc": vc, "R": R,
+                "n_fit": int(cnt.sum())}
 
-        # Dev anchors: gold posteriors, constant through EM.
-        S_dev = torch.zeros(R, device=dev)
-        F_dev = torch.zeros(R, device=dev)
-        N_dev = torch.zeros(k, device=dev)
-        dev_balance = None
-        if L_dev is not None:
-            Ld = as_label_matrix(L_dev, k)
-            yd = np.asarray(Y_dev, dtype=np.int64).ravel()
-            if Ld.shape[1] != m or len(yd) != Ld.shape[0]:
-                raise ValueError("L_dev must have the same LFs as L and one gold label per row")
-            if len(yd) and (yd.min() < 0 or yd.max() >= k):
-                raise ValueError(f"Y_dev values must be in 0..{k - 1}")
-            counts = np.bincount(yd, minlength=k).astype(np.float64)
-            dev_balance = (counts + cfg.balance_prior) / (counts.sum() + k * cfg.balance_prior)
-            if cfg.dev_mode == "anchor" and cfg.dev_weight > 0 and len(yd):
-                Ldt = torch.from_numpy(np.ascontiguousarray(Ld)).to(dev)
-                Xd = (Ldt[:, vj] == vc.to(Ldt.dtype)[None, :]).to(torch.float32)
-                Yd = torch.nn.functional.one_hot(torch.from_numpy(yd).to(dev), k).to(torch.float32)
-                w = float(cfg.dev_weight)
-                F_dev = w * Xd.sum(0)
-                S_dev = w * ((Xd.T @ Yd) * C).sum(1)
-                N_dev = w * Yd.sum(0)
-        n_dev = float(N_dev.sum())
+    def _dev_anchors(self, L_dev, Y_dev, d: dict[str, Any], m: int, dev) -> dict[str, Any]:
+        """Dev anchors: gold posteriors, constant through EM (zeros without dev labels)."""
+        cfg, k, R = self.config, self.cardinality, d["R"]
+        out: dict[str, Any] = {"S": torch.zeros(R, device=dev), "F": torch.zeros(R, device=dev),
+                               "N": torch.zeros(k, device=dev), "balance": None, "L": None, "y": None}
+        if L_dev is None:
+            return out
+        Ld = as_label_matrix(L_dev, k)
+        yd = np.asarray(Y_dev, dtype=np.int64).ravel()
+        if Ld.shape[1] != m or len(yd) != Ld.shape[0]:
+            raise ValueError("L_dev must have the same LFs as L and one gold label per row")
+        if len(yd) and (yd.min() < 0 or yd.max() >= k):
+            raise ValueError(f"Y_dev values must be in 0..{k - 1}")
+        out["L"], out["y"] = Ld, yd
+        counts = np.bincount(yd, minlength=k).astype(np.float64)
+        out["balance"] = (counts + cfg.balance_prior) / (counts.sum() + k * cfg.balance_prior)
+        if cfg.dev_mode == "anchor" and cfg.dev_weight > 0 and len(yd):
+            vj, vc, C = d["vj"], d["vc"], d["C"]
+            Ldt = torch.from_numpy(np.ascontiguousarray(Ld)).to(dev)
+            Xd = (Ldt[:, vj] == vc.to(Ldt.dtype)[None, :]).to(torch.float32)
+            Yd = torch.nn.functional.one_hot(torch.from_numpy(yd).to(dev), k).to(torch.float32)
+            wt = float(cfg.dev_weight)
+            out["F"] = wt * Xd.sum(0)
+            out["S"] = wt * ((Xd.T @ Yd) * C).sum(1)
+            out["N"] = wt * Yd.sum(0)
+        return out
 
-        fixed_prior = None
+    def _fixed_prior(self, dev_balance) -> Optional[np.ndarray]:
+        """A class prior held fixed through EM: the configured one, or the dev split's balance."""
+        cfg = self.config
         if cfg.class_balance is not None:
             cb = np.asarray(cfg.class_balance, dtype=np.float64)
-            fixed_prior = cb / cb.sum()
-        elif cfg.balance_from_dev and dev_balance is not None and cfg.dev_mode != "ignore":
-            fixed_prior = dev_balance
+            return cb / cb.sum()
+        if cfg.balance_from_dev and dev_balance is not None and cfg.dev_mode != "ignore":
+            return dev_balance
+        return None
 
+    def _em(self, d: dict[str, Any], anchors: dict[str, Any], fixed_prior, dev):
+        """Precision-weighted class-conditional EM from majority-vote posteriors; closed-form MAP M-step."""
+        cfg, k = self.config, self.cardinality
+        X, C, F, cnt_t, vc, R = d["X"], d["C"], d["F"], d["cnt"], d["vc"], d["R"]
+        n_dev = float(anchors["N"].sum())
         # Initial posteriors: majority vote (ties split evenly, uncovered rows uniform).
         votes = X @ C
         Q = (votes == votes.max(dim=1, keepdim=True).values).to(torch.float32)
         Q /= Q.sum(dim=1, keepdim=True)
-
         a0 = cfg.prior_strength * cfg.prior_precision
-        F_all = F + F_dev + cfg.prior_strength
+        F_all = F + anchors["F"] + cfg.prior_strength
         eps = 1e-6
         prev_w = prev_lp = None
         converged = False
@@ -490,10 +499,10 @@ class LabelModel:
         for it in range(1, cfg.epochs + 1):
             # M-step (closed form MAP).
             Qc = Q * cnt_t[:, None]
-            N = Qc.sum(0) + N_dev
-            S = ((X.T @ Qc) * C).sum(1) + S_dev
+            N = Qc.sum(0) + anchors["N"]
+            S = ((X.T @ Qc) * C).sum(1) + anchors["S"]
             p = ((S + a0) / F_all).clamp(eps, 1 - eps)
-            beta = (N + cfg.balance_prior) / (n_fit + n_dev + k * cfg.balance_prior)
+            beta = (N + cfg.balance_prior) / (d["n_fit"] + n_dev + k * cfg.balance_prior)
             bc = beta[vc]
             w = torch.log(p) - torch.log1p(-p) - torch.log(bc) + torch.log1p(-bc)
             log_prior = torch.log(beta) if fixed_prior is None else torch.log(
@@ -507,31 +516,41 @@ class LabelModel:
                     converged = True
                     break
             prev_w, prev_lp = w, log_prior
+        return w, p, beta, log_prior, it, converged
 
-        # Discriminative correction on dev gold (dev_mode='correct').
+    def _dev_correction(self, anchors: dict[str, Any], d: dict[str, Any], w, log_prior, m: int, dev):
+        """Discriminative correction of the EM weights on dev gold (dev_mode='correct')."""
+        cfg, k = self.config, self.cardinality
         self.weights_em_ = None
         self.dev_lambda_ = None
         self.dev_cv_accuracy_ = None
-        if L_dev is not None and cfg.dev_mode == "correct" and len(yd):
-            Ldt = torch.from_numpy(np.ascontiguousarray(Ld)).to(dev)
-            Xd64 = (Ldt[:, vj] == vc.to(Ldt.dtype)[None, :]).to(torch.float64)
-            w64, lp64 = w.to(torch.float64), log_prior.to(torch.float64)
-            lam, cv_acc = _select_l2(Xd64, yd, vc, w64, lp64, k, cfg)
-            self.dev_lambda_, self.dev_cv_accuracy_ = lam, cv_acc
-            if math.isfinite(lam):
-                self.weights_em_ = np.zeros((m, k), dtype=np.float32)
-                self.weights_em_[self._voter_lf, self._voter_class] = w.cpu().numpy()
-                dw, db = _fit_correction(Xd64, torch.from_numpy(yd).to(dev), vc, w64, lp64, k, lam)
-                w = (w64 + dw).to(torch.float32)
-                log_prior = torch.log_softmax(lp64 + db, dim=0).to(torch.float32)
+        Ld, yd = anchors["L"], anchors["y"]
+        if Ld is None or cfg.dev_mode != "correct" or not len(yd):
+            return w, log_prior
+        vj, vc = d["vj"], d["vc"]
+        Ldt = torch.from_numpy(np.ascontiguousarray(Ld)).to(dev)
+        Xd64 = (Ldt[:, vj] == vc.to(Ldt.dtype)[None, :]).to(torch.float64)
+        w64, lp64 = w.to(torch.float64), log_prior.to(torch.float64)
+        lam, cv_acc = _select_l2(Xd64, yd, vc, w64, lp64, k, cfg)
+        self.dev_lambda_, self.dev_cv_accuracy_ = lam, cv_acc
+        if math.isfinite(lam):
+            self.weights_em_ = np.zeros((m, k), dtype=np.float32)
+            self.weights_em_[self._voter_lf, self._voter_class] = w.cpu().numpy()
+            dw, db = _fit_correction(Xd64, torch.from_numpy(yd).to(dev), vc, w64, lp64, k, lam)
+            w = (w64 + dw).to(torch.float32)
+            log_prior = torch.log_softmax(lp64 + db, dim=0).to(torch.float32)
+        return w, log_prior
 
-        # Fitted state (kept on CPU as numpy; small).
+    def _keep_state(self, d: dict[str, Any], w, p, beta, log_prior, m: int, it: int, converged: bool,
+                    U: np.ndarray) -> None:
+        """The fitted state, kept on CPU as numpy (small)."""
+        k = self.cardinality
         W = np.zeros((m, k), dtype=np.float32)
         Pm = np.full((m, k), np.nan, dtype=np.float64)
         Fm = np.zeros((m, k), dtype=np.float64)
         W[self._voter_lf, self._voter_class] = w.cpu().numpy()
         Pm[self._voter_lf, self._voter_class] = p.cpu().double().numpy()
-        Fm[self._voter_lf, self._voter_class] = F.cpu().double().numpy()
+        Fm[self._voter_lf, self._voter_class] = d["F"].cpu().double().numpy()
         self.weights_ = W
         self.precision_ = Pm
         self._fires = Fm
@@ -540,11 +559,10 @@ class LabelModel:
         self.class_prior_ /= self.class_prior_.sum()
         self.n_iter_ = it
         self.converged_ = converged
-        self.n_fit_rows_ = n_fit
+        self.n_fit_rows_ = d["n_fit"]
         self.n_patterns_ = int(U.shape[0])
         self.n_lfs_ = m
         self._fitted = True
-        return self
 
     # -------------------------------------------------------------- predict
     def _check_fitted(self) -> None:
@@ -559,7 +577,7 @@ class LabelModel:
         n, m = L.shape
         if m != self.n_lfs_:
             raise ValueError(f"label matrix has {m} LFs, the model was fitted on {self.n_lfs_}")
-        dev = _resolve_device(cfg.device)
+        dev = resolve_device(cfg.device)
         W = torch.from_numpy(self.weights_).to(dev)
         lp = torch.from_numpy(np.log(self.class_prior_)).to(dev, torch.float32)
         classes = [c for c in range(k) if bool((W[:, c] != 0).any())]
