@@ -11,11 +11,16 @@ import os
 import sys
 from pathlib import Path
 
-import click
+# Before anything imports torch (label fit, train, watch): libgomp threads that spin while
+# they wait made a 2-thread training step 7x slower on a shared 2-core machine. The user's
+# own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from mothermodel import console
-from mothermodel.defaults import DEFAULT_SEED
-from mothermodel.errors import CommandFailed, UserError
+import click  # noqa: E402
+
+from mothermodel import console  # noqa: E402
+from mothermodel.defaults import DEFAULT_SEED  # noqa: E402
+from mothermodel.errors import CommandFailed, UserError  # noqa: E402
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 
