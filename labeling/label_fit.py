@@ -19,6 +19,7 @@ from mothermodel.labeling.apply import ApplyConfig, progress_bar
 from mothermodel.labeling.label_apply import DatasetCache, apply_and_read
 from mothermodel.labeling.metrics import metrics, split_metrics, splits_in_order
 from mothermodel.labeling.votes import tie_break
+from mothermodel.registry.datasets import split_column
 from mothermodel.registry.records import DatasetRecord, ProbLabelsRecord, Snapshot, TaskRecord
 from mothermodel.registry.store import RegistryStore
 
@@ -56,11 +57,9 @@ def read_inputs(store: RegistryStore, data: DatasetCache, name: str, snap: Snaps
 def _splits(table, ds: DatasetRecord) -> tuple[np.ndarray, np.ndarray]:
     """Each row's split name, and the rows a label model fits on: the train split,
     or every row's weak labels when no row is in a split called 'train'."""
-    n = ds.num_rows
-    split = (np.asarray(table.column(ds.split_field).to_pylist(), dtype=object)
-             if ds.split_field else np.full(n, "train", dtype=object))
+    split = split_column(table, ds)
     train = split == "train"
-    return split, (train if train.any() else np.ones(n, bool))
+    return split, (train if train.any() else np.ones(ds.num_rows, bool))
 
 
 def _use_dev(use_dev: bool | None) -> bool:

@@ -74,3 +74,13 @@ def stage(ws, name: str, table, text_field: str | None, split_field: str | None,
         "gold_field": gold_field, "columns": cols, "source_file": origin,
         "created_at": now, "updated_at": now,
     }
+
+
+def split_column(table, dataset) -> Any:
+    """Each row's split name as a numpy object array ('train' for every row when the dataset has no
+    split field). `dataset` is a `DatasetRecord`."""
+    import numpy as np
+
+    if dataset.split_field:
+        return np.asarray(table.column(dataset.split_field).to_pylist(), dtype=object)
+    return np.full(table.num_rows, "train", dtype=object)

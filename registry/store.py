@@ -21,6 +21,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from mothermodel.errors import UserError
 from mothermodel.registry import db
+from mothermodel.registry.datasets import split_column
 from mothermodel.registry import fingerprint as fp
 from mothermodel.registry import lineage, tasks as submit_rules
 from mothermodel.registry.files import read_parquet_checked
@@ -57,6 +58,14 @@ def _registered(con, name: str, table) -> Iterator[None]:
         yield
     finally:
         con.unregister(name)
+
+
+def _next_version(con, table: str, task: str | None = None) -> int:
+    """The next version number of TABLE (per task where given); called inside the write transaction,
+    under the exclusive lock, so concurrent recorders never collide."""
+    if task is None:
+        return con.execute(f"SELECT coalesce(max(version), 0) + 1 FROM {table}").fetchone()[0]
+    return con.execute(f"SELECT coalesce(max(version), 0) + 1 FROM {table} WHERE task = ?", [task]).fetchone()[0]
 
 
 def _names(names) -> Any:
@@ -442,8 +451,7 @@ class RegistryStore:
                             faults: list[dict[str, Any]]) -> LabelMatrixRecord:
         """Record TASK's next label-matrix version (the file is already written)."""
         with self.write() as con:
-            v = con.execute("SELECT coalesce(max(version), 0) + 1 FROM label_matrices WHERE task = ?",
-                            [task.name]).fetchone()[0]
+            v = _next_version(con, "label_matrices", task.name)
             now = _now()
             con.execute(
                 "INSERT INTO label_matrices (task, version, content_hash, path, dataset_hash, source_versions, "
@@ -458,8 +466,7 @@ class RegistryStore:
                            content_hash: str, metrics: Mapping[str, Any], config: Mapping[str, Any]) -> ProbLabelsRecord:
         """Record TASK's next probabilistic-labels version (the file is already written)."""
         with self.write() as con:
-            v = con.execute("SELECT coalesce(max(version), 0) + 1 FROM prob_labels WHERE task = ?",
-                            [task.name]).fetchone()[0]
+            v = _next_version(con, "prob_labels", task.name)
             now = _now()
             con.execute(
                 "INSERT INTO prob_labels (task, version, label_matrix_version, model, content_hash, path, "
@@ -515,8 +522,7 @@ class RegistryStore:
         if "applicable" in pl.column_names:
             applicable = np.ones(n, np.float32)
             applicable[rows] = pl.column("applicable").to_numpy()
-        split = (np.asarray(data.column(d.split_field).to_pylist(), dtype=object) if d.split_field
-                 else np.full(n, "train", dtype=object))
+        split = split_column(data, d)
         gcol = d.gold_column(t.name)
         gold = (np.nan_to_num(data.column(gcol).to_numpy(zero_copy_only=False).astype(np.float64), nan=-1)
                 .astype(np.int64) if gcol else None)
@@ -543,7 +549,7 @@ class RegistryStore:
                      mlflow_run_id: str | None, tasks: Sequence[ModelTaskRecord]) -> ModelRecord:
         """Record the next mother-model version and, per task, the lineage it was trained on."""
         with self.write() as con:
-            v = con.execute("SELECT coalesce(max(version), 0) + 1 FROM models").fetchone()[0]
+            v = _next_version(con, "models")
             now = _now()
             con.execute("INSERT INTO models (version, path, encoder, content_hash, metrics, mlflow_run_id, created_at) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?)", [v, path, encoder, content_hash, json.dumps(metrics),
@@ -583,8 +589,7 @@ class RegistryStore:
                           metrics: Mapping[str, Any]) -> DeployableRecord:
         """Record TASK's next deployable (a distilled student built from MODEL_VERSION)."""
         with self.write() as con:
-            v = con.execute("SELECT coalesce(max(version), 0) + 1 FROM deployables WHERE task = ?",
-                            [task.name]).fetchone()[0]
+            v = _next_version(con, "deployables", task.name)
             now = _now()
             con.execute(f"INSERT INTO deployables ({_DEPLOYABLE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [task.name, v, model_version, task.fingerprint, student, path, content_hash,

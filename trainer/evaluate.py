@@ -14,9 +14,7 @@ import numpy as np
 from mothermodel.trainer.data import TaskData, Tokenized, tokenize
 from mothermodel.trainer.predict import predict_tokens
 
-__all__ = ["evaluate", "metric_keys", "SPLIT_ORDER"]
-
-SPLIT_ORDER = ("train", "valid", "test")
+__all__ = ["evaluate", "metric_keys"]
 
 
 def evaluate(model: Any, tokenizer: Any, tasks: Sequence[TaskData], *, max_length: int = 128,
@@ -28,7 +26,7 @@ def evaluate(model: Any, tokenizer: Any, tasks: Sequence[TaskData], *, max_lengt
     per dataset for every task on it. `splits` limits the splits (default:
     every split with gold labels); `tokens` reuses a training run's tokenisation.
     """
-    from mothermodel.labeling.metrics import metrics
+    from mothermodel.labeling.metrics import metrics, splits_in_order
 
     tokens = dict(tokens or {})
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -53,8 +51,7 @@ def evaluate(model: Any, tokenizer: Any, tasks: Sequence[TaskData], *, max_lengt
         for t in ts:
             pred = np.full(len(t.texts), -1, np.int64)
             pred[rows] = probs[t.name].argmax(axis=1)
-            names = sorted(set(t.split[rows].tolist()), key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER
-                                                                         else len(SPLIT_ORDER), s))
+            names = splits_in_order(t.split[rows])
             for s in names:
                 if splits is not None and s not in splits:
                     continue

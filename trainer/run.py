@@ -241,6 +241,7 @@ def predict(store: RegistryStore, task: str, *, split: Optional[str] = None, inp
     (its dataset, or one split of it) or for the rows of INPUT_FILE (a text column); an Arrow table."""
     import numpy as np
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from mothermodel.trainer import checkpoint as ckpt
     from mothermodel.trainer.predict import predict_proba
@@ -268,7 +269,7 @@ def predict(store: RegistryStore, task: str, *, split: Optional[str] = None, inp
         if split is not None:
             if not ds.split_field or split not in set(table.column(ds.split_field).to_pylist()):
                 raise UserError(f"--split: no rows in split {split!r}")
-            table = table.filter(pa.compute.equal(table.column(ds.split_field), split))
+            table = table.filter(pc.equal(table.column(ds.split_field), split))
         texts = table.column(ds.text_field).to_pylist()
         ids = table.column("_row")
     model, tokenizer, manifest = ckpt.load_model(store.ws.home / model_rec.path)
