@@ -1,7 +1,7 @@
 """Batched inference: per-task class probabilities for a list of texts.
 
 Texts are tokenised once, sorted by length and cut into batches (each padded
-to its own longest text), run without gradients (bf16 autocast where native), and
+to its own longest text), run without gradients (bf16 autocast on a GPU), and
 put back in input order. A child task's probabilities are conditional on the
 task applying (its parent having the child's parent class), as it was trained.
 """
@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from mothermodel.defaults import resolve_device
-from mothermodel.trainer.config import native_bf16
 from mothermodel.trainer.data import Tokenized, pad_ids, tokenize
 
 __all__ = ["predict_proba", "predict_tokens"]
@@ -32,7 +31,9 @@ def predict_tokens(model: Any, tokens: Tokenized, *, tasks: Optional[Sequence[st
     rows = np.arange(len(tokens)) if rows is None else np.asarray(rows, np.int64)
     p = next(model.parameters())
     device = p.device
-    use_bf16 = native_bf16(device) if bf16 is None else bool(bf16)
+    # CPU inference stays float32 by default: self-training targets computed in bf16 moved
+    # youtube + trec test accuracy down (0.948/0.772 -> 0.936/0.760, one run each); GPUs use bf16.
+    use_bf16 = device.type == "cuda" if bf16 is None else bool(bf16)
     out = {n: np.zeros((len(rows), model.specs[n].num_classes), np.float32) for n in names}
     if len(rows) == 0:
         return out
@@ -60,7 +61,7 @@ def predict_proba(model: Any, tokenizer: Any, texts: Sequence[str], *, tasks: Op
 
     Args:
         device: move the model there first ('auto', 'cpu', 'cuda[:i]'); None = where it is.
-        bf16: autocast to bfloat16; None = where it is native (GPU, CPU with bf16 instructions).
+        bf16: autocast to bfloat16; None = on a GPU only.
     """
     if device is not None:
         model.to(resolve_device(device))
