@@ -185,9 +185,9 @@ def test_predict_proba_keeps_input_order(enc_dir, tasks):
     cfg = tiny_config(encoder=str(enc_dir))
     model, tok = build_model(head_specs(tasks), cfg)
     texts = ["great match today", "the", "awful vote of the party was so very bad and poor", "song"]
-    together = predict_proba(model, tok, texts, max_length=32, batch_size=3)
+    together = predict_proba(model, tok, texts, max_length=32, batch_size=3, bf16=False)
     for i, t in enumerate(texts):
-        alone = predict_proba(model, tok, [t], max_length=32)
+        alone = predict_proba(model, tok, [t], max_length=32, bf16=False)
         for name in ("sentiment", "topic"):
             np.testing.assert_allclose(together[name][i], alone[name][0], atol=1e-5)
     assert together["topic"].shape == (4, 3)
@@ -249,3 +249,43 @@ def test_hierarchical_tree_with_slices_trains(enc_dir):
     m = evaluate(model, tok, [parent, child], tokens=res.tokens)
     assert m["sentiment"]["test"]["accuracy"] >= 0.8, m
     assert m["child"]["test"]["n"] == int(((sent.split == "test") & applies).sum())
+
+
+def test_freeze_embeddings_keeps_the_word_embeddings(enc_dir, tasks):
+    cfg = tiny_config(encoder=str(enc_dir), max_steps=3, freeze_embeddings=True)
+    model, tok = build_model(head_specs(tasks), cfg)
+    emb = model.encoder.get_input_embeddings().weight.detach().clone()
+    layer = next(p for n, p in model.encoder.named_parameters() if "layer.0." in n).detach().clone()
+    train(model, tok, tasks, cfg, progress=False)
+    assert torch.equal(model.encoder.get_input_embeddings().weight, emb)
+    assert not torch.equal(next(p for n, p in model.encoder.named_parameters() if "layer.0." in n), layer)
+
+
+def test_param_groups_layer_decay_and_no_decay_on_biases(enc_dir):
+    from mothermodel.trainer.loop import param_groups
+
+    enc, _ = load_encoder(enc_dir)  # 2 layers
+    model = MotherModel(enc, [HeadSpec("a", ("x", "y"))])
+    cfg = tiny_config(encoder=str(enc_dir), lr=1.0, head_lr=5.0, layer_decay=0.5, weight_decay=0.1)
+    groups, names = param_groups(model, cfg)
+    lr_of, wd_of = {}, {}
+    for g in groups:
+        for p in g["params"]:
+            lr_of[id(p)], wd_of[id(p)] = g["lr"], g["weight_decay"]
+    params = dict(model.named_parameters())
+    assert sorted(names) == sorted(params)
+    assert lr_of[id(params["encoder.embeddings.word_embeddings.weight"])] == 0.25
+    assert lr_of[id(params["encoder.encoder.layer.0.attention.self.query.weight"])] == 0.5
+    assert lr_of[id(params["encoder.encoder.layer.1.output.dense.weight"])] == 1.0
+    assert lr_of[id(params["heads.a.out.weight"])] == 5.0
+    assert wd_of[id(params["heads.a.out.weight"])] == 0.1 and wd_of[id(params["heads.a.out.bias"])] == 0.0
+    assert wd_of[id(params["encoder.encoder.layer.0.output.LayerNorm.weight"])] == 0.0
+
+
+def test_bf16_autocast_trains(enc_dir, tasks):
+    cfg = tiny_config(encoder=str(enc_dir), bf16=True)
+    model, tok = build_model(head_specs(tasks), cfg)
+    res = train(model, tok, tasks, cfg, progress=False)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast: weights stay float32
+    m = evaluate(model, tok, tasks, tokens=res.tokens)
+    assert min(m[t]["test"]["accuracy"] for t in m) >= 0.8, m

@@ -64,6 +64,9 @@ def tiny_config(**kw):
     from mothermodel.trainer.config import TrainConfig
 
     base = dict(max_length=32, batch_size=16, epochs=6, lr=1e-2, head_lr=2e-2, warmup_fraction=0.1,
-                dropout=0.0, device="cpu", log_every=5, num_threads=1)
+                dropout=0.0, device="cpu", log_every=5, num_threads=1,
+                bf16=False,  # float32: the same numbers on every CI machine, bf16 instructions or not
+                # a random encoder must learn its word embeddings; one stage unless a test asks for more
+                freeze_embeddings=False, temperature=1.0, self_train_rounds=0)
     base.update(kw)
     return TrainConfig(**base)

@@ -17,7 +17,8 @@ linear warm-up then linear decay, gradient clipping. The rate is a function of
 the step and dropout is seeded by (seed, rank, step): a run resumed from a
 checkpoint takes the same steps it would have taken uninterrupted.
 
-On a GPU: bf16 autocast (config.bf16, default on), SDPA attention (encoder.py
+On a GPU: bf16 autocast (config.bf16, default on; also on CPUs with native
+bf16 instructions), SDPA attention (encoder.py
 loads with ``attn_implementation="sdpa"``), TF32 matmuls, optional
 torch.compile of the encoder, batches padded to a multiple of 8.
 
@@ -45,7 +46,7 @@ import torch
 from mothermodel.defaults import resolve_device
 from mothermodel.errors import UserError
 from mothermodel.trainer import checkpoint as ckpt
-from mothermodel.trainer.config import TrainConfig
+from mothermodel.trainer.config import TrainConfig, native_bf16
 from mothermodel.trainer.data import TaskData, Tokenized, TrainingSet, collate, plan_batches, steps_for
 from mothermodel.trainer.model import MotherModel
 
@@ -264,7 +265,7 @@ def train(model: MotherModel, tokenizer: Any, tasks: Sequence[TaskData], config:
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     cuda = device.type == "cuda"
-    use_bf16 = cuda if config.bf16 is None else bool(config.bf16)
+    use_bf16 = native_bf16(device) if config.bf16 is None else bool(config.bf16)
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -330,7 +331,7 @@ def train(model: MotherModel, tokenizer: Any, tasks: Sequence[TaskData], config:
                 el = time.perf_counter() - t0
                 on_step(StepInfo(s, total, v, per, lr, (s - start) * global_batch, el))
         el = max(time.perf_counter() - t0, 1e-9)
-        bar.update(pending[-1][0], vals[-1], seen * world / el)
+        bar.update(pending[-1][0], float(np.mean(vals[:len(pending)])), seen * world / el)  # mean: steps are noisy
         pending.clear()
 
     last_written: Optional[Path] = None
