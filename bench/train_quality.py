@@ -94,7 +94,7 @@ def task_data(ws: Path, task: str, data: Path):
     gold = np.where(split == "train", -1, gold)  # train gold is never read, not even for evaluation
     classes = json.loads((data / WRENCH[task] / "label.json").read_text())
     classes = [classes[str(i)] for i in range(k)]
-    from mothermodel.labeling.pipeline import metrics
+    from mothermodel.labeling.metrics import metrics
 
     pred = np.full(n, -1, np.int64)
     pred[rows] = np.asarray(pl.column("pred"))
