@@ -7,6 +7,7 @@ transformers; heavy imports happen inside the commands that need them.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -405,7 +406,7 @@ def train_options(f):
         click.option("--encoder", type=click.Path(file_okay=False), default=None,
                      help="A Hugging Face model folder (default: the bundled all-MiniLM-L6-v2)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--epochs", type=float, default=None, help="Passes over the training rows (default 3)."),
+        click.option("--epochs", type=float, default=None, help="Passes over the training rows in the first stage (default 1.5)."),
         click.option("--max-steps", type=int, default=None, help="Optimizer steps in all (overrides --epochs)."),
         click.option("--batch-size", type=int, default=None, help="Examples per step (default 32)."),
         click.option("--max-length", type=int, default=None, help="Tokens per text (default 128)."),
@@ -414,9 +415,13 @@ def train_options(f):
                      help="Heads on the shared vector, or child heads reading their parent's output."),
         click.option("--mixing", type=click.Choice(["heterogeneous", "homogeneous"]), default=None,
                      help="Tasks mixed within a batch (default) or one task per batch."),
+        click.option("--self-train-rounds", type=int, default=None,
+                     help="Self-training rounds after the first stage (default 2; 0 = off)."),
         click.option("--seed", type=int, default=None, help=f"Seed (default {DEFAULT_SEED})."),
         click.option("--checkpoint-every", type=int, default=None,
                      help="Write a checkpoint every N steps (default: at the end only); --resume continues from it."),
+        click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",
+                     help="Any other TrainConfig field (docs/trainer.md), e.g. --set warm_epochs=1; repeatable."),
         click.option("--tracking-uri", default=None,
                      help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the workspace's own store)."),
     ]
@@ -425,19 +430,41 @@ def train_options(f):
     return f
 
 
-def _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed,
-                  checkpoint_every):
+def _settings(items) -> dict:
+    """`--set field=value` pairs; values parsed as JSON where they are (1, 0.5, true, null), else strings."""
+    out = {}
+    for it in items:
+        k, eq, v = it.partition("=")
+        if not eq or not k.strip():
+            raise UserError(f"--set: expected FIELD=VALUE, got {it!r}")
+        try:
+            out[k.strip()] = json.loads(v)
+        except ValueError:
+            out[k.strip()] = v
+    return out
+
+
+def _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, self_train_rounds,
+                  seed, checkpoint_every, settings=()):
     from mothermodel.trainer.config import TrainConfig
 
-    given = {"encoder": encoder, "device": device, "epochs": epochs, "max_steps": max_steps,
+    extra = _settings(settings)
+    known = set(TrainConfig.__dataclass_fields__)
+    for k in extra:
+        if k not in known:
+            raise UserError(f"--set: unknown TrainConfig field {k!r}")
+    given = {**extra, "encoder": encoder, "device": device, "epochs": epochs, "max_steps": max_steps,
              "batch_size": batch_size, "max_length": max_length, "lr": lr, "layout": layout, "mixing": mixing,
-             "seed": seed, "checkpoint_every": checkpoint_every}
+             "self_train_rounds": self_train_rounds, "seed": seed, "checkpoint_every": checkpoint_every}
     try:
-        return TrainConfig(**{k: v for k, v in given.items() if v is not None})
+        return TrainConfig(**{k: v for k, v in given.items() if v is not None or k in extra})
+    except TypeError as e:  # a --set value of the wrong type: '>' not supported between 'str' and 'int'
+        raise UserError(f"--set: a value has the wrong type ({e})") from None
     except ValueError as e:  # "TrainConfig.max_length: must be >= 4, got 2" -> name the option
         msg = str(e)
         field = msg.split(":", 1)[0].removeprefix("TrainConfig.")
-        raise UserError(f"--{field.replace('_', '-')}: {msg.split(':', 1)[1].strip()}") from None
+        opt = f"--set {field}" if field in extra else f"--{field.replace('_', '-')}"
+        raise UserError(f"{opt}: {msg.split(':', 1)[1].strip()}") from None
 
 
 @cli.command()
@@ -448,12 +475,12 @@ def _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr
 @json_option
 @click.pass_context
 def train(ctx, if_changed, resume, tasks, encoder, device, epochs, max_steps, batch_size, max_length, lr, layout,
-          mixing, seed, checkpoint_every, tracking_uri, as_json) -> None:
+          mixing, self_train_rounds, seed, checkpoint_every, settings, tracking_uri, as_json) -> None:
     """Train the mother model on every task's fresh probabilistic labels (warm-starting from the latest)."""
     from mothermodel.trainer.run import TrainOptions
 
-    cfg = _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed,
-                        checkpoint_every)
+    cfg = _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, self_train_rounds,
+                        seed, checkpoint_every, settings)
     opts = TrainOptions(tasks=list(tasks) or None, if_changed=if_changed, resume=resume, tracking_uri=tracking_uri,
                         progress=not as_json)
     res = _registry(ctx).train(cfg, opts, echo=console.info if not as_json else (lambda s: None))
@@ -534,13 +561,13 @@ def _write_table(table, path: Path) -> None:
 @train_options
 @json_option
 @click.pass_context
-def watch(ctx, every, once, encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed,
-          checkpoint_every, tracking_uri, as_json) -> None:
+def watch(ctx, every, once, encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing,
+          self_train_rounds, seed, checkpoint_every, settings, tracking_uri, as_json) -> None:
     """Relabel, refit and retrain whatever went stale, every DURATION (Ctrl-C or SIGTERM stops it)."""
     from mothermodel.trainer.run import TrainOptions
 
-    cfg = _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed,
-                        checkpoint_every)
+    cfg = _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, self_train_rounds,
+                        seed, checkpoint_every, settings)
     opts = TrainOptions(if_changed=True, tracking_uri=tracking_uri, progress=not as_json)
     ticks = _registry(ctx).watch(every, once, cfg, opts, echo=console.info if not as_json else (lambda s: None))
     if as_json:

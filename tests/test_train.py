@@ -48,10 +48,14 @@ def tws(tmp_path):
     return root
 
 
-def train(ws, *extra, steps=40):
+# A random encoder must learn its word embeddings (the default freezes the pretrained encoder's).
+TINY = ["--set", "freeze_embeddings=false", "--set", "temperature=1"]
+
+
+def train(ws, *extra, steps=40, rounds=0, lr="1e-3"):
     enc = ws.parent / "enc"
     return run_cli("train", "--encoder", enc, "--max-steps", steps, "--batch-size", 16, "--max-length", 16,
-                   "--lr", "1e-3", *extra, "--json", ws=ws)
+                   "--lr", lr, "--self-train-rounds", rounds, *TINY, *extra, "--json", ws=ws)
 
 
 def test_train_json_if_changed_and_warm_start(tws, tmp_path):
@@ -77,6 +81,39 @@ def test_train_json_if_changed_and_warm_start(tws, tmp_path):
     assert res2["warm_start"]["finetuned"] == ["spam"]
 
 
+def test_self_training_then_an_incremental_retrain_for_a_new_task(tws, tmp_path):
+    """Self-training rounds follow the first stage; a new task on a new dataset warm-starts the model and the
+    run spends its steps there (replaying the unchanged task); removing it drops the head without training."""
+    r = train(tws, rounds=1, steps=40, lr="1e-2")
+    assert r.code == 0, r
+    full = json.loads(r.out)
+    assert full["stages"] == 2 and full["steps"] > 30 and full["focus"] is None
+    pq.write_table(make_mail(n=300, seed=1), tmp_path / "mail2.parquet")
+    assert run_cli("dataset", "add", "mail2", tmp_path / "mail2.parquet", "--gold-field", "label", ws=tws).code == 0
+    (tmp_path / "spam2.py").write_text(SPEC.replace('name="spam", dataset="mail"', 'name="spam2", dataset="mail2"'))
+    assert run_cli("task", "submit", tmp_path / "spam2.py", ws=tws).code == 0
+    assert run_cli("label", "fit", "spam2", "--model", "majority", ws=tws).code == 0
+    enc = tws.parent / "enc"
+    r = run_cli("train", "--if-changed", "--encoder", enc, "--epochs", 1, "--batch-size", 16, "--max-length", 16,
+                "--lr", "1e-2", "--self-train-rounds", 1, "--set", "warm_epochs=3", *TINY, "--json", ws=tws)
+    assert r.code == 0, r
+    inc = json.loads(r.out)
+    assert inc["changes"] == {"new": ["spam2"], "changed": [], "unchanged": ["spam"], "removed": []}
+    assert inc["focus"] == ["spam2"] and inc["warm_start"]["kept"] == ["spam"] and inc["warm_start"]["added"] == ["spam2"]
+    # warm_epochs over spam2's train rows, a fifth of the draws replaying spam's
+    assert inc["stages"] == 2 and inc["steps"] > 0
+    assert inc["metrics"]["spam/mail/test/accuracy"] >= full["metrics"]["spam/mail/test/accuracy"] - 0.05
+    assert inc["metrics"]["spam2/mail2/test/accuracy"] > 0.6
+    assert run_cli("task", "remove", "spam2", ws=tws).code == 0
+    r = train(tws, "--if-changed")
+    assert r.code == 0, r
+    dropped = json.loads(r.out)
+    assert dropped["trained"] and dropped["steps"] == 0 and dropped["warm_start"]["removed"] == ["spam2"]
+    assert dropped["metrics"]["spam/mail/test/accuracy"] == inc["metrics"]["spam/mail/test/accuracy"]
+    st = json.loads(run_cli("status", "--json", ws=tws).out)
+    assert [t["name"] for t in st["tasks"]] == ["spam"] and not st["tasks"][0]["model"]["stale"]
+
+
 def test_stale_or_missing_labels_exit_2_naming_the_fix(tws, tmp_path):
     (tmp_path / "spam.py").write_text(SPEC.replace('"win"]', '"win", "free"]'))
     assert run_cli("task", "submit", tmp_path / "spam.py", "--replace", ws=tws).code == 0
@@ -86,6 +123,10 @@ def test_stale_or_missing_labels_exit_2_naming_the_fix(tws, tmp_path):
     assert len(r.err.strip().splitlines()) == 1 and snapshot(tws) == before
     r = run_cli("train", "--max-length", 2, ws=tws)
     assert r.code == 2 and r.err.startswith("error: --max-length: must be >= 4")
+    r = run_cli("train", "--set", "replay=1.5", ws=tws)
+    assert r.code == 2 and r.err.startswith("error: --set replay: must be in [0, 1)")
+    r = run_cli("train", "--set", "warm_epoch=1", ws=tws)
+    assert r.code == 2 and "unknown TrainConfig field 'warm_epoch'" in r.err
 
 
 def test_predict_split_input_and_out(tws, tmp_path):
@@ -124,7 +165,8 @@ def test_watch_once_relabels_refits_and_retrains(tws, tmp_path):
     assert train(tws).code == 0
     (tmp_path / "spam.py").write_text(SPEC.replace('"win"]', '"win", "free"]'))
     assert run_cli("task", "submit", tmp_path / "spam.py", "--replace", ws=tws).code == 0
-    r = run_cli("watch", "--once", "--encoder", tws.parent / "enc", "--max-steps", 10, "--max-length", 16, "--json", ws=tws)
+    r = run_cli("watch", "--once", "--encoder", tws.parent / "enc", "--max-steps", 10, "--max-length", 16, *TINY,
+                "--json", ws=tws)
     assert r.code == 0, r
     tick = json.loads(r.out)
     assert tick["label_apply"] == ["spam"] and [f["task"] for f in tick["label_fit"]] == ["spam"]
@@ -139,7 +181,7 @@ def test_kill_9_during_train_then_resume(tws):
     """A run killed mid-way records nothing; --resume continues from its last checkpoint and records it."""
     enc = tws.parent / "enc"
     args = ["train", "--encoder", enc, "--max-steps", 200, "--batch-size", 16, "--max-length", 16,
-            "--checkpoint-every", 25, "--json"]
+            "--checkpoint-every", 25, "--self-train-rounds", 0, *TINY, "--json"]
     before = snapshot(tws)
     p = subprocess.Popen(cli_exe() + ["-w", str(tws)] + list(map(str, args)), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
@@ -147,7 +189,7 @@ def test_kill_9_during_train_then_resume(tws):
     deadline = time.time() + 120
     while time.time() < deadline and run_dir is None:
         time.sleep(0.2)
-        runs = list((tws / ".mothermodel" / "models").glob("run-*/step-*"))
+        runs = list((tws / ".mothermodel" / "models").glob("run-*/stage-0/step-*"))
         run_dir = runs[0].parent if runs else None
     assert run_dir is not None, p.communicate(timeout=5)
     p.send_signal(signal.SIGKILL)

@@ -152,6 +152,26 @@ def test_temperature_flattens_task_shares(enc_dir):
     assert share[100.0] == pytest.approx(0.5, abs=0.05)
 
 
+def test_focus_spends_a_warm_run_on_the_changed_dataset_with_replay(enc_dir):
+    from mothermodel.trainer.data import round_units
+
+    small, big = synthetic_tasks(n_sent=200, n_topic=600, seed=3)
+    ts, _ = _trainset([small, big], enc_dir)
+    n0 = len(ts.unit_rows[0])
+    # one round = one pass over the focus dataset's units plus the replay draws that come with them
+    assert round_units(ts) == ts.num_units
+    assert round_units(ts, [0], 0.2) == math.ceil(n0 / 0.8)
+    assert round_units(ts, [0, 1], 0.2) == ts.num_units  # nothing to replay: no extra draws
+    d = ts.unit_location(plan_batches(ts, 200, 16, temperature=1.0, seed=0, focus=[0], replay=0.2).ravel())[0]
+    assert np.mean(d == 1) == pytest.approx(0.2, abs=0.03)  # the unchanged dataset gets the replay share
+    # a focus run of the same epochs is shorter than a full one, in proportion to the rows that changed
+    cfg = tiny_config(epochs=1.0, self_train_rounds=0, replay=0.2)
+    model, tok = build_model(head_specs([small, big]), cfg.replace(encoder=str(enc_dir)))
+    full = train(model, tok, [small, big], cfg.replace(encoder=str(enc_dir)), progress=False)
+    part = train(model, tok, [small, big], cfg.replace(encoder=str(enc_dir)), progress=False, focus=["sentiment"])
+    assert part.steps == math.ceil(math.ceil(n0 / 0.8) / cfg.batch_size) < full.steps
+
+
 def test_bucketing_pads_less_than_fixed_or_unsorted_padding(enc_dir):
     rng = np.random.default_rng(0)
     n = 800

@@ -63,6 +63,13 @@ class TrainConfig:
         uncovered_weight: loss weight of train rows that no weak source covered.
             Their posterior is the label model's class prior (or, with the text
             view, a bag-of-words guess): 0 drops them (see docs/trainer.md).
+        warm_epochs: a warm-started run that keeps some tasks' heads (new or
+            changed tasks beside unchanged ones) trains its first stage and each
+            self-training round for this many passes over the rows of the new and
+            changed tasks' datasets, instead of `epochs` / `self_train_epochs`
+            over every dataset: what did not change was learnt already.
+        replay: share of a warm run's draws taken from datasets that hold only
+            unchanged tasks, so that the shared encoder does not drift away from them.
         self_train_rounds: rounds of self-training after the first stage
             (selftrain.py: the model's own sharpened, confident predictions on
             every train row become the targets); 0 = off.
@@ -104,6 +111,8 @@ class TrainConfig:
     bucketing: bool = True
     bucket_pool: int = 50
     uncovered_weight: float = 0.0
+    warm_epochs: float = 0.5
+    replay: float = 0.2
     self_train_rounds: int = 2
     self_train_epochs: float = 1.0
     self_train_threshold: float = 0.9
@@ -155,6 +164,10 @@ class TrainConfig:
             raise bad("bucket_pool", "must be >= 1")
         if not self.uncovered_weight >= 0:
             raise bad("uncovered_weight", "must be >= 0")
+        if not self.warm_epochs > 0:
+            raise bad("warm_epochs", "must be > 0")
+        if not 0 <= self.replay < 1:
+            raise bad("replay", "must be in [0, 1)")
         if self.self_train_rounds < 0:
             raise bad("self_train_rounds", "must be >= 0")
         if not self.self_train_epochs > 0:

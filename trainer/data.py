@@ -253,6 +253,42 @@ def _dataset_probs(sizes: Sequence[int], temperature: float) -> np.ndarray:
     return w / w.sum()
 
 
+def draw_shares(sizes: Sequence[int], temperature: float, focus: Optional[Sequence[int]] = None,
+                replay: float = 0.0) -> np.ndarray:
+    """Each dataset's share of the draws: ``n ** (1/temperature)``, normalised.
+
+    With `focus` (dataset indices; a warm-started run that teaches new or
+    changed tasks), the focus datasets share ``1 - replay`` of the draws and
+    the others ``replay``, each group split by the same rule: the unchanged
+    tasks keep seeing some of their rows, so the shared encoder does not drift
+    away from them, yet most of the (short) run goes where something changed.
+    """
+    p = _dataset_probs(sizes, temperature)
+    if focus is None:
+        return p
+    f = np.zeros(len(p), bool)
+    f[list(focus)] = True
+    f &= p > 0
+    if not f.any():
+        raise ValueError("no training rows in the focus tasks' datasets")
+    rest = ~f & (p > 0)
+    out = np.zeros_like(p)
+    out[f] = p[f] / p[f].sum() * (1.0 - replay if rest.any() else 1.0)
+    if rest.any():
+        out[rest] = p[rest] / p[rest].sum() * replay
+    return out
+
+
+def round_units(ts: "TrainingSet", focus: Optional[Sequence[int]] = None, replay: float = 0.0) -> int:
+    """Draws in one round (one epoch): every unit, or with `focus` one pass over the focus
+    datasets' units plus the replay draws that come with them."""
+    if focus is None:
+        return ts.num_units
+    n = sum(len(ts.unit_rows[d]) for d in set(focus))
+    others = any(len(r) for d, r in enumerate(ts.unit_rows) if d not in set(focus))
+    return max(1, int(np.ceil(n / (1.0 - replay)))) if others else max(1, n)
+
+
 def _split_counts(total: int, p: np.ndarray) -> np.ndarray:
     """Integer counts summing to `total` in proportions `p` (largest remainders)."""
     raw = total * p
@@ -294,7 +330,7 @@ def _bucket(draws: np.ndarray, lengths: np.ndarray, batch: int, pool: int, rng: 
 
 def plan_batches(ts: TrainingSet, steps: int, global_batch: int, *, mixing: str = "heterogeneous",
                  temperature: float = 1.0, bucketing: bool = True, bucket_pool: int = 50,
-                 seed: int = 0) -> np.ndarray:
+                 seed: int = 0, focus: Optional[Sequence[int]] = None, replay: float = 0.0) -> np.ndarray:
     """(steps, global_batch) int64 global unit ids: the rows of every optimizer step.
 
     Built one *round* at a time; a round draws as many units as there are
@@ -311,6 +347,9 @@ def plan_batches(ts: TrainingSet, steps: int, global_batch: int, *, mixing: str 
     similar lengths, yet long and short batches alternate at random.
     Every batch is full: draws left over at the end of a round (fewer than a
     batch) open the next round's first batch.
+
+    With `focus` (dataset indices), a round is one pass over the focus
+    datasets' units and the shares follow :func:`draw_shares`.
     """
     if mixing not in ("heterogeneous", "homogeneous"):
         raise ValueError(f"mixing must be 'heterogeneous' or 'homogeneous', got {mixing!r}")
@@ -318,11 +357,11 @@ def plan_batches(ts: TrainingSet, steps: int, global_batch: int, *, mixing: str 
         raise ValueError("no training rows: no task has a train-split row with a weight > 0")
     rng = np.random.default_rng([int(seed), 7])
     sizes = [len(r) for r in ts.unit_rows]
-    p = _dataset_probs(sizes, temperature)
+    p = draw_shares(sizes, temperature, focus, replay)
     lengths = np.concatenate(ts.unit_lengths()) if ts.num_units else np.zeros(0, np.int64)
     streams = [_Stream(np.arange(ts.unit_offsets[d], ts.unit_offsets[d + 1]), np.random.default_rng([int(seed), 11, d]))
                for d in range(len(sizes))]
-    per_round = max(ts.num_units, global_batch)
+    per_round = max(round_units(ts, focus, replay), global_batch)
     batches: list[np.ndarray] = []
     # draws that did not fill a batch wait for the next round (no row repeats within a round)
     carry = [np.zeros(0, np.int64) for _ in range(len(sizes) if mixing == "homogeneous" else 1)]

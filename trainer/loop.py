@@ -47,7 +47,7 @@ from mothermodel.defaults import resolve_device
 from mothermodel.errors import UserError
 from mothermodel.trainer import checkpoint as ckpt
 from mothermodel.trainer.config import TrainConfig, native_bf16
-from mothermodel.trainer.data import TaskData, Tokenized, TrainingSet, collate, plan_batches, steps_for
+from mothermodel.trainer.data import TaskData, Tokenized, TrainingSet, collate, plan_batches, round_units, steps_for
 from mothermodel.trainer.model import MotherModel
 
 __all__ = ["StepInfo", "TrainResult", "DistInfo", "setup_distributed", "soft_cross_entropy", "multitask_loss",
@@ -240,7 +240,8 @@ class _Progress:
 def train(model: MotherModel, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConfig, *,
           checkpoint_dir: Optional[str | os.PathLike] = None, resume: bool = False,
           on_step: Optional[Callable[[StepInfo], None]] = None, meta: Optional[dict] = None,
-          progress: bool = True, tokens: Optional[dict[str, Tokenized]] = None) -> TrainResult:
+          progress: bool = True, tokens: Optional[dict[str, Tokenized]] = None,
+          focus: Optional[Sequence[str]] = None) -> TrainResult:
     """Train `model` on `tasks` (every task must have a head), in place; return a TrainResult.
 
     Args:
@@ -258,6 +259,9 @@ def train(model: MotherModel, tokenizer: Any, tasks: Sequence[TaskData], config:
         meta: JSON-ready metadata stored in every checkpoint's manifest.
         progress: show progress (a bar on a terminal, plain lines elsewhere).
         tokens: already tokenised datasets (by dataset name), reused instead of re-tokenising.
+        focus: task names a warm-started run is for (new or changed tasks): an
+            epoch is one pass over their datasets' rows, and the other datasets
+            get ``config.replay`` of the draws (`data.draw_shares`). None = all.
     """
     # ---- 1. processes, device, seeds -------------------------------------------------------------------
     dist_info = setup_distributed(config.device)
@@ -276,9 +280,13 @@ def train(model: MotherModel, tokenizer: Any, tasks: Sequence[TaskData], config:
     # ---- 2. data: tokenise once, plan every step ----------------------------------------------------
     ts = TrainingSet(tasks, tokenizer, config.max_length, config.uncovered_weight, tokens=tokens)
     global_batch = config.batch_size * world
-    total = steps_for(ts.num_units, global_batch, config.epochs, config.max_steps)
+    focus_ds = None
+    if focus is not None:
+        focus_ds = sorted({ts.task_dataset[i] for i, t in enumerate(ts.tasks) if t.name in set(focus)})
+    total = steps_for(round_units(ts, focus_ds, config.replay), global_batch, config.epochs, config.max_steps)
     plan = plan_batches(ts, total, global_batch, mixing=config.mixing, temperature=config.temperature,
-                        bucketing=config.bucketing, bucket_pool=config.bucket_pool, seed=config.seed)
+                        bucketing=config.bucketing, bucket_pool=config.bucket_pool, seed=config.seed,
+                        focus=focus_ds, replay=config.replay)
     task_names = [t.name for t in ts.tasks]
     num_classes = [t.num_classes for t in ts.tasks]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

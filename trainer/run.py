@@ -150,8 +150,8 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
     run_dir, resume, config = _run_dir(ws, lin, config, options)
     from mothermodel.trainer import checkpoint as ckpt
     from mothermodel.trainer.evaluate import evaluate, metric_keys
-    from mothermodel.trainer.loop import train as train_loop
     from mothermodel.trainer.model import build_model, head_specs, warm_start
+    from mothermodel.trainer.selftrain import fit
     from mothermodel.trainer.tracking import Tracker
 
     tasks = task_data(store, snap, lin)
@@ -163,7 +163,9 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
         echo(f"warm start from model v{latest.version}: " + ", ".join(f"{k} {len(v)}" for k, v in warm.to_dict().items()))
     else:
         model, tokenizer = build_model(specs, config)
-    meta = {"tasks": {n: vars(li) for n, li in lin.items()}, "warm_start_from": latest.version if warm else None}
+    focus = _focus(warm, ch)
+    meta = {"tasks": {n: vars(li) for n, li in lin.items()}, "warm_start_from": latest.version if warm else None,
+            "focus": focus}
     uri = _tracking_uri(ws, options)
     import logging
 
@@ -174,15 +176,25 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
         tracker.log_params({"encoder": config.encoder or "default (all-MiniLM-L6-v2)", "tasks": names,
                             "label_versions": {n: li.prob_label_version for n, li in lin.items()},
                             "fingerprints": {n: li.fingerprint[:16] for n, li in lin.items()},
-                            "warm_start": warm.to_dict() if warm else None, "config": config.to_dict()})
+                            "warm_start": warm.to_dict() if warm else None, "focus": focus,
+                            "config": config.to_dict()})
         t0 = time.perf_counter()
-        res = train_loop(model, tokenizer, tasks, config, checkpoint_dir=run_dir, resume=resume, meta=meta,
-                         progress=options.progress,
+        if focus == []:
+            # only removals: the remaining heads and the encoder are the latest model's, unchanged
+            stages = [_save_untrained(model, tokenizer, config, run_dir, meta)]
+        else:
+            # the first stage learns the label model's labels, then self-training rounds (selftrain.py);
+            # a warm start with unchanged tasks spends its steps on the new and changed ones
+            stages = fit(model, tokenizer, tasks, config, checkpoint_dir=run_dir, resume=resume, meta=meta,
+                         progress=options.progress, focus=focus,
                          on_step=lambda s: tracker.log_step(s.step, {"loss": s.loss, "lr": s.lr,
                                                                      **{f"loss/{k}": v for k, v in s.task_losses.items()}}))
         seconds = time.perf_counter() - t0
+        res = stages[-1]
+        examples = sum(r.examples for r in stages)
+        trained_seconds = sum(r.seconds for r in stages)
         results = evaluate(res.model, tokenizer, tasks, max_length=config.max_length,
-                           batch_size=config.eval_batch_size, tokens=res.tokens)
+                           batch_size=config.eval_batch_size, tokens=res.tokens or None)
         metrics = metric_keys(results, {n: li.dataset for n, li in lin.items()})
         for n, li in lin.items():  # the label model's figure beside each task's
             for split, m in li.label_metrics.items():
@@ -190,7 +202,8 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
                     if k in m:
                         metrics[f"{n}/{li.dataset}/{split}/label_model_{k}"] = m[k]
         tracker.log_metrics(metrics)
-        tracker.log_metrics({"train_seconds": seconds, "examples_per_s": res.examples_per_s})
+        examples_per_s = examples / trained_seconds if trained_seconds > 0 else 0.0
+        tracker.log_metrics({"train_seconds": seconds, "examples_per_s": examples_per_s})
         final = res.checkpoint
         manifest = ckpt.verify(final)
         tracker.log_dict(manifest, "manifest.json")
@@ -201,9 +214,31 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
         tracker.set_tags({"mothermodel.model_version": str(rec.version)})
     (ws.models_dir / IN_PROGRESS).unlink(missing_ok=True)
     return {"model_version": rec.version, "trained": True, "metrics": metrics, "changes": ch,
-            "warm_start": warm.to_dict() if warm else None, "path": rec.path, "mlflow_run_id": rec.mlflow_run_id,
-            "mlflow_tracking_uri": uri, "seconds": round(seconds, 2), "examples_per_s": round(res.examples_per_s, 1),
-            "steps": res.steps, "resumed_from": str(res.resumed_from) if res.resumed_from else None}
+            "warm_start": warm.to_dict() if warm else None, "focus": focus, "path": rec.path, "mlflow_run_id": rec.mlflow_run_id,
+            "mlflow_tracking_uri": uri, "seconds": round(seconds, 2), "examples_per_s": round(examples_per_s, 1),
+            "steps": sum(r.steps for r in stages), "stages": len(stages),
+            "resumed_from": str(stages[0].resumed_from) if stages[0].resumed_from else None}
+
+
+def _focus(warm, ch: dict[str, list[str]]) -> Optional[list[str]]:
+    """The tasks a warm start trains for (new and changed), or None for a full run.
+
+    A full run when there is no warm start or no task is unchanged: then every
+    task needs the whole schedule anyway.
+    """
+    if warm is None or not ch["unchanged"]:
+        return None
+    return sorted(ch["new"] + ch["changed"])
+
+
+def _save_untrained(model, tokenizer, config: TrainConfig, run_dir: Path, meta: dict):
+    """A model version that only drops heads: saved as step 0 of a run, no training."""
+    from mothermodel.trainer import checkpoint as ckpt
+    from mothermodel.trainer.loop import TrainResult
+
+    path = ckpt.CheckpointDir(run_dir / "stage-0", keep=config.keep_checkpoints).write(
+        0, model, tokenizer, config=config.to_dict(), meta={**meta, "stage": 0, "total_steps": 0})
+    return TrainResult(model, 0, 0, 0.0, 0, 0.0, [], path, None, 1)
 
 
 def _same_encoder(ws, latest, config: TrainConfig) -> bool:

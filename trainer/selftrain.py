@@ -12,7 +12,8 @@ COSINE-style (Yu et al., NAACL 2021), without the contrastive term. One round:
    weights, through the same loop (:func:`~mothermodel.trainer.loop.train`).
 
 :func:`fit` runs the first stage (the label model's posteriors) and then
-``config.self_train_rounds`` rounds, each stage checkpointed in its own folder
+``config.self_train_rounds`` rounds (fewer when no train row's prediction
+reaches the threshold), each stage checkpointed in its own folder
 ``stage-<i>/`` under `checkpoint_dir`, so ``resume`` picks up inside any stage:
 a round's targets are recomputed from the previous stage's final checkpoint,
 which gives exactly the model that computed them the first time.
@@ -44,26 +45,30 @@ def sharpen(p: np.ndarray, power: float = 2.0) -> np.ndarray:
 
 def refresh_targets(model: Any, tokenizer: Any, tasks: Sequence[TaskData], *, threshold: float, power: float = 2.0,
                     batch_size: int = 128, max_length: int = 128,
-                    tokens: Optional[dict[str, Tokenized]] = None) -> list[TaskData]:
+                    tokens: Optional[dict[str, Tokenized]] = None,
+                    only: Optional[Sequence[str]] = None) -> list[TaskData]:
     """Tasks whose soft labels are the model's sharpened predictions on train rows; confident rows only.
 
     A returned task's ``covered`` marks the rows that passed `threshold` (so the
     default ``uncovered_weight=0`` trains on exactly those); ``applicable`` is
-    kept, so a child task still weighs rows by P(it applies).
+    kept, so a child task still weighs rows by P(it applies). With `only`,
+    the other tasks are returned unchanged (and their datasets not predicted).
     """
     tokens = dict(tokens or {})
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out: list[TaskData] = []
     by_ds: dict[str, dict[str, np.ndarray]] = {}
+    todo = [t for t in tasks if t.probs is not None and (only is None or t.name in set(only))]
+    todo_names = {t.name for t in todo}
     for t in tasks:
-        if t.probs is None:
+        if t.name not in todo_names:
             out.append(t)
             continue
         train_rows = np.flatnonzero(t.split == "train")
         if t.dataset not in by_ds:
             tok = tokens.get(t.dataset) or tokenize(tokenizer, t.texts, max_length)
             tokens[t.dataset] = tok
-            names = [u.name for u in tasks if u.dataset == t.dataset and u.probs is not None]
+            names = [u.name for u in todo if u.dataset == t.dataset]
             by_ds[t.dataset] = predict_tokens(model, tok, tasks=names, rows=train_rows, batch_size=batch_size,
                                               pad_id=pad)
         p = by_ds[t.dataset][t.name]
@@ -79,14 +84,16 @@ def refresh_targets(model: Any, tokenizer: Any, tasks: Sequence[TaskData], *, th
 def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConfig, *,
         checkpoint_dir: Optional[str | os.PathLike] = None, resume: bool = False,
         on_step: Optional[Callable[[StepInfo], None]] = None, meta: Optional[dict] = None,
-        progress: bool = True, on_stage_end: Optional[Callable[[int, TrainResult], None]] = None
-        ) -> list[TrainResult]:
+        progress: bool = True, on_stage_end: Optional[Callable[[int, TrainResult], None]] = None,
+        focus: Optional[Sequence[str]] = None) -> list[TrainResult]:
     """Train on the label model's labels, then self-train ``config.self_train_rounds`` rounds; one TrainResult per stage.
 
     Step numbers passed to `on_step` continue across stages (stage 2 step 1
     comes after stage 1's last step), so a logged loss curve is one curve.
     `on_stage_end(stage, result)` runs after each stage trained here (e.g. to
-    evaluate it).
+    evaluate it). With `focus` (a warm start: the new and changed tasks), every
+    stage runs ``config.warm_epochs`` over their datasets (`loop.train`'s
+    `focus`) and self-training refreshes their targets only.
     """
     from mothermodel.trainer import checkpoint as ckpt
 
@@ -100,13 +107,18 @@ def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConf
         cfg = config if stage == 0 else config.replace(
             epochs=config.self_train_epochs, max_steps=None, lr=config.lr * config.self_train_lr_scale,
             head_lr=config.head_lr * config.self_train_lr_scale, uncovered_weight=0.0)
+        if focus is not None:
+            cfg = cfg.replace(epochs=config.warm_epochs)  # an explicit max_steps still caps stage 0
         sdir = root / f"stage-{stage}" if root else None
         later_done = resume and root is not None and any(
             ckpt.CheckpointDir(root / f"stage-{s}").latest() is not None for s in range(stage + 1, stages))
         if stage > 0:
             stage_tasks = refresh_targets(model, tokenizer, tasks, threshold=config.self_train_threshold,
                                           batch_size=config.eval_batch_size, max_length=config.max_length,
-                                          tokens=tokens) if not later_done else tasks
+                                          tokens=tokens, only=focus) if not later_done else tasks
+            if not later_done and not any(t.covered[t.split == "train"].any() for t in stage_tasks
+                                          if t.probs is not None and (focus is None or t.name in focus)):
+                break  # no prediction is confident enough to learn from: later rounds would see the same
         if later_done:
             # a later stage has begun: this one finished; its final weights seed the next stage's targets
             last = ckpt.CheckpointDir(sdir).latest()
@@ -118,7 +130,8 @@ def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConf
             base = offset
             shifted = lambda s, base=base: on_step(replace(s, step=s.step + base))  # noqa: E731
         res = train(model, tokenizer, stage_tasks, cfg, checkpoint_dir=sdir, resume=resume, on_step=shifted,
-                    meta={**(meta or {}), "stage": stage}, progress=progress, tokens=tokens or None)
+                    meta={**(meta or {}), "stage": stage}, progress=progress, tokens=tokens or None,
+                    focus=focus)
         tokens = res.tokens
         offset += res.steps
         results.append(res)
