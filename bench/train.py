@@ -2,7 +2,7 @@
 
     python bench/train.py [--parts speed,quality,yardstick,incremental,alone] [--device auto]
                           [--snorkel-python /tmp/snorkelvenv/bin/python] [--ws-root /tmp/mm-bench-train]
-                          [--out bench/results/train.json]
+                          [--ws FITTED_WS] [--out bench/results/train.json]
 
 Data: WRENCH youtube (task `spam`) and trec (task `trec`) from ../shared/data,
 imported and label-fitted with the CLI into a fresh workspace. Training reads the
@@ -62,7 +62,7 @@ WRENCH = {"spam": "youtube", "trec": "trec"}
 LINKS_SPEC = '''
 from mothermodel import KeywordLF, Task
 
-task = Task(name="spam_links", dataset="youtube", classes=["HAM", "SPAM"])
+task = Task(name="spam_links", dataset="spam", classes=["HAM", "SPAM"])  # youtube's rows (imported as `spam`)
 links = KeywordLF("links", ["http", "www", ".com", "channel", "subscribe", "check out"], label=1)
 money = KeywordLF("money", ["money", "free", "win", "cash"], label=1)
 music = KeywordLF("music", ["song", "love this", "voice", "best", "beautiful"], label=0)
@@ -441,6 +441,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--snorkel-python", default=DEFAULT_SNORKEL)
     ap.add_argument("--ws-root", type=Path, default=Path("/tmp/mm-bench-train"))
+    ap.add_argument("--ws", type=Path, default=None,
+                    help="a workspace with spam and trec label-fitted, for speed/yardstick alone (default: a fresh one)")
     ap.add_argument("--steps", type=int, default=20, help="timed steps of each loop in `speed`")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "train.json")
@@ -462,20 +464,33 @@ def main() -> None:
     args.ws_root.mkdir(parents=True, exist_ok=True)
     res: dict = {"command": "python bench/train.py " + " ".join(sys.argv[1:]), "device": device,
                  "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "date": time.strftime("%Y-%m-%d")}
-    if "quality" in parts or "incremental" in parts:
+    prev = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if "quality" in parts:
         res["quality"] = part_quality(args.ws_root, args.data, device)
         ws = Path(res["quality"]["workspace"])
+    elif "incremental" in parts or "alone" in parts:
+        if "quality" not in prev or not Path(prev["quality"]["workspace"]).is_dir():
+            raise SystemExit("--parts incremental/alone need a `quality` run first (in this run or in --out)")
+        ws = Path(prev["quality"]["workspace"])
+    elif args.ws is not None:
+        ws = args.ws
     else:
         ws, _ = fitted_workspace(args.ws_root, args.data)
     if "incremental" in parts:
-        res["incremental"] = part_incremental(res["quality"], device)
+        res["incremental"] = part_incremental(res.get("quality") or prev["quality"], device)
     if "yardstick" in parts:
         res["yardstick"] = part_yardstick(ws, device)
     if "speed" in parts:
         res["speed"] = part_speed(ws, device, args.snorkel_python, args.steps, args.warmup)
-    if "alone" in parts and "quality" in res:
-        res["alone"] = part_alone(args.ws_root, args.data, device, res["quality"])
+    if "alone" in parts:
+        res["alone"] = part_alone(args.ws_root, args.data, device, res.get("quality") or prev["quality"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out.exists():  # parts run at another time keep their figures (each part says its command and date)
+        old = json.loads(args.out.read_text())
+        for k in ("quality", "incremental", "yardstick", "speed", "alone"):
+            if k in res:
+                res[k] = {**res[k], "command": res["command"], "date": res["date"]}
+        res = {**old, **res}
     args.out.write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
 

@@ -49,7 +49,7 @@ def tws(tmp_path):
 
 
 # A random encoder must learn its word embeddings (the default freezes the pretrained encoder's).
-TINY = ["--set", "freeze_embeddings=false", "--set", "temperature=1"]
+TINY = ["--set", "freeze_embeddings=false", "--set", "temperature=1", "--set", "layer_decay=1"]
 
 
 def train(ws, *extra, steps=40, rounds=0, lr="1e-3"):

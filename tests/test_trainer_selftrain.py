@@ -61,3 +61,21 @@ def test_fit_self_trains_and_resumes_inside_a_later_stage(tmp_path):
     a, b = model.state_dict(), again.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert ckpt.read_manifest(ckpt.CheckpointDir(tmp_path / "b" / "stage-1").latest())["meta"]["stage"] == 1
+
+
+def test_keep_targets_are_the_warm_models_outputs_on_the_rows_a_run_can_draw(tmp_path):
+    from mothermodel.trainer.predict import predict_proba
+    from mothermodel.trainer.selftrain import keep_targets
+
+    enc = tiny_encoder(tmp_path / "enc")
+    sent, topic = synthetic_tasks(n_sent=200, n_topic=400)
+    cfg = tiny_config(encoder=str(enc), replay=0.2, warm_epochs=0.5, self_train_rounds=1)
+    model, tok = build_model(head_specs([sent, topic]), cfg)
+    out = keep_targets(model, tok, [sent, topic], ["sentiment"], cfg, tokens={})
+    assert out[0] is sent  # the focus task keeps its label model's labels
+    kept = out[1]
+    rows = np.flatnonzero(kept.covered)
+    # a pool as large as the run's replay draws: 0.2/0.8 x 140 focus train rows x 0.5 epochs x 2 stages = 35 rows
+    assert len(rows) == 35 and (topic.split[rows] == "train").all()
+    want = predict_proba(model, tok, [topic.texts[i] for i in rows], tasks=["topic"], max_length=cfg.max_length)["topic"]
+    np.testing.assert_allclose(kept.probs[rows], want, atol=1e-5)

@@ -67,6 +67,6 @@ def tiny_config(**kw):
                 dropout=0.0, device="cpu", log_every=5, num_threads=1,
                 bf16=False,  # float32: the same numbers on every CI machine, bf16 instructions or not
                 # a random encoder must learn its word embeddings; one stage unless a test asks for more
-                freeze_embeddings=False, temperature=1.0, self_train_rounds=0)
+                freeze_embeddings=False, temperature=1.0, self_train_rounds=0, layer_decay=1.0)
     base.update(kw)
     return TrainConfig(**base)

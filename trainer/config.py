@@ -2,8 +2,9 @@
 
 Defaults are for real data on the default encoder (a pretrained MiniLM): a
 short first stage on the label model's labels (1.5 epochs at a fine-tuning
-rate, linear heads at a higher rate, mean pooling, mixed-task batches sampled
-at temperature 2, word embeddings frozen) and two self-training rounds. They
+rate decaying 0.7x a layer downwards, linear heads at a higher rate, mean
+pooling, mixed-task batches sampled at temperature 2, word embeddings frozen)
+and two self-training rounds. They
 were chosen on WRENCH youtube + trec *valid* accuracy among the configurations
 in docs/trainer.md ("Quality"), within the 10-minute CPU budget; tests
 override them with tiny values.
@@ -68,6 +69,9 @@ class TrainConfig:
             self-training round for this many passes over the rows of the new and
             changed tasks' datasets, instead of `epochs` / `self_train_epochs`
             over every dataset: what did not change was learnt already.
+        warm_self_train_rounds: self-training rounds of such a warm run (at
+            most `self_train_rounds`): one round is most of the gain for a new
+            task, and a run that adds a task should cost a fraction of a full one.
         replay: share of a warm run's draws taken from datasets that hold only
             unchanged tasks, so that the shared encoder does not drift away from them.
         self_train_rounds: rounds of self-training after the first stage
@@ -97,7 +101,7 @@ class TrainConfig:
     max_steps: Optional[int] = None
     lr: float = 1e-4
     head_lr: float = 1e-3
-    layer_decay: float = 1.0
+    layer_decay: float = 0.7
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
     decay: str = "linear"
@@ -111,7 +115,8 @@ class TrainConfig:
     bucketing: bool = True
     bucket_pool: int = 50
     uncovered_weight: float = 0.0
-    warm_epochs: float = 0.5
+    warm_epochs: float = 0.4
+    warm_self_train_rounds: int = 1
     replay: float = 0.2
     self_train_rounds: int = 2
     self_train_epochs: float = 1.0
@@ -166,6 +171,8 @@ class TrainConfig:
             raise bad("uncovered_weight", "must be >= 0")
         if not self.warm_epochs > 0:
             raise bad("warm_epochs", "must be > 0")
+        if self.warm_self_train_rounds < 0:
+            raise bad("warm_self_train_rounds", "must be >= 0")
         if not 0 <= self.replay < 1:
             raise bad("replay", "must be in [0, 1)")
         if self.self_train_rounds < 0:

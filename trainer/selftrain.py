@@ -33,7 +33,7 @@ from mothermodel.trainer.data import TaskData, Tokenized, tokenize
 from mothermodel.trainer.loop import StepInfo, TrainResult, train
 from mothermodel.trainer.predict import predict_tokens
 
-__all__ = ["sharpen", "refresh_targets", "fit"]
+__all__ = ["sharpen", "refresh_targets", "keep_targets", "fit"]
 
 
 def sharpen(p: np.ndarray, power: float = 2.0) -> np.ndarray:
@@ -81,6 +81,49 @@ def refresh_targets(model: Any, tokenizer: Any, tasks: Sequence[TaskData], *, th
     return out
 
 
+def keep_targets(model: Any, tokenizer: Any, tasks: Sequence[TaskData], focus: Sequence[str], config: TrainConfig,
+                 tokens: Optional[dict[str, Tokenized]] = None) -> list[TaskData]:
+    """Targets for the tasks a warm run does not train for: the warm model's own predictions.
+
+    Learning without Forgetting (Li & Hoiem, 2016): an unchanged task, replayed
+    on its label model's labels, would be pulled back from what self-training
+    taught it (trec lost 4.6 test points that way when a third task was added:
+    docs/benchmarks.md); replayed on the model's current outputs, it keeps them
+    while the shared encoder moves. Only the rows the run can draw are predicted:
+    every train row of a dataset that holds a focus task, and on the other
+    datasets a seeded sample as large as the replay draws of the whole run.
+    """
+    focus = set(focus)
+    keep = [t for t in tasks if t.probs is not None and t.name not in focus]
+    if not keep:
+        return list(tasks)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    focus_ds = {t.dataset for t in tasks if t.name in focus}
+    focus_rows = sum(int((t.split == "train").sum()) for t in {t.dataset: t for t in tasks if t.name in focus}.values())
+    stages = 1 + min(config.self_train_rounds, config.warm_self_train_rounds)
+    pool = max(config.batch_size, int(np.ceil(config.replay / (1 - config.replay) * focus_rows * config.warm_epochs * stages)))
+    rng = np.random.default_rng([int(config.seed), 17])
+    new: dict[str, TaskData] = {}
+    for ds in sorted({t.dataset for t in keep}):
+        group = [t for t in keep if t.dataset == ds]
+        rows = np.flatnonzero(group[0].split == "train")
+        if ds not in focus_ds and len(rows) > pool:
+            rows = np.sort(rng.choice(rows, pool, replace=False))
+        tok = tokens.get(ds) if tokens is not None and ds in tokens else tokenize(tokenizer, group[0].texts,
+                                                                                   config.max_length)
+        if tokens is not None:
+            tokens[ds] = tok  # the run reuses it
+        pred = predict_tokens(model, tok, tasks=[t.name for t in group], rows=rows, batch_size=config.eval_batch_size,
+                              pad_id=pad)
+        for t in group:
+            probs = np.array(t.clean_probs(), copy=True)
+            probs[rows] = pred[t.name]
+            covered = np.zeros(len(t.texts), bool)
+            covered[rows] = True
+            new[t.name] = replace(t, probs=probs, covered=covered)
+    return [new.get(t.name, t) for t in tasks]
+
+
 def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConfig, *,
         checkpoint_dir: Optional[str | os.PathLike] = None, resume: bool = False,
         on_step: Optional[Callable[[StepInfo], None]] = None, meta: Optional[dict] = None,
@@ -93,7 +136,8 @@ def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConf
     `on_stage_end(stage, result)` runs after each stage trained here (e.g. to
     evaluate it). With `focus` (a warm start: the new and changed tasks), every
     stage runs ``config.warm_epochs`` over their datasets (`loop.train`'s
-    `focus`) and self-training refreshes their targets only.
+    `focus`), self-training refreshes their targets only, and the other tasks
+    learn to keep the warm model's outputs (:func:`keep_targets`).
     """
     from mothermodel.trainer import checkpoint as ckpt
 
@@ -102,7 +146,10 @@ def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConf
     stage_tasks: Sequence[TaskData] = tasks
     offset = 0
     tokens: dict[str, Tokenized] = {}
-    stages = 1 + config.self_train_rounds
+    stages = 1 + (config.self_train_rounds if focus is None
+                  else min(config.self_train_rounds, config.warm_self_train_rounds))
+    if focus is not None:
+        tasks = keep_targets(model, tokenizer, tasks, focus, config, tokens)  # the warm model's, before any stage
     for stage in range(stages):
         cfg = config if stage == 0 else config.replace(
             epochs=config.self_train_epochs, max_steps=None, lr=config.lr * config.self_train_lr_scale,
