@@ -63,8 +63,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from mothermodel.labeling.model import _resolve_device, as_label_matrix, check_em_settings
-from mothermodel.labeling.votes import tie_break as _tie_break
+from mothermodel.defaults import ABSTAIN, DEFAULT_SEED, resolve_device
+from mothermodel.labeling.model import as_label_matrix, check_em_settings
+from mothermodel.labeling.votes import tie_break
 
 __all__ = [
     "ABSTAIN",
@@ -75,7 +76,6 @@ __all__ = [
     "HierarchicalLabelModel",
 ]
 
-ABSTAIN = -1
 #: In joint states, hard predictions and dev gold: the task does not apply.
 NOT_APPLICABLE = -1
 #: In dev gold only: this task's label is unknown for the row.
@@ -125,7 +125,7 @@ class HierarchyConfig:
     max_fit_rows: Optional[int] = 500_000
     max_states: int = 10_000
     chunk_rows: int = 1 << 16
-    seed: int = 123
+    seed: int = DEFAULT_SEED
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -138,7 +138,7 @@ class HierarchyConfig:
             raise ValueError("max_fit_rows must be >= 1 or None")
         if self.max_states < 1 or self.chunk_rows < 1:
             raise ValueError("max_states and chunk_rows must be >= 1")
-        _resolve_device(self.device)
+        resolve_device(self.device)
 
 
 @dataclass(frozen=True)
@@ -389,7 +389,7 @@ class HierarchicalLabelModel:
                 from ``Y_dev_by_task`` are unknown.
         """
         cfg = self.config
-        device = _resolve_device(cfg.device)
+        device = resolve_device(cfg.device)
         L = self._concat(L_by_task)
         n, M = L.shape
         if n == 0:
@@ -664,11 +664,11 @@ class HierarchicalLabelModel:
         for i, nd in enumerate(self.nodes):
             cond = P["conditional"][nd.name]
             if nd.parent is None:
-                preds[nd.name] = _tie_break(cond, seed).astype(np.int64)
+                preds[nd.name] = tie_break(cond, seed).astype(np.int64)
                 continue
             y = np.full(cond.shape[0], NOT_APPLICABLE, dtype=np.int64)
             rows = np.flatnonzero(preds[nd.parent] == nd.parent_class)
             if len(rows):
-                y[rows] = _tie_break(cond[rows], seed + i)
+                y[rows] = tie_break(cond[rows], seed + i, row_ids=rows)
             preds[nd.name] = y
         return preds

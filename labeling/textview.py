@@ -34,6 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from mothermodel.defaults import DEFAULT_SEED
+
 import numpy as np
 import pyarrow as pa
 
@@ -67,7 +69,7 @@ class TextViewConfig:
     max_iter: int = 100
     max_fit_rows: Optional[int] = 20_000
     min_fit_rows: int = 50
-    seed: int = 123
+    seed: int = DEFAULT_SEED
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -193,7 +195,7 @@ def text_view(X: HashedText, P_votes: np.ndarray, fit_rows: np.ndarray,
     boolean mask of the rows it may learn from (train rows with at least one vote).
     `on_fold(1)` is called after each fold model (progress).
     """
-    from mothermodel.labeling.model import _resolve_device
+    from mothermodel.defaults import resolve_device
 
     n, k = P_votes.shape
     if X.num_rows != n:
@@ -203,7 +205,7 @@ def text_view(X: HashedText, P_votes: np.ndarray, fit_rows: np.ndarray,
     if cfg.max_fit_rows is not None and len(cand) > cfg.max_fit_rows:
         cand = np.sort(rng.choice(cand, cfg.max_fit_rows, replace=False))
     fold = rng.integers(0, cfg.folds, len(cand))
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     Q = np.zeros((n, k))
     others = np.ones(n, bool)
     others[cand] = False
