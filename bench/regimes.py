@@ -218,8 +218,8 @@ def weak_short(seed: int, n_train: int = 2000, n_valid: int = 500, n_test: int =
     lf_class = np.arange(k)
     L = _fire_given_class(rng, y, k, lf_class, rng.uniform(0.10, 0.15, k), rng.uniform(0.42, 0.58, k), balance)
     taken: set = set()
-    text = _Text(rng, k, informative=0.10, topic_words=400, common_words=4000, taken=taken)
-    triggers = [_words(rng, 40, taken) for _ in range(k)]  # a gazetteer of 40 keywords per LF
+    text = _Text(rng, k, informative=0.05, topic_words=1500, common_words=6000, taken=taken)
+    triggers = [_words(rng, 150, taken) for _ in range(k)]  # a gazetteer of 150 keywords per LF
     # Trigger words take the place of one ordinary word: texts stay 10-13 words long.
     return _world("weak_short", rng, k, y, _split(rng, n_train, n_valid, n_test), L, lf_class, text, 9, 12, triggers)
 
@@ -291,3 +291,163 @@ def correlated(seed: int, n_train: int = 3000, n_valid: int = 500, n_test: int =
 
 GENERATORS = {"tiny_precise": tiny_precise, "weak_short": weak_short, "youtube_like": youtube_like,
               "trec_like": trec_like, "correlated": correlated}
+
+
+# --------------------------------------------------------------------------- #
+# Methods
+# --------------------------------------------------------------------------- #
+def accuracy_f1(pred: np.ndarray, y: np.ndarray, k: int) -> dict:
+    f1s = []
+    for c in range(k):
+        tp = int(((pred == c) & (y == c)).sum())
+        fp = int(((pred == c) & (y != c)).sum())
+        fn = int(((pred != c) & (y == c)).sum())
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    return {"accuracy": round(float((pred == y).mean()), 4), "macro_f1": round(float(np.mean(f1s)), 4)}
+
+
+def _scores(w: World, pred: np.ndarray) -> dict:
+    return {s: accuracy_f1(pred[w.split == s], w.y[w.split == s], w.k) for s in ("valid", "test")}
+
+
+def run_ours(w: World, seed: int = 123, lm_overrides: dict | None = None) -> dict:
+    """Majority vote, the label model votes-only and the `label fit` default, as `label fit` computes them:
+    the label model fitted on the train rows, every row predicted, ties broken by row id with `seed`."""
+    import pyarrow as pa
+
+    from mothermodel.labeling.model import LabelModel, LabelModelConfig, MajorityVoter
+    from mothermodel.labeling.textview import TextViewConfig, apply_text_view
+    from mothermodel.labeling.votes import tie_break
+
+    train = w.split == "train"
+    out: dict = {}
+    out["majority_vote"] = _scores(w, MajorityVoter(w.k, seed=seed).predict(w.L))
+    t0 = time.perf_counter()
+    lm = LabelModel(w.k, LabelModelConfig(seed=seed, **(lm_overrides or {}))).fit(w.L[train])
+    probs = lm.predict_proba(w.L)
+    fit_s = time.perf_counter() - t0
+    out["label_model_votes_only"] = {**_scores(w, tie_break(probs, seed)), "fit_s": round(fit_s, 3),
+                                     "near_duplicate_groups": lm.lf_groups_,
+                                     "median_lf_overlaps": float(np.median(lm.overlaps_))}
+    t0 = time.perf_counter()
+    combined, view = apply_text_view(pa.array(w.texts), w.L, probs, train, TextViewConfig(seed=seed))
+    out["label_fit_default"] = {**_scores(w, tie_break(combined, seed)), "text_view_s": round(time.perf_counter() - t0, 2),
+                                "text_view": {k: view.get(k) for k in ("used", "reason", "fit_rows", "agreement",
+                                                                        "chance_agreement", "kappa", "gate")
+                                              if k in view}}
+    return out
+
+
+def run_snorkel(w: World, seed: int = 123) -> dict:
+    """Snorkel 0.10's LabelModel (defaults, fit(seed)) on the train weak labels; random tie-break."""
+    from snorkel.labeling.model import LabelModel as SnorkelLM
+
+    train = w.split == "train"
+    np.random.seed(seed)
+    lm = SnorkelLM(cardinality=w.k, verbose=False)
+    lm.fit(w.L[train], seed=seed, progress_bar=False)
+    return {"snorkel_label_model": _scores(w, lm.predict(w.L, tie_break_policy="random"))}
+
+
+# --------------------------------------------------------------------------- #
+# Driver
+# --------------------------------------------------------------------------- #
+METHODS = ("majority_vote", "label_model_votes_only", "label_fit_default", "snorkel_label_model")
+
+
+def _child(python: str, regime: str, seeds: list, extra=()) -> dict:
+    cmd = [python, str(HERE), "--child", "--regimes", regime, "--seeds", *map(str, seeds), *extra]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONHASHSEED="0"))
+    if p.returncode != 0:
+        raise RuntimeError(f"child {cmd} failed:\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _median(runs: list, method: str, split: str, metric: str = "accuracy"):
+    vals = [r[method][split][metric] for r in runs if method in r]
+    return round(statistics.median(vals), 4) if vals else None
+
+
+def summarise(regime: str, runs: list) -> dict:
+    out = {m: {s: {"accuracy": _median(runs, m, s), "macro_f1": _median(runs, m, s, "macro_f1")}
+               for s in ("valid", "test")} for m in METHODS if any(m in r for r in runs)}
+    mv = [r["majority_vote"]["test"]["accuracy"] for r in runs]
+    ours = [r["label_fit_default"]["test"]["accuracy"] for r in runs]
+    votes = [r["label_model_votes_only"]["test"]["accuracy"] for r in runs]
+    out["test_margins_points"] = {
+        "default_minus_majority": round(100 * statistics.median(o - m for o, m in zip(ours, mv)), 2),
+        "default_minus_votes_only": round(100 * statistics.median(o - v for o, v in zip(ours, votes)), 2),
+        "votes_only_minus_majority": round(100 * statistics.median(v - m for v, m in zip(votes, mv)), 2),
+        "per_seed_default_minus_majority": [round(100 * (o - m), 2) for o, m in zip(ours, mv)],
+        "per_seed_default_minus_votes_only": [round(100 * (o - v), 2) for o, v in zip(ours, votes)]}
+    out["targets_met"] = {"default >= majority - 0.5 point": out["test_margins_points"]["default_minus_majority"] >= -0.5,
+                          "default >= votes-only - 0.5 point":
+                              out["test_margins_points"]["default_minus_votes_only"] >= -0.5}
+    return out
+
+
+def table(results: dict) -> str:
+    head = ("| regime | LFs / classes | coverage / conflict | majority vote | ours votes-only | **`label fit` default** "
+            "| Snorkel 0.10 | default − MV | default − votes-only | view gate (median) |")
+    lines = [head, "|" + "---|" * 10]
+    for name, r in results["regimes"].items():
+        s = r["summary"]
+        st = r["world"]
+        f = lambda m: "–" if m not in s or s[m]["test"]["accuracy"] is None else f"{s[m]['test']['accuracy']:.3f}"  # noqa: E731
+        gates = [x["label_fit_default"]["text_view"].get("gate", 0.0) for x in r["runs"]]
+        lines.append(f"| {name} | {st['lfs']} / {st['classes']} | {st['coverage']:.2f} / {st['conflict']:.2f} | "
+                     f"{f('majority_vote')} | {f('label_model_votes_only')} | **{f('label_fit_default')}** | "
+                     f"{f('snorkel_label_model')} | {s['test_margins_points']['default_minus_majority']:+.1f} | "
+                     f"{s['test_margins_points']['default_minus_votes_only']:+.1f} | {statistics.median(gates):.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
+    ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    ap.add_argument("--snorkel-python", default=DEFAULT_SNORKEL)
+    ap.add_argument("--skip-snorkel", action="store_true")
+    ap.add_argument("--out", default=str(REPO / "bench" / "results" / "regimes.json"))
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.child:  # Snorkel's side: only numpy and snorkel
+        print(json.dumps({name: [run_snorkel(GENERATORS[name](s)) for s in args.seeds] for name in args.regimes}))
+        return
+
+    snorkel = None if args.skip_snorkel else args.snorkel_python
+    if snorkel and not Path(snorkel).exists():
+        print(f"snorkel python {snorkel} not found: skipping Snorkel", file=sys.stderr)
+        snorkel = None
+    results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+               "command": " ".join(["python", "bench/regimes.py", *sys.argv[1:]]),
+               "seeds": args.seeds, "model_seed": 123, "regimes": {}}
+    for name in args.regimes:
+        t0 = time.perf_counter()
+        runs = []
+        for s in args.seeds:
+            w = GENERATORS[name](s)
+            runs.append({"seed": s, **run_ours(w), "world": w.stats()})
+        if snorkel:
+            for r, sn in zip(runs, _child(snorkel, name, args.seeds)[name]):
+                r.update(sn)
+        world = dict(runs[0]["world"])
+        results["regimes"][name] = {"world": world, "summary": summarise(name, runs), "runs": runs,
+                                    "wall_s": round(time.perf_counter() - t0, 1)}
+        s = results["regimes"][name]["summary"]
+        print(f"[{name}] test acc (median of {len(args.seeds)} seeds): " + ", ".join(
+            f"{m} {s[m]['test']['accuracy']:.3f}" for m in METHODS if m in s)
+            + f" | default-MV {s['test_margins_points']['default_minus_majority']:+.1f} pt, "
+              f"default-votes {s['test_margins_points']['default_minus_votes_only']:+.1f} pt", flush=True)
+    results["table_markdown"] = table(results)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(results["table_markdown"])
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

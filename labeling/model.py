@@ -69,7 +69,8 @@ import numpy as np
 import torch
 
 from mothermodel.defaults import ABSTAIN, DEFAULT_SEED, resolve_device
-from mothermodel.labeling.votes import tie_break, vote_counts
+from mothermodel.labeling.dependencies import duplicate_units, lf_groups, near_duplicate_groups, vote_share
+from mothermodel.labeling.votes import tie_break, unique_rows, vote_counts
 
 __all__ = [
     "ABSTAIN",
@@ -147,28 +148,6 @@ def _check_values(a: np.ndarray, cardinality: int) -> None:
         raise ValueError(
             f"label values must be -1 (abstain) or in 0..{cardinality - 1}, found range [{lo}, {hi}]"
         )
-
-
-def _unique_rows(L: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of ``L`` and their counts.
-
-    Rows are hashed to int64 with a random odd multiplier per column, the
-    hashes deduplicated with ``np.unique``, and the result verified exactly
-    (falls back to ``np.unique(axis=0)`` on a hash collision).
-    """
-    n, m = L.shape
-    if n == 0:
-        return L, np.zeros(0, dtype=np.int64)
-    mult = np.random.default_rng(0x5EED).integers(1, 2**62, size=m, dtype=np.int64) | 1
-    h = np.zeros(n, dtype=np.int64)
-    with np.errstate(over="ignore"):
-        for j in range(m):  # column loop: O(n) each, no (n, m) int64 temporary
-            h = h * np.int64(1_000_003) + (L[:, j].astype(np.int64) + 2) * mult[j]
-    _, first, inv, cnt = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
-    U = L[first]
-    if not np.array_equal(U[inv.ravel()], L):
-        U, cnt = np.unique(L, axis=0, return_counts=True)
-    return U, cnt.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- #
@@ -301,101 +280,6 @@ def _select_l2(Xd: torch.Tensor, yd: np.ndarray, vc: torch.Tensor, base: torch.T
 
 
 # --------------------------------------------------------------------------- #
-# Near-duplicate LFs
-# --------------------------------------------------------------------------- #
-def near_duplicate_groups(L: LabelMatrixLike, cardinality: int, min_cofire: float = 0.5, margin: float = 0.2,
-                          min_rows: int = 5, class_balance: Optional[Sequence[float]] = None) -> List[List[int]]:
-    """Groups of LFs (column indices, groups of 2+) that fire together beyond what
-    conditionally independent LFs could: see :func:`_duplicate_voters`.
-
-    ``class_balance`` defaults to the majority-vote class shares of the covered rows.
-    """
-    L = as_label_matrix(L, cardinality)
-    U, cnt = _unique_rows(L)
-    X, lf, cls = _voter_matrix(U, cardinality)
-    cnt_f = cnt.astype(np.float64)
-    beta = (np.asarray(class_balance, np.float64) if class_balance is not None
-            else _vote_share(X, cls, cnt_f, cardinality))
-    unit = _duplicate_voters(X, lf, cls, cnt_f, beta, min_cofire, margin, min_rows)
-    return _lf_groups(unit, lf)
-
-
-def _voter_matrix(U: np.ndarray, k: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(patterns x voters) 0/1 matrix of the (LF, class) pairs that occur, with each voter's LF and class."""
-    lf, cls = [], []
-    for v in range(k):
-        js = np.flatnonzero((U == v).any(axis=0))
-        lf.append(js)
-        cls.append(np.full(len(js), v))
-    lf_a, cls_a = np.concatenate(lf).astype(np.int64), np.concatenate(cls).astype(np.int64)
-    order = np.lexsort((cls_a, lf_a))
-    lf_a, cls_a = lf_a[order], cls_a[order]
-    X = (U[:, lf_a] == cls_a[None, :].astype(U.dtype)).astype(np.float32)
-    return X, lf_a, cls_a
-
-
-def _vote_share(X: np.ndarray, cls: np.ndarray, cnt: np.ndarray, k: int) -> np.ndarray:
-    """Class shares of the majority vote (ties split) over the covered rows, smoothed."""
-    C = np.zeros((len(cls), k))
-    C[np.arange(len(cls)), cls] = 1.0
-    votes = X @ C
-    top = votes.max(axis=1, keepdims=True)
-    covered = top[:, 0] > 0
-    share = ((votes == top) & covered[:, None]).astype(np.float64)
-    share[covered] /= share[covered].sum(axis=1, keepdims=True)
-    mass = (share * cnt[:, None]).sum(0) + 1.0
-    return mass / mass.sum()
-
-
-def _duplicate_voters(X: np.ndarray, lf: np.ndarray, cls: np.ndarray, cnt: np.ndarray, beta: np.ndarray,
-                      min_cofire: float, margin: float, min_rows: int) -> np.ndarray:
-    """Each voter's unit: voters of one class (from different LFs) that are near-duplicates share one.
-
-    Voters ``r`` and ``s`` are near-duplicates when each fires on at least
-    ``min_cofire`` of the other's rows (``min_rows`` rows at least) and that
-    share is ``margin`` above the most any pair of LFs that are independent given
-    the class could reach: ``P(s fires | r fires) <= max_y P(s fires | y) <=
-    F_s / (n min(beta_c, 1 - beta_c))`` (``F_s`` its fires, ``beta`` the class
-    balance). Units are the connected components of that relation.
-    """
-    R = len(lf)
-    unit = np.arange(R)
-    if R < 2:
-        return unit
-    n = float(cnt.sum())
-    Xw = X * cnt[:, None].astype(np.float32)
-    co = (X.T @ Xw).astype(np.float64)  # (R, R) rows where both fire
-    F = np.diag(co).copy()
-    b = beta[cls]
-    bound = np.minimum(1.0, F / (n * np.minimum(b, 1.0 - b)).clip(1e-12))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cond = co / F[:, None]  # P(s fires | r fires), r = row
-    ok = (cond >= min_cofire) & (cond >= bound[None, :] + margin) & (co >= min_rows)
-    dup = ok & ok.T & (cls[:, None] == cls[None, :]) & (lf[:, None] != lf[None, :])
-    # Connected components (union-find over the few flagged pairs).
-    parent = np.arange(R)
-
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for r, s in zip(*np.nonzero(np.triu(dup, 1))):
-        ra, rb = find(int(r)), find(int(s))
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    return np.array([find(r) for r in range(R)])
-
-
-def _lf_groups(unit: np.ndarray, lf: np.ndarray) -> List[List[int]]:
-    groups = {}
-    for u, j in zip(unit.tolist(), lf.tolist()):
-        groups.setdefault(u, set()).add(j)
-    return sorted(sorted(g) for g in groups.values() if len(g) > 1)
-
-
-# --------------------------------------------------------------------------- #
 # Learned label model
 # --------------------------------------------------------------------------- #
 def check_em_settings(cfg) -> None:
@@ -476,7 +360,7 @@ class LabelModelConfig:
     prior_precision: float = 0.9
     prior_strength: float = 100.0
     shrink_strength: float = 20.0
-    abstain_evidence: str = "class"
+    abstain_evidence: str = "none"
     uncovered: str = "uniform"
     near_duplicates: bool = True
     duplicate_min_cofire: float = 0.5
@@ -620,7 +504,7 @@ class LabelModel:
     def _design(self, Ls: np.ndarray, device: torch.device) -> _Design:
         """Distinct vote patterns with counts, and the (patterns x voters) 0/1 matrix."""
         k = self.cardinality
-        U, cnt = _unique_rows(Ls)
+        U, cnt = unique_rows(Ls)
         cnt_t = torch.from_numpy(cnt).to(device, torch.float32)
         Ut = torch.from_numpy(np.ascontiguousarray(U)).to(device)
         fires = torch.stack([(Ut == v).to(torch.float32).T @ cnt_t for v in range(k)], dim=1)  # (m, k)
@@ -686,8 +570,8 @@ class LabelModel:
             return np.arange(R)
         X = d.X.cpu().numpy()
         cnt = d.cnt.cpu().double().numpy()
-        beta = _vote_share(X, d.cls, cnt, self.cardinality)
-        return _duplicate_voters(X, d.lf, d.cls, cnt, beta, cfg.duplicate_min_cofire, cfg.duplicate_margin, 5)
+        beta = vote_share(X, d.cls, cnt, self.cardinality)
+        return duplicate_units(X, d.lf, d.cls, cnt, beta, cfg.duplicate_min_cofire, cfg.duplicate_margin, 5)
 
     @staticmethod
     def _discount_and_evidence(d: _Design, unit: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -818,7 +702,7 @@ class LabelModel:
         self.silence_ = em.h.cpu().double().numpy()
         self.shared_weight_ = float(em.shared)
         self.overlaps_ = np.bincount(d.lf, weights=evidence.cpu().double().numpy(), minlength=m)
-        self.lf_groups_ = _lf_groups(unit, d.lf)
+        self.lf_groups_ = lf_groups(unit, d.lf)
         self.class_balance_ = em.beta.cpu().double().numpy()
         self.class_prior_ = np.exp(log_prior.cpu().double().numpy())
         self.class_prior_ /= self.class_prior_.sum()

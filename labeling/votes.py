@@ -12,7 +12,7 @@ in a benchmark, a chunk in a stream).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -89,3 +89,25 @@ def majority_hard(L: np.ndarray, cardinality: int, seed: int, row_ids: Optional[
     pred = tie_break(counts.astype(np.float32), seed, row_ids=row_ids)
     pred[counts.sum(axis=1) == 0] = -1
     return pred
+
+
+def unique_rows(L: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of ``L`` and their counts.
+
+    Rows are hashed to int64 with a random odd multiplier per column, the
+    hashes deduplicated with ``np.unique``, and the result verified exactly
+    (falls back to ``np.unique(axis=0)`` on a hash collision).
+    """
+    n, m = L.shape
+    if n == 0:
+        return L, np.zeros(0, dtype=np.int64)
+    mult = np.random.default_rng(0x5EED).integers(1, 2**62, size=m, dtype=np.int64) | 1
+    h = np.zeros(n, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        for j in range(m):  # column loop: O(n) each, no (n, m) int64 temporary
+            h = h * np.int64(1_000_003) + (L[:, j].astype(np.int64) + 2) * mult[j]
+    _, first, inv, cnt = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
+    U = L[first]
+    if not np.array_equal(U[inv.ravel()], L):
+        U, cnt = np.unique(L, axis=0, return_counts=True)
+    return U, cnt.astype(np.int64)
