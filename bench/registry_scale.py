@@ -78,7 +78,7 @@ def task_name(i: int) -> str:
 
 def make_specs(n_tasks: int, per_task: int, seed: int = 0):
     """A seeded DAG of TaskSpecs; returns (specs, upstream map name -> [(up, kind)])."""
-    from mothermodel.registry.spec import Column, Task, TaskOutput, normalise
+    from mothermodel.spec import Column, Task, TaskOutput, normalise
 
     rng = random.Random(seed)
     depth: list[int] = []
@@ -284,7 +284,7 @@ def main() -> int:
     import networkx
     import pyarrow
 
-    from mothermodel.registry.api import Registry
+    from mothermodel.api import Registry
 
     if args.workspace:
         ws_dir = args.workspace.resolve()

@@ -40,25 +40,25 @@ def regime_figures(overlap_rows: Sequence[int], num_rows: int, overlapped: int, 
             "lfs_with_few_overlaps": few, "min_overlap_rows": min_overlap_rows, "warnings": warnings}
 
 
-def analyze(reg, task: str, split: str | None = None) -> dict[str, Any]:
+def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
     import duckdb
     import pyarrow as pa
 
-    from mothermodel.labeling import pipeline, store
+    from mothermodel.labeling import store as label_files
 
-    tasks, datasets, _ = pipeline._read_state(reg)
-    if task not in tasks:
+    snap = store.snapshot()
+    if task not in snap.tasks:
         raise UserError(f"TASK: unknown task {task!r}")
-    t = tasks[task]
-    if t.latest_matrix is None:
+    t = snap.tasks[task]
+    m = snap.latest_matrix.get(task)
+    if m is None:
         raise UserError(f"TASK: {task} has no label matrix yet; run `mothermodel label apply {task}`")
-    ds = datasets[t.dataset]
-    m = t.latest_matrix
-    entries = store.read_checked(reg.ws, m["path"], m["content_hash"])
-    data = store.read_checked(reg.ws, ds["path"], ds["content_hash"])
-    gcol = pipeline.gold_column(task, ds)
+    ds = snap.datasets[t.dataset]
+    entries = label_files.read_checked(store.ws, m.path, m.content_hash)
+    data = store.read_dataset(ds)
+    gcol = ds.gold_column(task)
     cols = {"row": data.column("_row")}
-    cols["split"] = data.column(ds["split_field"]) if ds["split_field"] else pa.array(["all"] * data.num_rows)
+    cols["split"] = data.column(ds.split_field) if ds.split_field else pa.array(["all"] * data.num_rows)
     cols["gold"] = data.column(gcol).cast(pa.int64()) if gcol else pa.nulls(data.num_rows, pa.int64())
     rows_tbl = pa.table(cols)
     if split is not None and split not in set(cols["split"].to_pylist()):
@@ -99,10 +99,10 @@ def analyze(reg, task: str, split: str | None = None) -> dict[str, Any]:
     by = {r[0]: r for r in res}
     lfs = []
     for s in t.sources:
-        r = by.get(s["name"])
+        r = by.get(s.name)
         covered, overlapped, conflicted, correct, incorrect = (r[2], r[3], r[4], r[5], r[6]) if r else (0, 0, 0, 0, 0)
         lfs.append({
-            "name": s["name"], "kind": s["kind"], "version": s["version"],
+            "name": s.name, "kind": s.kind, "version": s.version,
             "polarity": [t.classes[i] for i in (r[1] if r else [])],
             "coverage": covered / n if n else 0.0,
             "overlaps": overlapped / n if n else 0.0,
@@ -111,9 +111,9 @@ def analyze(reg, task: str, split: str | None = None) -> dict[str, Any]:
             "correct": correct, "incorrect": incorrect,
             "empirical_accuracy": correct / (correct + incorrect) if correct + incorrect else None,
         })
-    names = [s["name"] for s in t.sources]
+    names = [s.name for s in t.sources]
     groups = _near_duplicates(pairs, names, len(t.classes))
-    return {"task": task, "label_matrix_version": m["version"], "split": split or "all", "num_rows": n,
+    return {"task": task, "label_matrix_version": m.version, "split": split or "all", "num_rows": n,
             "coverage": (totals[0] / n) if n else 0.0, "gold": gcol is not None, "lfs": lfs,
             **regime_figures([lf["overlap_rows"] for lf in lfs], n, totals[1], totals[2]),
             "near_duplicate_groups": [[names[j] for j in g] for g in groups]}

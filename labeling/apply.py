@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mothermodel.labeling.lf import ABSTAIN, DeclarativeLF, KeywordLF, LabelingFunction, _sql_ident
+from mothermodel.labeling.lf import ABSTAIN, DeclarativeLF, KeywordLF, LabelingFunction, sql_ident
 
 
 @dataclass
@@ -199,7 +199,7 @@ def label_rows(lfs: Sequence[LabelingFunction], data: Sequence[Any], row_ids: Se
     return (np.asarray(out_r, np.int64), np.asarray(out_c, np.int32), np.asarray(out_l, np.int16), reports)
 
 
-def _progress(total: int, label: str, enabled: bool, unit: str = "rows", min_total: int = 20_000):
+def progress_bar(total: int, label: str, enabled: bool, unit: str = "rows", min_total: int = 20_000):
     """A rich progress bar on a terminal; plain lines (about 10) elsewhere, as in CI. Both on stderr.
     Shown only when there are at least `min_total` units (small runs finish before a bar would help)."""
     import sys
@@ -260,7 +260,7 @@ def apply_python_lfs(table, lfs: Sequence[LabelingFunction], cardinality: int,
     n_jobs = config.n_jobs or os.cpu_count() or 1
     chunks = [(s, min(s + config.chunk_size, n)) for s in range(0, n, config.chunk_size)]
     parts = []
-    bar = _progress(n, label, config.progress)
+    bar = progress_bar(n, label, config.progress)
     try:
         if n_jobs == 1 or len(chunks) == 1:
             for s, e in chunks:
@@ -307,8 +307,8 @@ def apply_declarative_lfs(table, lfs: Sequence[DeclarativeLF], cardinality: int)
         # per field rather than once per keyword LF: scanning Arrow strings per LF costs more.
         fields = sorted({lfs[j].field for j in ok})
         lowered = sorted({lfs[j].field for j in ok if isinstance(lfs[j], KeywordLF) and not lfs[j].case_sensitive})
-        cols = (["_row"] + [_sql_ident(f) for f in fields]
-                + [f"lower({_sql_ident(f)}) AS {_sql_ident('__lower_' + f)}" for f in lowered])
+        cols = (["_row"] + [sql_ident(f) for f in fields]
+                + [f"lower({sql_ident(f)}) AS {sql_ident('__lower_' + f)}" for f in lowered])
         con.execute(f"CREATE TEMP TABLE _data AS SELECT {', '.join(cols)} FROM _arrow")
 
         def sql(lf):

@@ -53,7 +53,7 @@ from mothermodel.labeling.apply import (
     Applied,
     ApplyConfig,
     LFReport,
-    _progress,
+    progress_bar,
     apply_declarative_lfs,
     label_rows,
     row_type,
@@ -219,7 +219,7 @@ def label_partition(blob: bytes, source: tuple, row_offset: int, cardinality: in
             np.concatenate(ls).astype(np.int16), reports)
 
 
-def _helper_main() -> None:
+def helper_main() -> None:
     """Helper-process loop: requests on stdin, replies on the original stdout (LF prints go to stderr).
 
     Each request runs in this process's main thread, where SIGALRM (the time limit) works.
@@ -255,7 +255,7 @@ class _Helper:
         import subprocess
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from mothermodel.labeling.dask_apply import _helper_main; _helper_main()"],
+            [sys.executable, "-c", "from mothermodel.labeling.dask_apply import helper_main; helper_main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def call(self, args: tuple):
@@ -450,7 +450,7 @@ def apply_lfs_dask(data, lfs: Sequence[LabelingFunction], cardinality: int,
 
     blob = dumps_lfs(ordered)
     client, close = _get_client(client, config)
-    bar = _progress(total, label, config.progress)
+    bar = progress_bar(total, label, config.progress)
     try:
         blob_f = client.scatter(blob, broadcast=True, hash=False)
         if not is_path:  # one scatter call for all slices

@@ -401,33 +401,8 @@ class HierarchicalLabelModel:
         self._lf_task = lf_task
         ks = self._k[lf_task]
 
-        if cfg.max_fit_rows is not None and n > cfg.max_fit_rows:
-            rng = np.random.default_rng(cfg.seed)
-            Ls = L[np.sort(rng.choice(n, size=cfg.max_fit_rows, replace=False))]
-        else:
-            Ls = L
-        U, _, cnt = _dedup(Ls, ks)
-        w = cnt.astype(np.float64)
-        mask = np.ones((U.shape[0], self._J.shape[0]), dtype=bool)
-        if dev is not None:
-            if not isinstance(dev, tuple) or len(dev) != 2:
-                raise ValueError("dev must be a tuple (L_dev_by_task, Y_dev_by_task)")
-            Ld = self._concat(dev[0], fitted_m=self._m, what="dev label matrices")
-            md = self._dev_mask(dev[1], Ld.shape[0])
-            if cfg.dev_weight > 0 and len(Ld):
-                U = np.concatenate([U, Ld])
-                w = np.concatenate([w, np.full(len(Ld), float(cfg.dev_weight))])
-                mask = np.concatenate([mask, md])
-
-        # Voters: (LF column, class) pairs that fire in the fitted rows.
-        vj, vc = [], []
-        for j in range(M):
-            for v in np.unique(U[:, j]):
-                if v >= 0:
-                    vj.append(j)
-                    vc.append(int(v))
-        self._vj = np.asarray(vj, dtype=np.int64)
-        self._vc = np.asarray(vc, dtype=np.int64)
+        U, w, mask, cnt = self._fit_patterns(L, ks, dev)
+        self._fit_voters(U, M)
         self._build_static(device)
 
         Ut = torch.from_numpy(U.astype(np.int64)).to(device)
@@ -443,41 +418,11 @@ class HierarchicalLabelModel:
         Q = torch.softmax(score, dim=1)
         a0, b0 = self._prior_rates(X, Q, wt)
 
-        eps = 1e-6
-        s = float(cfg.prior_strength)
         prev = None
         converged = False
         it = 0
         for it in range(1, cfg.epochs + 1):
-            # ---- M-step
-            Qc = Q * wt[:, None]                       # (U, S)
-            Ns = Qc.sum(0)                             # expected rows per state
-            FS = X.T @ Qc                              # (R, S) expected firings per state
-            S_a = (FS * self._own).sum(1)
-            S_b = (FS * self._oth).sum(1)
-            S_e = (FS * self._na).sum(1)
-            M_a = self._own @ Ns
-            M_b = self._oth @ Ns
-            M_e = self._na @ Ns
-            # MAP rates under Beta priors worth s pseudo-rows each (see _prior_rates).
-            a = ((S_a + s * a0) / (M_a + s).clamp_min(eps)).clamp(eps, 1 - eps)
-            b = ((S_b + s * b0) / (M_b + s).clamp_min(eps)).clamp(eps, 1 - eps)
-            e = ((S_e + s * b0) / (M_e + s).clamp_min(eps)).clamp(eps, 1 - eps)
-            logG = (self._own * torch.log(a)[:, None] + self._oth * torch.log(b)[:, None]
-                    + self._na * torch.log(e)[:, None])
-            if not M or cfg.abstain_evidence == "none":
-                H = None
-            elif cfg.abstain_evidence == "full":
-                # Normalised categorical per LF: P(abstain | y) = 1 - sum_v P(vote v | y).
-                H = torch.log((1.0 - self._lf_of_voter @ torch.exp(logG)).clamp_min(eps))
-            else:
-                FA = A.T @ Qc                          # (M, S) expected abstains per state
-                num = torch.einsum("js,jsg->jg", FA, self._grp)
-                den = torch.einsum("s,jsg->jg", Ns, self._grp)
-                rho = ((num + 1.0) / (den + 2.0)).clamp(eps, 1 - eps)
-                H = torch.einsum("jg,jsg->js", torch.log(rho), self._grp)
-            pi = (Ns + cfg.balance_prior) / (Ns.sum() + self._J.shape[0] * cfg.balance_prior)
-            log_pi = torch.log(pi)
+            a, b, e, logG, H, pi, log_pi = self._m_step(X, A, Q, wt, a0, b0, M)
             # ---- E-step
             score = self._score(X, A, logG, H, log_pi) + logmask
             Q = torch.softmax(score, dim=1)
@@ -499,6 +444,73 @@ class HierarchicalLabelModel:
         self._summarise()
         self._fitted = True
         return self
+
+    def _fit_patterns(self, L: np.ndarray, ks: np.ndarray, dev):
+        """Distinct vote patterns of the fitted rows (a seeded sample past `max_fit_rows`) with their
+        weights and state masks, plus dev rows (weight `dev_weight`, masked to their gold states)."""
+        cfg = self.config
+        n = L.shape[0]
+        if cfg.max_fit_rows is not None and n > cfg.max_fit_rows:
+            rng = np.random.default_rng(cfg.seed)
+            Ls = L[np.sort(rng.choice(n, size=cfg.max_fit_rows, replace=False))]
+        else:
+            Ls = L
+        U, _, cnt = _dedup(Ls, ks)
+        w = cnt.astype(np.float64)
+        mask = np.ones((U.shape[0], self._J.shape[0]), dtype=bool)
+        if dev is not None:
+            if not isinstance(dev, tuple) or len(dev) != 2:
+                raise ValueError("dev must be a tuple (L_dev_by_task, Y_dev_by_task)")
+            Ld = self._concat(dev[0], fitted_m=self._m, what="dev label matrices")
+            md = self._dev_mask(dev[1], Ld.shape[0])
+            if cfg.dev_weight > 0 and len(Ld):
+                U = np.concatenate([U, Ld])
+                w = np.concatenate([w, np.full(len(Ld), float(cfg.dev_weight))])
+                mask = np.concatenate([mask, md])
+        return U, w, mask, cnt
+
+    def _fit_voters(self, U: np.ndarray, M: int) -> None:
+        """Voters: (LF column, class) pairs that fire in the fitted rows."""
+        vj, vc = [], []
+        for j in range(M):
+            for v in np.unique(U[:, j]):
+                if v >= 0:
+                    vj.append(j)
+                    vc.append(int(v))
+        self._vj = np.asarray(vj, dtype=np.int64)
+        self._vc = np.asarray(vc, dtype=np.int64)
+
+    def _m_step(self, X, A, Q, wt, a0, b0, M: int):
+        """MAP firing rates (own class, other class, not applicable), abstain evidence and the state prior."""
+        cfg, eps, s = self.config, 1e-6, float(self.config.prior_strength)
+        Qc = Q * wt[:, None]                       # (U, S)
+        Ns = Qc.sum(0)                             # expected rows per state
+        FS = X.T @ Qc                              # (R, S) expected firings per state
+        S_a = (FS * self._own).sum(1)
+        S_b = (FS * self._oth).sum(1)
+        S_e = (FS * self._na).sum(1)
+        M_a = self._own @ Ns
+        M_b = self._oth @ Ns
+        M_e = self._na @ Ns
+        # MAP rates under Beta priors worth s pseudo-rows each (see _prior_rates).
+        a = ((S_a + s * a0) / (M_a + s).clamp_min(eps)).clamp(eps, 1 - eps)
+        b = ((S_b + s * b0) / (M_b + s).clamp_min(eps)).clamp(eps, 1 - eps)
+        e = ((S_e + s * b0) / (M_e + s).clamp_min(eps)).clamp(eps, 1 - eps)
+        logG = (self._own * torch.log(a)[:, None] + self._oth * torch.log(b)[:, None]
+                + self._na * torch.log(e)[:, None])
+        if not M or cfg.abstain_evidence == "none":
+            H = None
+        elif cfg.abstain_evidence == "full":
+            # Normalised categorical per LF: P(abstain | y) = 1 - sum_v P(vote v | y).
+            H = torch.log((1.0 - self._lf_of_voter @ torch.exp(logG)).clamp_min(eps))
+        else:
+            FA = A.T @ Qc                          # (M, S) expected abstains per state
+            num = torch.einsum("js,jsg->jg", FA, self._grp)
+            den = torch.einsum("s,jsg->jg", Ns, self._grp)
+            rho = ((num + 1.0) / (den + 2.0)).clamp(eps, 1 - eps)
+            H = torch.einsum("jg,jsg->js", torch.log(rho), self._grp)
+        pi = (Ns + cfg.balance_prior) / (Ns.sum() + self._J.shape[0] * cfg.balance_prior)
+        return a, b, e, logG, H, pi, torch.log(pi)
 
     def _prior_rates(self, X: torch.Tensor, Q: torch.Tensor, wt: torch.Tensor):
         """Prior means of the own-class and off-class (other class or NA) firing

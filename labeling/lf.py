@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-ABSTAIN = -1
+from mothermodel.defaults import ABSTAIN  # re-exported: LF authors import it from here
 
 
 def _source_of(fn: Callable) -> str:
@@ -92,7 +92,7 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _sql_ident(s: str) -> str:
+def sql_ident(s: str) -> str:
     return '"' + s.replace('"', '""') + '"'
 
 
@@ -149,9 +149,9 @@ class KeywordLF(DeclarativeLF):
     def sql(self, lower_col: str | None = None) -> str:
         """lower_col: a column already holding lower(field), so many LFs lower the text once."""
         if self.case_sensitive:
-            col = _sql_ident(self.field)
+            col = sql_ident(self.field)
         else:
-            col = _sql_ident(lower_col) if lower_col else f"lower({_sql_ident(self.field)})"
+            col = sql_ident(lower_col) if lower_col else f"lower({sql_ident(self.field)})"
         kws = self.keywords if self.case_sensitive else [k.lower() for k in self.keywords]
         cond = " OR ".join(f"contains({col}, {_sql_str(k)})" for k in kws)
         return f"CASE WHEN {cond} THEN {self.label} ELSE -1 END"
@@ -179,7 +179,7 @@ class RegexLF(DeclarativeLF):
 
     def sql(self) -> str:
         opts = ", 'i'" if self.ignore_case else ""
-        return (f"CASE WHEN regexp_matches({_sql_ident(self.field)}, {_sql_str(self.pattern)}{opts}) "
+        return (f"CASE WHEN regexp_matches({sql_ident(self.field)}, {_sql_str(self.pattern)}{opts}) "
                 f"THEN {self.label} ELSE -1 END")
 
 
@@ -208,4 +208,44 @@ class ThresholdLF(DeclarativeLF):
         return {"field": self.field, "op": self.op, "value": self.value, "label": self.label}
 
     def sql(self) -> str:
-        return f"CASE WHEN {_sql_ident(self.field)} {self.OPS[self.op]} {float(self.value)!r} THEN {self.label} ELSE -1 END"
+        return f"CASE WHEN {sql_ident(self.field)} {self.OPS[self.op]} {float(self.value)!r} THEN {self.label} ELSE -1 END"
+
+
+def lfs_from_source(text: str, origin: str) -> dict[str, LabelingFunction]:
+    """Re-create a Python spec's LFs from its stored module text (exactly what was submitted).
+
+    LFs are found among the module's globals and in the `sources` list of any
+    object that has one (the spec's `Task`), so this module needs no spec types.
+    """
+    import importlib.util
+    import sys
+    import uuid
+    from pathlib import Path
+
+    from mothermodel.errors import UserError
+
+    mod_name = f"_mothermodel_spec_{uuid.uuid4().hex}"
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(mod_name, loader=None))
+    module.__file__ = origin
+    sys.modules[mod_name] = module
+    parent = str(Path(origin).parent)
+    added = parent not in sys.path and Path(parent).is_dir()
+    if added:
+        sys.path.insert(0, parent)  # specs may import helper modules beside them
+    try:
+        exec(compile(text, origin, "exec"), module.__dict__)
+    except Exception as e:  # noqa: BLE001 - user code
+        raise UserError(f"{origin}: failed to import: {type(e).__name__}: {e}".splitlines()[0]) from None
+    finally:
+        if added:
+            sys.path.remove(parent)
+    # Keep the module registered: LFs pickled to worker processes refer to it.
+    lfs: dict[str, LabelingFunction] = {}
+    for v in list(vars(module).values()):
+        if isinstance(v, LabelingFunction):
+            lfs[v.name] = v
+        elif not isinstance(v, type) and isinstance(getattr(v, "sources", None), (list, tuple)):
+            for src in v.sources:
+                if isinstance(src, LabelingFunction):
+                    lfs[src.name] = src
+    return lfs

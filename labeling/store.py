@@ -17,8 +17,7 @@ import json
 
 import numpy as np
 
-from mothermodel.errors import IntegrityError
-from mothermodel.registry.files import sha256_file, write_parquet_addressed
+from mothermodel.registry.files import read_parquet_checked, write_parquet_addressed
 
 
 def _write_parquet(ws, task: str, prefix: str, table) -> tuple[str, str]:
@@ -55,19 +54,8 @@ def write_probs(ws, task: str, rows: np.ndarray, probs: np.ndarray, preds: np.nd
 
 
 def read_checked(ws, rel_path: str, expected_hash: str):
-    """Read a label file, refusing it when its bytes no longer match the recorded hash."""
-    import pyarrow.parquet as pq
-
-    path = ws.home / rel_path
-    if not path.is_file():
-        raise IntegrityError(f"{path}: recorded in the registry but missing (restore it with `dvc checkout` or re-run label apply)")
-    found = sha256_file(path)
-    if found != expected_hash:
-        raise IntegrityError(
-            f"{path}: content hash mismatch (recorded {expected_hash[:12]}, found {found[:12]}): "
-            "the file changed outside mothermodel; restore it with `dvc checkout` or re-run with --force"
-        )
-    return pq.read_table(path)
+    """Read a label or dataset file, refusing it when its bytes no longer match the recorded hash."""
+    return read_parquet_checked(ws.home, rel_path, expected_hash)
 
 
 def dense(table, num_rows: int, sources: list[str]) -> np.ndarray:

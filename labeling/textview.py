@@ -47,10 +47,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from mothermodel.defaults import DEFAULT_SEED
-
 import numpy as np
 import pyarrow as pa
+
+from mothermodel.defaults import DEFAULT_SEED
 
 __all__ = ["TextViewConfig", "hashed_ngrams", "HashedText", "text_view", "combine", "apply_text_view",
            "view_gate", "fit_rows_of"]

@@ -8,7 +8,7 @@ from typing import Any
 
 from mothermodel.errors import UserError
 from mothermodel.labeling.lf import ABSTAIN, KeywordLF, LabelingFunction, RegexLF, ThresholdLF, labeling_function
-from mothermodel.registry.spec import Column, Model, Task, TaskOutput
+from mothermodel.spec import Column, Model, Task, TaskOutput
 
 __version__ = "0.1.0"
 
@@ -20,8 +20,12 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # Registry and Workspace load DuckDB: only on first use, so spec files import fast.
-    if name in ("Registry", "Workspace"):
-        from mothermodel import registry
+    if name == "Registry":
+        from mothermodel.api import Registry
 
-        return getattr(registry, name)
+        return Registry
+    if name == "Workspace":
+        from mothermodel.registry.workspace import Workspace
+
+        return Workspace
     raise AttributeError(name)

@@ -11,16 +11,22 @@ import os
 import sys
 from pathlib import Path
 
-import click
+# Before anything imports torch (label fit, train, watch): libgomp threads that spin while
+# they wait made a 2-thread training step 7x slower on a shared 2-core machine. The user's
+# own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from mothermodel import console
-from mothermodel.errors import CommandFailed, UserError
+import click  # noqa: E402
+
+from mothermodel import console  # noqa: E402
+from mothermodel.defaults import DEFAULT_SEED  # noqa: E402
+from mothermodel.errors import CommandFailed, UserError  # noqa: E402
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 
 
 def _registry(ctx: click.Context):
-    from mothermodel.registry.api import Registry
+    from mothermodel.api import Registry
 
     return Registry.open(ctx.obj.get("workspace"))
 
@@ -41,7 +47,7 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
 @json_option
 def init(path: str, as_json: bool) -> None:
     """Create a workspace (.mothermodel/ with the registry) at PATH."""
-    from mothermodel.registry.api import Registry
+    from mothermodel.api import Registry
 
     reg = Registry.init(path)
     if as_json:
@@ -127,7 +133,7 @@ def task() -> None:
 @click.pass_context
 def task_submit(ctx, spec, replace, as_json) -> None:
     """Submit a task SPEC (.py with Task + @labeling_function, or .yaml/.toml)."""
-    from mothermodel.registry.spec import load_spec
+    from mothermodel.spec import load_spec
 
     reg = _registry(ctx)
     task_spec = load_spec(spec)  # user code runs before the registry is locked
@@ -279,14 +285,13 @@ def label() -> None:
 @click.pass_context
 def label_apply(ctx, tasks, jobs, lf_timeout, force, strict, engine, scheduler, as_json) -> None:
     """Run every stale source of TASKS (default: all) in DAG order into new label-matrix versions."""
-    from mothermodel.labeling import pipeline
     from mothermodel.labeling.apply import ApplyConfig
 
     if scheduler and engine != "dask":
         raise UserError("--scheduler: only with --engine dask")
     cfg = ApplyConfig(n_jobs=jobs, lf_timeout_s=lf_timeout, progress=not as_json, engine=engine,
                       scheduler=scheduler)
-    res = pipeline.apply(_registry(ctx), list(tasks) or None, cfg, force=force, strict=strict)
+    res = _registry(ctx).label_apply(list(tasks) or None, cfg, force=force, strict=strict)
     if as_json:
         console.emit_json(res)
         return
@@ -312,9 +317,7 @@ def label_apply(ctx, tasks, jobs, lf_timeout, force, strict, engine, scheduler, 
 @click.pass_context
 def label_analyze(ctx, task, split, as_json) -> None:
     """Per LF: polarity, coverage, overlaps, conflicts, empirical accuracy on gold labels."""
-    from mothermodel.labeling.analysis import analyze
-
-    res = analyze(_registry(ctx), task, split)
+    res = _registry(ctx).label_analyze(task, split)
     if as_json:
         console.emit_json(res)
         return
@@ -333,7 +336,7 @@ def label_analyze(ctx, task, split, as_json) -> None:
               show_default=True, help="hierarchical: one model over TASK's whole task tree (parent + parent_class).")
 @click.option("--use-dev/--no-dev", default=None,
               help="Let the label model use the valid split's gold labels (default: see docs/label_model.md).")
-@click.option("--seed", type=int, default=123, show_default=True, help="Seed for the fit and the tie-break.")
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True, help="Seed for the fit and the tie-break.")
 @click.option("--text-view/--no-text-view", default=True, show_default=True,
               help="label-model: combine the votes with a cross-fitted classifier on the dataset's text field "
                    "(docs/label_model.md); --no-text-view gives the votes-only model.")
@@ -341,12 +344,10 @@ def label_analyze(ctx, task, split, as_json) -> None:
 @click.pass_context
 def label_fit(ctx, task, model, use_dev, seed, text_view, as_json) -> None:
     """Fit a label model on TASK's current label matrix into a new probabilistic-labels version."""
-    from mothermodel.labeling import pipeline
-
     from mothermodel.labeling.apply import ApplyConfig
 
-    res = pipeline.fit(_registry(ctx), task, model=model, use_dev=use_dev, seed=seed,
-                       apply_config=ApplyConfig(progress=not as_json), text_view=text_view)
+    res = _registry(ctx).label_fit(task, model=model, use_dev=use_dev, seed=seed, text_view=text_view,
+                                   apply_config=ApplyConfig(progress=not as_json))
     if as_json:
         console.emit_json(res)
         return
@@ -367,9 +368,7 @@ def label_fit(ctx, task, model, use_dev, seed, text_view, as_json) -> None:
 @click.pass_context
 def label_log(ctx, task, as_json) -> None:
     """List TASK's label-matrix and probabilistic-label versions."""
-    from mothermodel.labeling import pipeline
-
-    res = pipeline.log(_registry(ctx), task)
+    res = _registry(ctx).label_log(task)
     if as_json:
         console.emit_json(res)
         return
@@ -388,15 +387,164 @@ def label_log(ctx, task, as_json) -> None:
 @click.pass_context
 def label_diff(ctx, task, v1, v2, as_json) -> None:
     """Per source: rows changed and coverage between label-matrix versions V1 and V2."""
-    from mothermodel.labeling import pipeline
-
-    res = pipeline.diff(_registry(ctx), task, v1, v2)
+    res = _registry(ctx).label_diff(task, v1, v2)
     if as_json:
         console.emit_json(res)
         return
     console.table([(s["source"], s["status"], s["rows_changed"], f"{s['coverage_before']:.3f}",
                     f"{s['coverage_after']:.3f}") for s in res["sources"]],
                   ["source", "status", "rows changed", f"coverage v{v1}", f"coverage v{v2}"])
+
+
+# --- the mother model ------------------------------------------------------------------
+
+
+def train_options(f):
+    """The TrainConfig options `train` and `watch` share."""
+    opts = [
+        click.option("--encoder", type=click.Path(file_okay=False), default=None,
+                     help="A Hugging Face model folder (default: the bundled all-MiniLM-L6-v2)."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--epochs", type=float, default=None, help="Passes over the training rows (default 3)."),
+        click.option("--max-steps", type=int, default=None, help="Optimizer steps in all (overrides --epochs)."),
+        click.option("--batch-size", type=int, default=None, help="Examples per step (default 32)."),
+        click.option("--max-length", type=int, default=None, help="Tokens per text (default 128)."),
+        click.option("--lr", type=float, default=None, help="Peak encoder learning rate (default 1e-4)."),
+        click.option("--layout", type=click.Choice(["flat", "hierarchical"]), default=None,
+                     help="Heads on the shared vector, or child heads reading their parent's output."),
+        click.option("--mixing", type=click.Choice(["heterogeneous", "homogeneous"]), default=None,
+                     help="Tasks mixed within a batch (default) or one task per batch."),
+        click.option("--seed", type=int, default=None, help=f"Seed (default {DEFAULT_SEED})."),
+        click.option("--checkpoint-every", type=int, default=None,
+                     help="Write a checkpoint every N steps (default: at the end only); --resume continues from it."),
+        click.option("--tracking-uri", default=None,
+                     help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the workspace's own store)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed,
+                  checkpoint_every):
+    from mothermodel.trainer.config import TrainConfig
+
+    given = {"encoder": encoder, "device": device, "epochs": epochs, "max_steps": max_steps,
+             "batch_size": batch_size, "max_length": max_length, "lr": lr, "layout": layout, "mixing": mixing,
+             "seed": seed, "checkpoint_every": checkpoint_every}
+    try:
+        return TrainConfig(**{k: v for k, v in given.items() if v is not None})
+    except ValueError as e:  # "TrainConfig.max_length: must be >= 4, got 2" -> name the option
+        msg = str(e)
+        field = msg.split(":", 1)[0].removeprefix("TrainConfig.")
+        raise UserError(f"--{field.replace('_', '-')}: {msg.split(':', 1)[1].strip()}") from None
+
+
+@cli.command()
+@click.option("--if-changed", is_flag=True, help="Train only when tasks, fingerprints or labels changed since the latest model.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
+@click.option("--task", "tasks", multiple=True, help="Train these tasks only (default: every task with text).")
+@train_options
+@json_option
+@click.pass_context
+def train(ctx, if_changed, resume, tasks, encoder, device, epochs, max_steps, batch_size, max_length, lr, layout,
+          mixing, seed, checkpoint_every, tracking_uri, as_json) -> None:
+    """Train the mother model on every task's fresh probabilistic labels (warm-starting from the latest)."""
+    from mothermodel.trainer.run import TrainOptions
+
+    cfg = _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed,
+                        checkpoint_every)
+    opts = TrainOptions(tasks=list(tasks) or None, if_changed=if_changed, resume=resume, tracking_uri=tracking_uri,
+                        progress=not as_json)
+    res = _registry(ctx).train(cfg, opts, echo=console.info if not as_json else (lambda s: None))
+    if as_json:
+        console.emit_json(res)
+        return
+    if not res["trained"]:
+        console.info(f"up to date: model v{res['model_version']} was trained on every task's current labels")
+        return
+    console.info(f"model v{res['model_version']}: {res['steps']} steps in {res['seconds']:.0f}s "
+                 f"({res['examples_per_s']:.0f} examples/s); MLflow run {res['mlflow_run_id']}")
+    rows = {}
+    for key, v in res["metrics"].items():
+        parts = key.split("/")
+        if len(parts) == 4 and parts[3] in ("accuracy", "label_model_accuracy"):
+            rows.setdefault((parts[0], parts[2]), {})[parts[3]] = v
+    console.table([(t, s, f"{m.get('label_model_accuracy', float('nan')):.4f}", f"{m.get('accuracy', float('nan')):.4f}")
+                   for (t, s), m in sorted(rows.items())], ["task", "split", "label model acc.", "mother model acc."])
+
+
+@cli.command()
+@click.argument("task")
+@click.option("--split", default=None, help="Only rows of this split of the task's dataset.")
+@click.option("--input", "input_file", type=click.Path(dir_okay=False), default=None,
+              help="Rows of this file (.jsonl, .csv or .parquet with a 'text' column) instead of the dataset.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write .parquet, .csv or .jsonl.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@json_option
+@click.pass_context
+def predict(ctx, task, split, input_file, out, device, as_json) -> None:
+    """The latest mother model's class probabilities and predicted class for TASK's rows."""
+    if split and input_file:
+        raise UserError("--input: give --split or --input, not both")
+    if out and Path(out).suffix.lower() not in (".parquet", ".csv", ".jsonl"):
+        raise UserError(f"--out: {out} must end in .parquet, .csv or .jsonl")
+    table = _registry(ctx).predict(task, split=split, input_file=input_file, device=device)
+    if out:
+        _write_table(table, Path(out))
+        console.info(f"wrote {table.num_rows} predictions to {out}")
+    elif as_json:
+        console.emit_json(table.to_pylist())
+    else:
+        console.table([(r["row"], r["pred"]) + tuple(f"{r[c]:.3f}" for c in table.column_names[2:])
+                       for r in table.slice(0, 50).to_pylist()], table.column_names)
+        if table.num_rows > 50:
+            console.info(f"... {table.num_rows - 50} more rows (use --out FILE)")
+
+
+def _write_table(table, path: Path) -> None:
+    import tempfile
+
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        suffix = path.suffix.lower()
+        if suffix == ".parquet":
+            pq.write_table(table, tmp)
+        elif suffix == ".csv":
+            pcsv.write_csv(table, tmp)
+        else:
+            import json as _json
+
+            with open(tmp, "w") as fh:
+                for r in table.to_pylist():
+                    fh.write(_json.dumps(r) + "\n")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+@cli.command()
+@click.option("--every", default=None, help="Period between ticks (e.g. 90s, 15m, 2h).")
+@click.option("--once", is_flag=True, help="Run one tick and exit (for cron and tests).")
+@train_options
+@json_option
+@click.pass_context
+def watch(ctx, every, once, encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed,
+          checkpoint_every, tracking_uri, as_json) -> None:
+    """Relabel, refit and retrain whatever went stale, every DURATION (Ctrl-C or SIGTERM stops it)."""
+    from mothermodel.trainer.run import TrainOptions
+
+    cfg = _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, seed,
+                        checkpoint_every)
+    opts = TrainOptions(if_changed=True, tracking_uri=tracking_uri, progress=not as_json)
+    ticks = _registry(ctx).watch(every, once, cfg, opts, echo=console.info if not as_json else (lambda s: None))
+    if as_json:
+        console.emit_json(ticks[-1] if once else ticks)
 
 
 @cli.command()
@@ -412,19 +560,24 @@ def status(ctx, as_json) -> None:
     console.info(f"workspace {res['workspace']}: {c['tasks']} tasks, {c['sources']} sources, {c['datasets']} datasets")
     console.info(f"MLflow tracking URI: {res['mlflow_tracking_uri']}")
     yes = lambda b: "stale" if b else "ok"  # noqa: E731
+    why = lambda t: next((f"{k}: {t[k]['reason']}" for k in ("labels", "model", "deployable")  # noqa: E731
+                          if t[k]["stale"]), "")
     console.table([(t["name"], t["version"], yes(t["labels"]["stale"]), yes(t["model"]["stale"]),
-                    yes(t["deployable"]["stale"])) for t in res["tasks"]],
-                  ["task", "version", "labels", "model", "deployable"])
+                    yes(t["deployable"]["stale"]), why(t)) for t in res["tasks"]],
+                  ["task", "version", "labels", "model", "deployable", "first reason"])
 
 
 @cli.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default="mothermodel-demo",
               show_default=True, help="Where to build the demo workspace (recreated if it is a demo).")
-def demo(directory: str) -> None:
+@click.option("--epochs", type=float, default=1.0, show_default=True, help="Mother-model training epochs.")
+@click.option("--encoder", type=click.Path(file_okay=False), default=None,
+              help="Encoder folder for the mother model (default: the bundled all-MiniLM-L6-v2).")
+def demo(directory: str, epochs: float, encoder: str | None) -> None:
     """Run the whole pipeline (as far as it is built) on a bundled synthetic world."""
     from mothermodel.demo import run
 
-    run(Path(directory))
+    run(Path(directory), epochs=epochs, encoder=Path(encoder) if encoder else None)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,20 +1,22 @@
 """The registry: tasks, sources, datasets, their dependency DAG and every version.
 
-`Registry` (in `mothermodel.registry.api`) is the Python API; the CLI's
-registry commands are thin twins of its methods. Imports stay lazy so that
-`from mothermodel import Task` in a spec file costs little.
+`RegistryStore` (registry/store.py) owns every SQL statement on the registry's
+tables and hands out typed records (registry/records.py); the stages above it
+(labeling, trainer, distill) read and record through it. This package imports
+none of them. The user-facing `Registry` (mothermodel/api.py) wraps it.
 """
 
 from typing import Any
 
-__all__ = ["Registry", "Workspace"]
+__all__ = ["RegistryStore", "Workspace"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "Registry":
-        from mothermodel.registry.api import Registry
+    # Lazy: `from mothermodel import Task` in a spec file must not load DuckDB.
+    if name == "RegistryStore":
+        from mothermodel.registry.store import RegistryStore
 
-        return Registry
+        return RegistryStore
     if name == "Workspace":
         from mothermodel.registry.workspace import Workspace
 

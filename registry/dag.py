@@ -1,109 +1,12 @@
-"""The dependency DAG: networkx over the registry's edges.
+"""Pictures of the dependency DAG: an indented text tree, Graphviz DOT, mermaid, PNG.
 
-Nodes are tasks; an edge u -> v means v depends on u (u is v's parent, or v
-uses u's output as a weak source). Datasets and sources hang off tasks, so a
-change to either starts at the tasks that hold them.
+The graph itself comes from `RegistryStore.graph()` (built in `registry.graph`);
+impact analysis lives in `registry.lineage`.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from mothermodel.errors import UserError
-
-
-def task_graph(con):
-    """All tasks and typed edges as a networkx DiGraph (node attrs: dataset, classes, sources)."""
-    import networkx as nx
-
-    g = nx.DiGraph()
-    for name, dataset, n_classes, parent, version, n_src in con.execute(
-        """SELECT t.name, t.dataset, len(t.classes), t.parent, t.version, coalesce(s.n, 0)
-           FROM tasks t LEFT JOIN (SELECT task, count(*) n FROM sources GROUP BY task) s ON s.task = t.name"""
-    ).fetchall():
-        g.add_node(name, dataset=dataset, n_classes=n_classes, parent=parent, version=version, n_sources=n_src)
-    for up, down, kind in con.execute("SELECT upstream, downstream, kind FROM edges").fetchall():
-        g.add_edge(up, down, kind=kind)
-    return g
-
-
-def resolve(con, name: str, kind: str = "auto") -> tuple[str, str, list[str]]:
-    """What NAME denotes: ('task'|'source'|'dataset', canonical name, tasks it changes directly)."""
-    if kind in ("auto", "task"):
-        if con.execute("SELECT 1 FROM tasks WHERE name = ?", [name]).fetchone():
-            return "task", name, [name]
-    if kind in ("auto", "source") and "." in name:
-        task, src = name.split(".", 1)
-        if con.execute("SELECT 1 FROM sources WHERE task = ? AND name = ?", [task, src]).fetchone():
-            return "source", name, [task]
-    if kind in ("auto", "dataset"):
-        if con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
-            users = [r[0] for r in con.execute("SELECT name FROM tasks WHERE dataset = ? ORDER BY name", [name]).fetchall()]
-            return "dataset", name, users
-    what = {"auto": "task, TASK.SOURCE or dataset", "task": "task", "source": "TASK.SOURCE", "dataset": "dataset"}[kind]
-    raise UserError(f"NAME: no {what} named {name!r}")
-
-
-def impact(con, name: str, kind: str = "auto") -> dict[str, Any]:
-    """Everything a change to NAME makes stale: tasks, label versions, models, deployables."""
-    import networkx as nx
-    import pyarrow as pa
-
-    what, canonical, direct = resolve(con, name, kind)
-    g = nx.DiGraph()
-    g.add_edges_from((u, d, {"kind": k}) for u, d, k in con.execute("SELECT upstream, downstream, kind FROM edges").fetchall())
-    g.add_nodes_from(direct)
-    depth = {t: 0 for t in direct}
-    via: dict[str, str | None] = {t: None for t in direct}
-    # Breadth-first from the changed tasks: depth = hops from the change.
-    frontier = list(direct)
-    while frontier:
-        nxt = []
-        for u in frontier:
-            for v in g.successors(u):
-                if v not in depth:
-                    depth[v] = depth[u] + 1
-                    via[v] = u
-                    nxt.append(v)
-        frontier = nxt
-    tasks = sorted(depth, key=lambda t: (depth[t], t))
-    con.register("_impacted", pa.table({"name": tasks}))
-    try:
-        label_versions = [
-            {"task": r[0], "kind": r[1], "version": r[2]}
-            for r in con.execute(
-                """SELECT task, 'label_matrix', version FROM label_matrices WHERE task IN (SELECT name FROM _impacted)
-                   UNION ALL
-                   SELECT task, 'prob_labels', version FROM prob_labels WHERE task IN (SELECT name FROM _impacted)
-                   ORDER BY 1, 2, 3"""
-            ).fetchall()
-        ]
-        models = [
-            r[0]
-            for r in con.execute(
-                "SELECT DISTINCT model_version FROM model_tasks WHERE task IN (SELECT name FROM _impacted) ORDER BY 1"
-            ).fetchall()
-        ]
-        deployables = [
-            {"task": r[0], "version": r[1], "model_version": r[2], "student": r[3]}
-            for r in con.execute(
-                "SELECT task, version, model_version, student FROM deployables "
-                "WHERE task IN (SELECT name FROM _impacted) ORDER BY 1, 2"
-            ).fetchall()
-        ]
-    finally:
-        con.unregister("_impacted")
-    return {
-        "changed": {"kind": what, "name": canonical},
-        "tasks": [
-            {"name": t, "depth": depth[t], "via": via[t], "edge": g.edges[via[t], t]["kind"] if via[t] else None}
-            for t in tasks
-        ],
-        "label_versions": label_versions,
-        "models": models,
-        "deployables": deployables,
-    }
-
 
 # --- renderings ---------------------------------------------------------------
 

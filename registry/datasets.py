@@ -14,7 +14,7 @@ from typing import Any
 
 from mothermodel.errors import UserError
 from mothermodel.registry.files import write_parquet_addressed
-from mothermodel.registry.spec import NAME_RE
+from mothermodel.registry.records import NAME_RE
 
 READERS = {".parquet": "read_parquet", ".csv": "read_csv_auto", ".jsonl": "read_json_auto", ".ndjson": "read_json_auto"}
 ROW = "_row"
@@ -46,7 +46,7 @@ def stage(ws, name: str, table, text_field: str | None, split_field: str | None,
           gold_field: str | None, origin: str) -> dict[str, Any]:
     """Validate `table` and write it into the workspace's data folder (no registry write).
 
-    Returns the dataset row to record. The file name carries the content hash,
+    Returns the dataset row for `RegistryStore.record_dataset`. The file name carries the content hash,
     so the same content is stored once.
     """
     import pyarrow as pa
@@ -76,43 +76,11 @@ def stage(ws, name: str, table, text_field: str | None, split_field: str | None,
     }
 
 
-def record(con, row: dict[str, Any], replace: bool) -> dict[str, Any]:
-    """Write a staged dataset's row in the caller's transaction."""
-    from mothermodel.registry import tasks as tasks_mod
+def split_column(table, dataset) -> Any:
+    """Each row's split name as a numpy object array ('train' for every row when the dataset has no
+    split field). `dataset` is a `DatasetRecord`."""
+    import numpy as np
 
-    old = con.execute("SELECT content_hash, created_at FROM datasets WHERE name = ?", [row["name"]]).fetchone()
-    if old is not None and not replace:
-        raise UserError(f"NAME: dataset {row['name']!r} already exists (use --replace to change it)")
-    if old is not None:
-        # Tasks that read columns the new file lacks would break: refuse.
-        for task, src, col in con.execute(
-            "SELECT s.task, s.name, s.ref FROM sources s JOIN tasks t ON t.name = s.task "
-            "WHERE t.dataset = ? AND s.kind = 'column'", [row["name"]]
-        ).fetchall():
-            if col not in row["columns"]:
-                raise UserError(f"FILE: task {task!r} source {src!r} needs column {col!r}, which the new file lacks")
-        row = {**row, "created_at": old[1]}
-        con.execute("DELETE FROM datasets WHERE name = ?", [row["name"]])
-    con.execute(
-        "INSERT INTO datasets (name, path, num_rows, content_hash, text_field, split_field, gold_field, "
-        "columns, source_file, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [row[k] for k in ("name", "path", "num_rows", "content_hash", "text_field", "split_field",
-                          "gold_field", "columns", "source_file", "created_at", "updated_at")],
-    )
-    restamped: list[str] = []
-    if old is not None and old[0] != row["content_hash"]:
-        users = [r[0] for r in con.execute("SELECT name FROM tasks WHERE dataset = ?", [row["name"]]).fetchall()]
-        restamped = tasks_mod.restamp(con, users)
-    return {k: row[k] for k in ("name", "path", "num_rows", "content_hash", "text_field", "split_field", "gold_field")} | {
-        "status": "created" if old is None else ("unchanged" if old[0] == row["content_hash"] else "updated"),
-        "restamped": restamped,
-    }
-
-
-def list_datasets(con) -> list[dict[str, Any]]:
-    rows = con.execute(
-        "SELECT name, path, num_rows, content_hash, text_field, split_field, gold_field, columns "
-        "FROM datasets ORDER BY name"
-    ).fetchall()
-    keys = ("name", "path", "num_rows", "content_hash", "text_field", "split_field", "gold_field", "columns")
-    return [dict(zip(keys, r)) for r in rows]
+    if dataset.split_field:
+        return np.asarray(table.column(dataset.split_field).to_pylist(), dtype=object)
+    return np.full(table.num_rows, "train", dtype=object)

@@ -64,3 +64,22 @@ def write_parquet_addressed(table, folder: Path, prefix: str, tmp_dir: Path) -> 
         Path(tmp).unlink(missing_ok=True)
         raise
     return final, digest
+
+
+def read_parquet_checked(home: Path, rel_path: str, expected_hash: str):
+    """Read a Parquet file the registry recorded, refusing it when its bytes no longer match the hash."""
+    import pyarrow.parquet as pq
+
+    from mothermodel.errors import IntegrityError
+
+    path = Path(home) / rel_path
+    if not path.is_file():
+        raise IntegrityError(f"{path}: recorded in the registry but missing "
+                             "(restore it with `dvc checkout` or re-run label apply)")
+    found = sha256_file(path)
+    if found != expected_hash:
+        raise IntegrityError(
+            f"{path}: content hash mismatch (recorded {expected_hash[:12]}, found {found[:12]}): "
+            "the file changed outside mothermodel; restore it with `dvc checkout` or re-run with --force"
+        )
+    return pq.read_table(path)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
 
 
 def compute(
@@ -34,3 +35,27 @@ def compute(
     if parent_class is not None:
         payload["spec"]["parent_class"] = parent_class
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What one task's fingerprint is computed from, besides its upstream fingerprints."""
+
+    dataset: str
+    classes: tuple[str, ...]
+    parent: str | None
+    parent_class: str | None
+    sources: tuple[tuple[str, str, str | None, int], ...]  # (name, kind, ref, version)
+    dataset_hash: str
+
+
+def recompute(graph, order: Sequence[str], inputs: Mapping[str, Inputs], current: Mapping[str, str]) -> dict[str, str]:
+    """New fingerprints for `order` (topological), each from its inputs and its upstream tasks'
+    fingerprints: new ones where already recomputed, else the `current` ones."""
+    new: dict[str, str] = {}
+    for n in order:
+        i = inputs[n]
+        ups = {u: new.get(u, current.get(u, "")) for u in graph.predecessors(n)}
+        new[n] = compute(name=n, dataset=i.dataset, classes=i.classes, parent=i.parent, sources=i.sources,
+                         dataset_hash=i.dataset_hash, upstream=ups, parent_class=i.parent_class)
+    return new

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from mothermodel.errors import UserError
-from mothermodel.registry.spec import Column, Task, normalise
+from mothermodel.registry.records import NAME_RE, SourceSpec, TaskSpec
 
 SPLITS = ("train", "valid", "test")
 
@@ -69,10 +69,11 @@ def read(folder: str | Path):
     return pa.table(cols), classes
 
 
-def task_for(name: str, classes: list[str], m: int, origin: str):
-    task = Task(
-        name=name, dataset=name, classes=classes,
-        sources=[Column(f"lf_{j}") for j in range(m)],
-        description=f"Imported from WRENCH folder {Path(origin).name}",
-    )
-    return normalise(task, [], origin=origin)
+def task_for(name: str, classes: list[str], m: int, origin: str) -> TaskSpec:
+    """Task NAME on dataset NAME with one column source per WRENCH LF (`lf_0` .. `lf_{m-1}`)."""
+    if not NAME_RE.match(name):
+        raise UserError(f"{origin}: name: {name!r} does not match {NAME_RE.pattern}")
+    return TaskSpec(name=name, dataset=name, classes=tuple(classes), parent=None,
+                    description=f"Imported from WRENCH folder {Path(origin).name}", owner=None,
+                    sources=tuple(SourceSpec(name=f"lf_{j}", kind="column", ref=f"lf_{j}") for j in range(m)),
+                    origin=origin)

@@ -165,7 +165,7 @@ task = Task(name="spec_task", dataset="d", classes=["HAM", "SPAM"])
 
 
 def test_lfs_from_a_spec_module_run_on_workers(client, tmp_path):
-    from mothermodel.registry.spec import lfs_from_source
+    from mothermodel.labeling.lf import lfs_from_source
 
     path = tmp_path / "spec_task.py"
     path.write_text(SPEC)

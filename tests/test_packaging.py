@@ -4,6 +4,8 @@ import importlib.util
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, run_proc, write_spec
 
 
@@ -58,3 +60,39 @@ def test_console_script_and_version():
 def test_layout():
     for d in ("registry", "labeling", "trainer", "distill", "tests", "docs", "bench", "mothermodel"):
         assert (REPO / d).is_dir(), d
+
+
+def _imports(folder: str):
+    """(file, imported module, names) for every `import`/`from ... import` in a source folder, lazy ones too."""
+    import ast
+
+    for path in sorted((REPO / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                yield path, node.module, [a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    yield path, a.name, []
+
+
+# What each layer may import from the project: imports run one way (docs/architecture.md).
+ALLOWED = {
+    "registry": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.registry"},
+    "labeling": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.console", "mothermodel.registry",
+                 "mothermodel.labeling"},
+}
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_imports_run_one_way(layer):
+    bad = [f"{p.relative_to(REPO)} imports {m}" for p, m, _ in _imports(layer)
+           if m.startswith("mothermodel") and not any(m == a or m.startswith(a + ".") for a in ALLOWED[layer])]
+    assert bad == []
+
+
+def test_no_private_names_imported_across_modules():
+    bad = [f"{p.relative_to(REPO)}: from {m} import {n}"
+           for layer in ("registry", "labeling", "mothermodel", "trainer", "distill")
+           for p, m, names in _imports(layer) if m.startswith("mothermodel")
+           for n in names if n.startswith("_") and not n.startswith("__")]
+    assert bad == []

@@ -158,7 +158,7 @@ def test_remove(ws, tmp_path):
 
 def test_python_api_twin(ws, tmp_path):
     from mothermodel import Registry, Task, Column
-    from mothermodel.registry.spec import normalise
+    from mothermodel.spec import normalise
 
     reg = Registry.open(ws)
     res = reg.submit(normalise(Task(name="api_task", dataset="docs", classes=["A", "B"], sources=[Column("lf_a")]), []))

@@ -1,5 +1,7 @@
 """`mothermodel demo`: the whole pipeline, as far as it is built, on a bundled synthetic world.
 
+Labels, the mother model (the bundled MiniLM, CPU, one epoch) and the watch loop.
+
 Every step runs the same CLI command a user would type, in-process, against a
 fresh workspace, so the demo doubles as a walkthrough.
 """
@@ -32,11 +34,11 @@ def _cli(ws: Path, *args: str) -> None:
     sys.stdout.flush()
 
 
-def run(directory: Path) -> Path:
+def run(directory: Path, epochs: float = 1.0, encoder: Path | None = None) -> Path:
     """Build the demo workspace in `directory` (recreated if an earlier demo made it)."""
     from mothermodel.demo import world
     from mothermodel.errors import UserError
-    from mothermodel.registry.api import Registry
+    from mothermodel.api import Registry
 
     directory = directory.resolve()
     if directory.exists() and any(directory.iterdir()):
@@ -81,28 +83,46 @@ def run(directory: Path) -> Path:
     # ticket_topic and billing_kind form a task tree: one model labels both, consistently.
     _cli(directory, "label", "fit", "billing_kind", "--model", "hierarchical")
 
-    _step("6. An owner edits one LF: what goes stale, what is recomputed?")
+    _step("6. The mother model: one shared encoder, a head per task, trained on the labels above")
+    train_args = ["--epochs", str(epochs), "--max-length", "48", "--device", "cpu"]
+    if encoder is not None:
+        train_args += ["--encoder", str(Path(encoder).resolve())]
+    _cli(directory, "train", *train_args)
+    _cli(directory, "predict", "urgency", "--split", "test", "--out", str(directory / "urgency-test.parquet"))
+
+    _step("7. An owner edits one LF: what goes stale, and one watch tick rebuilds exactly that")
     topic = specs / "ticket_topic.py"
     topic.write_text(topic.read_text().replace('"fee")', '"fee", "invoice")'))
     _cli(directory, "dag", "impact", "ticket_topic.mentions_money")
     _cli(directory, "task", "submit", str(topic), "--replace")
     _cli(directory, "status")
-    _cli(directory, "label", "apply")
+    # One tick: label apply (only the edited LF runs), label fit of the stale tasks with their last
+    # settings, upstream first, then train --if-changed (warm-started from the model above).
+    _cli(directory, "watch", "--once", *train_args)
     _cli(directory, "label", "diff", "ticket_topic", "1", "2")
-    # Refit exactly the tasks whose labels went stale (the registry knows which), upstream first.
-    import networkx as nx
-
-    reg = Registry.open(directory)
-    stale = {t["name"] for t in reg.status()["tasks"] if t["labels"]["stale"]}
-    for name in nx.topological_sort(reg.graph()):
-        if name in stale:
-            _cli(directory, "label", "fit", name)
     _cli(directory, "label", "log", "ticket_topic")
 
-    _step("7. Status")
+    _step("8. Status and results")
     _cli(directory, "status")
     reg = Registry.open(directory)
-    n = len(reg.list_tasks())
-    print(f"\nDemo workspace: {directory}  ({n} tasks; DAG picture: {directory / 'dag.png'})")
-    print("Training and distillation join this demo as they are built (see the issues).")
+    _summary(reg)
+    print(f"\nDemo workspace: {directory}  (DAG picture: {directory / 'dag.png'})")
+    print(f"MLflow runs: mlflow ui --backend-store-uri {reg.ws.mlflow_tracking_uri}")
+    print("Distillation and the per-task deployables join this demo with their issue.")
     return directory
+
+
+def _summary(reg) -> None:
+    """Test accuracy per task: label model beside mother model."""
+    from mothermodel import console
+
+    model = reg.store.model()
+    rows = []
+    for t in reg.list_tasks():
+        pl = reg.store.latest_prob_labels(t["name"])
+        lm = (pl.metrics.get("test") or {}).get("accuracy") if pl else None
+        mm = model.metrics.get(f"{t['name']}/{t['dataset']}/test/accuracy") if model else None
+        fmt = lambda x: "" if x is None else f"{x:.3f}"  # noqa: E731
+        rows.append((t["name"], pl.model if pl else "", fmt(lm), fmt(mm)))
+    print(f"\nTest accuracy on gold labels (model v{model.version if model else '-'}):")
+    console.table(rows, ["task", "label model", "label model acc.", "mother model acc."])

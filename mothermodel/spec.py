@@ -2,15 +2,17 @@
 
 A spec is a Python module (a `Task(...)` plus `@labeling_function` functions)
 or a YAML/TOML file with the same fields for tasks without LF code. Loading a
-spec never touches the registry; `mothermodel.registry.tasks` validates it
-against the registry and writes it.
+spec never touches the registry: it yields a `TaskSpec` (registry/records.py),
+which `RegistryStore.submit` validates against the registry and writes.
+
+This module sits above both the registry and the labeling layer (it needs the
+LF types and the registry's normalised form), so neither imports it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +20,8 @@ from typing import Any
 
 from mothermodel.errors import UserError
 from mothermodel.labeling.lf import DeclarativeLF, LabelingFunction
+from mothermodel.registry.records import NAME_RE, SOURCE_NAME_RE, SourceSpec, TaskSpec
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-SOURCE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
-SOURCE_KINDS = ("lf", "column", "task_output", "model")
 
 
 # --- non-LF sources, as written in a spec -----------------------------------
@@ -80,73 +80,6 @@ class Task:
     description: str = ""
     owner: str | None = None
     parent_class: str | None = None
-
-
-# --- the normalised form the registry stores --------------------------------
-
-
-@dataclass(frozen=True)
-class SourceSpec:
-    """One weak label source of a task, normalised.
-
-    kind: lf | column | task_output | model; ref: column name, upstream task or
-    model URI (None for LFs); code/code_hash: an LF's code and its hash.
-    """
-
-    name: str
-    kind: str
-    ref: str | None = None
-    code: str | None = None
-    code_hash: str | None = None
-
-    @property
-    def content_hash(self) -> str:
-        """What decides this source's version: a change here bumps it."""
-        return hashlib.sha256(
-            json.dumps([self.kind, self.ref, self.code_hash], sort_keys=True).encode()
-        ).hexdigest()
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """A validated-in-shape task, ready for the registry."""
-
-    name: str
-    dataset: str
-    classes: tuple[str, ...]
-    parent: str | None
-    description: str
-    owner: str | None
-    sources: tuple[SourceSpec, ...]
-    origin: str = "<api>"  # the spec file, for error messages
-    source_text: str | None = None  # a Python spec's module text: apply re-runs exactly this
-    parent_class: str | None = None
-
-    @property
-    def upstream_tasks(self) -> list[tuple[str, str]]:
-        """(upstream task, edge kind) pairs this task depends on."""
-        ups = [(self.parent, "parent")] if self.parent else []
-        ups += [(s.ref, "task_output") for s in self.sources if s.kind == "task_output"]
-        return ups  # type: ignore[return-value]
-
-    def spec_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "dataset": self.dataset,
-            "classes": list(self.classes),
-            "parent": self.parent,
-            "parent_class": self.parent_class,
-            "description": self.description,
-            "owner": self.owner,
-            "sources": [
-                {"name": s.name, "kind": s.kind, "ref": s.ref, "code_hash": s.code_hash}
-                for s in self.sources
-            ],
-        }
-
-    @property
-    def spec_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.spec_dict(), sort_keys=True).encode()).hexdigest()
 
 
 def _err(origin: str, fld: str, msg: str) -> UserError:
@@ -367,35 +300,3 @@ def _from_mapping(data: Any, origin: str) -> TaskSpec:
         owner=data.get("owner"),
     )
     return normalise(task, [], origin=origin)
-
-
-def lfs_from_source(text: str, origin: str) -> dict[str, LabelingFunction]:
-    """Re-create a Python spec's LFs from its stored module text (what was submitted)."""
-    import importlib.util
-    import uuid
-
-    mod_name = f"_mothermodel_spec_{uuid.uuid4().hex}"
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(mod_name, loader=None))
-    module.__file__ = origin
-    sys.modules[mod_name] = module
-    parent = str(Path(origin).parent)
-    added = parent not in sys.path and Path(parent).is_dir()
-    if added:
-        sys.path.insert(0, parent)  # specs may import helper modules beside them
-    try:
-        exec(compile(text, origin, "exec"), module.__dict__)
-    except Exception as e:  # noqa: BLE001 - user code
-        raise UserError(f"{origin}: failed to import: {type(e).__name__}: {e}".splitlines()[0]) from None
-    finally:
-        if added:
-            sys.path.remove(parent)
-    # Keep the module registered: LFs pickled to worker processes refer to it.
-    lfs: dict[str, LabelingFunction] = {}
-    for v in vars(module).values():
-        if isinstance(v, LabelingFunction):
-            lfs[v.name] = v
-        elif isinstance(v, Task):
-            for src in v.sources or []:
-                if isinstance(src, LabelingFunction):
-                    lfs[src.name] = src
-    return lfs

@@ -1,0 +1,206 @@
+"""`label apply`: every stale source of the chosen tasks, in DAG order, into new label-matrix versions.
+
+A run reads the registry once (`RegistryStore.snapshot`), does the long work
+with the registry closed, writes each matrix file atomically, and records it in
+one short write: no labeling run holds the registry open. Sources whose
+identity did not change since the previous version are reused from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from mothermodel.defaults import DEFAULT_SEED
+from mothermodel.errors import CommandFailed, UserError
+from mothermodel.labeling import sources as src_mod
+from mothermodel.labeling import store as label_files
+from mothermodel.labeling.apply import Applied, ApplyConfig, LFReport, apply_lfs
+from mothermodel.labeling.lf import LabelingFunction
+from mothermodel.registry.graph import closure, topological
+from mothermodel.registry.records import DatasetRecord, LabelMatrixRecord, Snapshot, TaskRecord
+from mothermodel.registry.store import RegistryStore
+
+
+class LabelingFaults(CommandFailed):
+    """`label apply --strict` found LFs that failed on some rows (exit 1)."""
+
+    exit_code = 1
+
+
+def _h(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class DatasetCache:
+    """Dataset tables, read once per run and checked against their recorded hash."""
+
+    def __init__(self, store: RegistryStore, datasets: dict[str, DatasetRecord]):
+        self.store, self.meta, self.cache = store, datasets, {}
+
+    def table(self, name: str):
+        if name not in self.cache:
+            self.cache[name] = self.store.read_dataset(self.meta[name])
+        return self.cache[name]
+
+
+@dataclass
+class _Run:
+    """One apply run: the registry snapshot, the datasets read so far, upstream outputs computed so far."""
+
+    store: RegistryStore
+    snap: Snapshot
+    config: ApplyConfig
+    data: DatasetCache
+    outputs: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)  # task -> (identity, hard labels)
+
+
+def apply(store: RegistryStore, task_names: Sequence[str] | None = None, config: ApplyConfig | None = None,
+          force: bool = False, strict: bool = False, track: bool = True) -> dict[str, Any]:
+    """Run every stale source of the given tasks (default: all) in DAG order; record new versions."""
+    return apply_and_read(store, task_names, config, force, strict, track)[0]
+
+
+def apply_and_read(store: RegistryStore, task_names: Sequence[str] | None, config: ApplyConfig | None,
+                   force: bool = False, strict: bool = False, track: bool = True) -> tuple[dict[str, Any], DatasetCache]:
+    """`apply`, also handing back the datasets it read (hash-checked), so a fit reads them once."""
+    snap = store.snapshot()
+    unknown = [n for n in task_names or [] if n not in snap.tasks]
+    if unknown:
+        raise UserError(f"TASK: unknown task {unknown[0]!r}")
+    targets = list(task_names) if task_names else sorted(snap.tasks)
+    order = apply_order(snap, targets)
+    lfs_by_task = {n: src_mod.build_lfs(snap.tasks[n]) for n in order}  # fail on bad specs before any work
+    run = _Run(store, snap, config or ApplyConfig(), DatasetCache(store, snap.datasets))
+    results = [_apply_task(run, snap.tasks[name], lfs_by_task[name], force, strict) for name in order]
+    note = label_files.dvc_track(store.ws) if track and any(r["status"] == "created" for r in results) else None
+    out: dict[str, Any] = {"tasks": [r for r in results if r["task"] in targets or r["status"] == "created"]}
+    if note:
+        out["dvc"] = note
+    return out, run.data
+
+
+def apply_order(snap: Snapshot, targets: Sequence[str]) -> list[str]:
+    """The targets plus every task whose output they use, upstream first (their labels are inputs)."""
+    g = snap.graph(kinds=("task_output",))
+    return topological(g, closure(g, targets, upstream=True))
+
+
+def _apply_task(run: _Run, t: TaskRecord, lfs: dict[str, LabelingFunction], force: bool, strict: bool) -> dict[str, Any]:
+    ds = run.snap.datasets[t.dataset]
+    ident = _identities(run, t)
+    key = _h({"dataset": ds.content_hash, "sources": ident})
+    prev = run.snap.latest_matrix.get(t.name)
+    if prev and prev.inputs_key == key and not force:
+        return {"task": t.name, "version": prev.version, "status": "up to date", "faults": []}
+    reuse = set() if not prev or force else {n for n, i in ident.items() if prev.source_versions.get(n) == i}
+    todo = [s for s in t.sources if s.name not in reuse]
+    parts = _compute(run, t, todo, lfs)
+    if reuse:
+        parts.append(_reused(run, prev, reuse))
+    rows, cols, labels, names, reports = _merge(parts)
+    faults = [r.to_dict() for r in reports.values() if r.failed_rows or r.first_error]
+    if strict and any(f["failed_rows"] for f in faults):
+        worst = max(faults, key=lambda f: f["failed_rows"])
+        raise LabelingFaults(f"task {t.name}: {len(faults)} LF(s) failed on some rows (e.g. {worst['name']}: "
+                             f"{worst['failed_rows']} rows); nothing recorded (--strict)")
+    path, digest = label_files.write_matrix(run.store.ws, t.name, rows, names, cols, labels)
+    rec = run.store.record_label_matrix(t, path=path, content_hash=digest, dataset_hash=ds.content_hash,
+                                        source_versions=ident, num_rows=ds.num_rows, inputs_key=key,
+                                        num_entries=int(rows.size), faults=faults)
+    run.snap.latest_matrix[t.name] = rec
+    return {"task": t.name, "version": rec.version, "status": "created", "entries": int(rows.size),
+            "recomputed": sorted(s.name for s in todo), "reused": sorted(reuse), "faults": faults}
+
+
+def _identities(run: _Run, t: TaskRecord) -> dict[str, dict[str, Any]]:
+    """What each source's labels are computed from; a task-output source includes its upstream's labels."""
+    ident: dict[str, dict[str, Any]] = {}
+    for s in t.sources:
+        base = {"kind": s.kind, "version": s.version, "code_hash": s.code_hash, "ref": s.ref}
+        if s.kind == "task_output":
+            base["upstream"] = _task_output(run, s.ref)[0]
+        ident[s.name] = base
+    return ident
+
+
+def _compute(run: _Run, t: TaskRecord, todo, lfs: dict[str, LabelingFunction]) -> list[Applied]:
+    """Label entries of the sources that must be (re)computed."""
+    table = run.data.table(t.dataset)
+    k = len(t.classes)
+    parts = [src_mod.column_entries(table, [s for s in todo if s.kind == "column"], k)]
+    lf_sources = [s for s in todo if s.kind == "lf"]
+    if lf_sources:
+        chosen = [lfs[s.name] for s in lf_sources]
+        if run.config.engine == "dask":
+            from mothermodel.labeling.dask_apply import apply_lfs_dask
+
+            # Workers read the dataset's Parquet file themselves (a path all of them can reach).
+            path = str(run.store.ws.home / run.snap.datasets[t.dataset].path)
+            parts.append(apply_lfs_dask(path, chosen, k, run.config, client=run.config.scheduler))
+        else:
+            parts.append(apply_lfs(table, chosen, k, run.config, label=f"{t.name}: {len(lf_sources)} LFs"))
+    for s in todo:
+        if s.kind == "task_output":
+            parts.append(src_mod.map_output(t, s, run.snap.tasks[s.ref], _task_output(run, s.ref)[1], table))
+        elif s.kind == "model":
+            parts.append(src_mod.model_source(s))
+    return parts
+
+
+def _reused(run: _Run, prev: LabelMatrixRecord, reuse: set[str]) -> Applied:
+    """The entries of unchanged sources, taken from the previous matrix version."""
+    old = label_files.read_checked(run.store.ws, prev.path, prev.content_hash)
+    src = old.column("source").combine_chunks()
+    names = src.dictionary.to_pylist()
+    idx = src.indices.to_numpy(zero_copy_only=False)
+    keep_names = [n for n in names if n in reuse]
+    remap = np.array([keep_names.index(n) if n in reuse else -1 for n in names], np.int64)
+    c = remap[idx]
+    m = c >= 0
+    return Applied(old.column("row").to_numpy()[m], c[m].astype(np.int32),
+                   old.column("label").to_numpy()[m].astype(np.int16), keep_names, {})
+
+
+def _merge(parts: list[Applied]):
+    """One sparse matrix from several parts: rows, global source indices, labels, source names, reports."""
+    names: list[str] = []
+    R, C, Lb = [], [], []
+    reports: dict[str, LFReport] = {}
+    for p in parts:
+        R.append(p.rows); C.append(p.cols + len(names)); Lb.append(p.labels)
+        names += p.sources
+        reports.update(p.reports)
+    rows = np.concatenate(R) if R else np.empty(0, np.int64)
+    cols = np.concatenate(C).astype(np.int32) if C else np.empty(0, np.int32)
+    labels = np.concatenate(Lb) if Lb else np.empty(0, np.int16)
+    return rows, cols, labels, names, reports
+
+
+def _task_output(run: _Run, up_name: str) -> tuple[str, np.ndarray]:
+    """An upstream task's hard labels per row: its latest fresh probabilistic labels,
+    else a majority vote over its current label matrix. Computed once per run."""
+    if up_name in run.outputs:
+        return run.outputs[up_name]
+    up = run.snap.tasks[up_name]
+    n = run.snap.datasets[up.dataset].num_rows
+    p = run.snap.latest_probs.get(up_name)
+    if p and p.task_fingerprint == up.fingerprint:
+        tbl = label_files.read_checked(run.store.ws, p.path, p.content_hash)
+        pred = np.full(n, -1, np.int64)
+        pred[tbl.column("row").to_numpy()] = tbl.column("pred").to_numpy()
+        out = (f"probs:{p.content_hash}", pred)
+    else:
+        m = run.snap.latest_matrix.get(up_name)
+        if not m:
+            raise UserError(f"task {up_name}: no labels yet; run `mothermodel label apply {up_name}` first")
+        from mothermodel.labeling.votes import majority_hard
+
+        L = label_files.dense(label_files.read_checked(run.store.ws, m.path, m.content_hash), n, up.source_names())
+        out = (f"majority:{m.content_hash}", majority_hard(L, len(up.classes), DEFAULT_SEED))
+    run.outputs[up_name] = out
+    return out

@@ -1,0 +1,241 @@
+"""`label fit`: probabilistic labels for a task from its current label matrix (applied first if stale).
+
+Flat fits (majority vote, the learned label model, plus the text view) and the
+hierarchical fit over a whole task tree. Each writes a probabilistic-labels
+file atomically and records it as the task's next version through the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from mothermodel.defaults import DEFAULT_SEED
+from mothermodel.errors import UserError
+from mothermodel.labeling import store as label_files
+from mothermodel.labeling.apply import ApplyConfig, progress_bar
+from mothermodel.labeling.label_apply import DatasetCache, apply_and_read
+from mothermodel.labeling.metrics import metrics, split_metrics, splits_in_order
+from mothermodel.labeling.votes import tie_break
+from mothermodel.registry.datasets import split_column
+from mothermodel.registry.records import DatasetRecord, ProbLabelsRecord, Snapshot, TaskRecord
+from mothermodel.registry.store import RegistryStore
+
+MODELS = ("majority", "label-model", "hierarchical")
+
+
+@dataclass
+class FitInputs:
+    """One task's label matrix and dataset columns, dense and aligned to dataset rows."""
+
+    task: TaskRecord
+    dataset: DatasetRecord
+    table: Any  # the dataset's Arrow table
+    L: np.ndarray  # (rows, sources) int16, -1 = abstain
+    matrix_version: int
+    split: np.ndarray  # per-row split name
+    train: np.ndarray  # rows a label model fits on
+    gold: np.ndarray | None  # evaluation (and, with dev labels, the valid split's)
+
+
+def read_inputs(store: RegistryStore, data: DatasetCache, name: str, snap: Snapshot | None = None) -> FitInputs:
+    """TASK's latest label matrix, dense, with its dataset's splits and gold labels."""
+    snap = snap or store.snapshot()
+    t = snap.tasks[name]
+    ds = snap.datasets[t.dataset]
+    m = snap.latest_matrix[name]
+    table = data.table(t.dataset)
+    L = label_files.dense(label_files.read_checked(store.ws, m.path, m.content_hash), ds.num_rows, t.source_names())
+    split, train = _splits(table, ds)
+    gcol = ds.gold_column(name)
+    gold = table.column(gcol).to_numpy(zero_copy_only=False).astype(np.int64) if gcol else None
+    return FitInputs(t, ds, table, L, m.version, split, train, gold)
+
+
+def _splits(table, ds: DatasetRecord) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's split name, and the rows a label model fits on: the train split,
+    or every row's weak labels when no row is in a split called 'train'."""
+    split = split_column(table, ds)
+    train = split == "train"
+    return split, (train if train.any() else np.ones(ds.num_rows, bool))
+
+
+def _use_dev(use_dev: bool | None) -> bool:
+    from mothermodel.labeling.model import DEFAULT_USE_DEV
+
+    return bool(DEFAULT_USE_DEV if use_dev is None else use_dev)
+
+
+def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bool | None = None,
+        seed: int = DEFAULT_SEED, apply_config: ApplyConfig | None = None, text_view: bool = True) -> dict[str, Any]:
+    """Probabilistic labels for TASK from its current label matrix (applied first if stale).
+
+    With ``model='label-model'`` and ``text_view`` (default) on a dataset with a text
+    field, the label model's posteriors are combined with a cross-fitted text
+    classifier (labeling/textview.py); the votes-only figures are reported too.
+    """
+    if model not in MODELS:
+        raise UserError(f"--model: must be one of {', '.join(MODELS)}")
+    if model == "hierarchical":
+        return fit_tree(store, task, use_dev=use_dev, seed=seed, apply_config=apply_config)
+    applied, data = apply_and_read(store, [task], apply_config)
+    x = read_inputs(store, data, task)
+    k = x.task.num_classes
+    config: dict[str, Any] = {"model": model, "seed": seed}
+    probs, dev_used = _flat_posteriors(x, model, use_dev, seed, config)
+    config["uses_dev_labels"] = dev_used
+    view: dict[str, Any] = {"used": False}
+    votes_metrics = None
+    if model == "label-model":
+        progress = (apply_config or ApplyConfig()).progress
+        votes_probs = probs
+        probs, view = with_text_view(x, probs, seed, text_view, progress)
+        config["text_view"] = view
+        if view["used"]:
+            votes_metrics = split_metrics(x.gold, tie_break(votes_probs, seed), x.split, k)
+    preds = tie_break(probs, seed)
+    out_metrics = split_metrics(x.gold, preds, x.split, k)
+    rec = record_probs(store, x, model, probs, preds, out_metrics, config)
+    note = label_files.dvc_track(store.ws)
+    res = {"task": task, "version": rec.version, "model": model, "label_matrix_version": x.matrix_version,
+           "uses_dev_labels": dev_used, "text_view": view, "metrics": out_metrics,
+           "coverage": float((x.L >= 0).any(axis=1).mean()) if len(x.L) else 0.0,
+           "apply": applied["tasks"]}
+    if votes_metrics is not None:
+        res["metrics_votes_only"] = votes_metrics
+    if note:
+        res["dvc"] = note
+    return res
+
+
+def _flat_posteriors(x: FitInputs, model: str, use_dev: bool | None, seed: int,
+                     config: dict[str, Any]) -> tuple[np.ndarray, bool]:
+    """Majority vote or the learned label model over the votes; returns (posteriors, dev labels used)."""
+    k = x.task.num_classes
+    if model == "majority":
+        from mothermodel.labeling.model import MajorityVoter
+
+        return MajorityVoter(k).predict_proba(x.L), False
+    from mothermodel.labeling.model import LabelModel, LabelModelConfig
+
+    dev = (x.split == "valid") & (x.gold >= 0) if x.gold is not None else np.zeros(len(x.L), bool)
+    dev_used = _use_dev(use_dev) and bool(dev.any())
+    cfg = LabelModelConfig(seed=seed)
+    lm = LabelModel(k, cfg)
+    if dev_used:
+        lm.fit(x.L[x.train], L_dev=x.L[dev], Y_dev=x.gold[dev])
+    else:
+        lm.fit(x.L[x.train])
+    config["label_model"] = dict(vars(cfg))
+    return lm.predict_proba(x.L), dev_used
+
+
+def with_text_view(x: FitInputs, probs: np.ndarray, seed: int, enabled: bool,
+                   progress: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+    """The label model's posteriors combined with the text view, when there is text to read."""
+    from mothermodel.labeling.textview import TextViewConfig, combine, hashed_ngrams, text_view
+
+    cfg = TextViewConfig(seed=seed)
+    fit_rows = x.train & (x.L >= 0).any(axis=1)
+    covered = int(fit_rows.sum())
+    why = ("off (--no-text-view)" if not enabled else
+           "the dataset has no text field" if not x.dataset.text_field else
+           f"{covered} covered train rows, fewer than {cfg.min_fit_rows}" if covered < cfg.min_fit_rows else None)
+    if why:
+        return probs, {"used": False, "reason": why}
+    X = hashed_ngrams(x.table.column(x.dataset.text_field), cfg)  # table row i is _row i, as in L
+    # A bar when the fold fits take seconds (about 1 s per 1,000 rows on 2 cores).
+    n_fit = covered if cfg.max_fit_rows is None else min(covered, cfg.max_fit_rows)
+    bar = progress_bar(cfg.folds, f"{x.task.name}: text view, fold models on {n_fit} rows",
+                       progress and n_fit >= 2_000, unit="folds", min_total=1)
+    try:
+        Q, report = text_view(X, probs.astype(np.float64), fit_rows, cfg, on_fold=bar.advance)
+    finally:
+        bar.close()
+    combined = combine(probs, Q, np.asarray(report["target_class_mix"]), cfg.weight)
+    return combined, {"used": True, "text_field": x.dataset.text_field, "config": asdict(cfg), **report}
+
+
+def record_probs(store: RegistryStore, x: FitInputs, model: str, probs: np.ndarray, preds: np.ndarray,
+                 out_metrics: dict, config: dict, extra: dict[str, np.ndarray] | None = None) -> ProbLabelsRecord:
+    """Write a probabilistic-labels file for every dataset row and record it as the task's next version."""
+    rows = x.table.column("_row").to_numpy()
+    path, digest = label_files.write_probs(store.ws, x.task.name, rows, probs[rows], preds[rows], list(x.task.classes),
+                                           extra={k: v[rows] for k, v in (extra or {}).items()})
+    return store.record_prob_labels(x.task, label_matrix_version=x.matrix_version, model=model, path=path,
+                                    content_hash=digest, metrics=out_metrics, config=config)
+
+
+# --- the hierarchical fit over a task tree -------------------------------------------------
+
+
+def fit_tree(store: RegistryStore, task: str, use_dev: bool | None = None, seed: int = DEFAULT_SEED,
+             apply_config: ApplyConfig | None = None) -> dict[str, Any]:
+    """The hierarchical label model over TASK's whole task tree: consistent labels for every task in it."""
+    tree = store.task_tree(task)
+    if len(tree) == 1:
+        raise UserError(f"--model: task {task} is in no task tree (hierarchical needs tasks with parent and parent_class)")
+    applied, data = apply_and_read(store, tree, apply_config)
+    snap = store.snapshot()
+    inputs = {name: read_inputs(store, data, name, snap) for name in tree}
+    hlm, dev_used, cfg = _fit_hierarchy(inputs, tree, use_dev, seed)
+    L = {name: x.L for name, x in inputs.items()}
+    out = hlm.predict_all(L)
+    consistent = hlm.predict(L, tie_break_seed=seed)
+    results = []
+    for name in tree:
+        x = inputs[name]
+        cond = out["conditional"][name]
+        pred = tie_break(cond, seed)
+        mets = _tree_metrics(x, pred, consistent[name])
+        config = {"model": "hierarchical", "seed": seed, "tree": tree, "uses_dev_labels": dev_used,
+                  "hierarchy": dict(vars(cfg))}
+        rec = record_probs(store, x, "hierarchical", cond, pred, mets, config,
+                           extra={"applicable": out["applicable"][name]})
+        results.append({"task": name, "version": rec.version, "label_matrix_version": x.matrix_version, "metrics": mets})
+    note = label_files.dvc_track(store.ws)
+    me = next(r for r in results if r["task"] == task)
+    res = {"task": task, "version": me["version"], "model": "hierarchical",
+           "label_matrix_version": me["label_matrix_version"], "uses_dev_labels": dev_used,
+           "metrics": me["metrics"], "tree": results, "apply": applied["tasks"]}
+    if note:
+        res["dvc"] = note
+    return res
+
+
+def _fit_hierarchy(inputs: dict[str, FitInputs], tree: list[str], use_dev: bool | None, seed: int):
+    from mothermodel.labeling.hierarchy import HierarchicalLabelModel, HierarchyConfig, TaskNode
+
+    root = inputs[tree[0]]
+    nodes = []
+    for i, name in enumerate(tree):
+        t = inputs[name].task
+        parent_idx = inputs[t.parent].task.classes.index(t.parent_class) if i else None
+        nodes.append(TaskNode(name, t.num_classes, t.parent if i else None, parent_idx))
+    cfg = HierarchyConfig(seed=seed)
+    hlm = HierarchicalLabelModel(nodes, cfg)
+    gold = {n: x.gold for n, x in inputs.items() if x.gold is not None}
+    train, dev = root.train, root.split == "valid"
+    dev_used = _use_dev(use_dev) and bool(gold) and bool(dev.any())
+    L = {n: x.L for n, x in inputs.items()}
+    if dev_used:
+        hlm.fit({k: v[train] for k, v in L.items()},
+                dev=({k: v[dev] for k, v in L.items()}, {k: v[dev] for k, v in gold.items()}))
+    else:
+        hlm.fit({k: v[train] for k, v in L.items()})
+    return hlm, dev_used, cfg
+
+
+def _tree_metrics(x: FitInputs, pred: np.ndarray, consistent: np.ndarray) -> dict[str, dict[str, float]]:
+    mets: dict[str, dict[str, float]] = {}
+    if x.gold is None:
+        return mets
+    for s in [s for s in splits_in_order(x.split) if s in ("train", "valid", "test")]:
+        mask = (x.split == s) & (x.gold >= 0)
+        if mask.any():
+            mets[s] = metrics(x.gold[mask], pred[mask], x.task.num_classes)
+            # Top-down consistent labels: a child counts as wrong where its parent was mispredicted.
+            mets[s]["accuracy_consistent"] = float((consistent[mask] == x.gold[mask]).mean())
+    return mets

@@ -1,0 +1,92 @@
+"""A task's registered sources turned into label entries: LFs rebuilt from the registry,
+weak-label columns read, upstream task outputs mapped onto this task's classes."""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+import numpy as np
+
+from mothermodel.defaults import ABSTAIN
+from mothermodel.errors import UserError
+from mothermodel.labeling.apply import Applied, LFReport
+from mothermodel.labeling.lf import KeywordLF, LabelingFunction, RegexLF, ThresholdLF, lfs_from_source
+from mothermodel.registry.records import SourceRecord, TaskRecord
+
+DECLARATIVE = {"keyword": KeywordLF, "regex": RegexLF, "threshold": ThresholdLF}
+
+
+def empty(names: Sequence[str] = (), reports: dict[str, LFReport] | None = None) -> Applied:
+    return Applied(np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.int16), list(names), reports or {})
+
+
+def build_lfs(t: TaskRecord) -> dict[str, LabelingFunction]:
+    """The task's LFs as submitted: declarative ones from their recorded parameters,
+    Python ones by re-running the stored spec module."""
+    lfs: dict[str, LabelingFunction] = {}
+    py_needed = []
+    for s in t.sources:
+        if s.kind != "lf":
+            continue
+        try:
+            decl = json.loads(s.code) if s.code and s.code.startswith("{") else None
+        except ValueError:
+            decl = None
+        if decl and decl.get("kind") in DECLARATIVE:
+            params = {k: v for k, v in decl.items() if k != "kind"}
+            lfs[s.name] = DECLARATIVE[decl["kind"]](name=s.name, **params)
+        else:
+            py_needed.append(s.name)
+    if py_needed:
+        if not t.spec_source:
+            raise UserError(f"task {t.name}: its spec's code is not in the registry; resubmit it with --replace")
+        module_lfs = lfs_from_source(t.spec_source, t.spec_origin or f"<task {t.name}>")
+        for n in py_needed:
+            if n not in module_lfs:
+                raise UserError(f"task {t.name}: LF {n!r} not found in its stored spec")
+            lfs[n] = module_lfs[n]
+    return lfs
+
+
+def column_entries(table, sources: Sequence[SourceRecord], cardinality: int) -> Applied:
+    """Weak labels already in dataset columns (class index, -1 or null = abstain)."""
+    if not sources:
+        return empty()
+    rows, cidx, labels, reports = [], [], [], {}
+    row_ids = table.column("_row").to_numpy()
+    for j, s in enumerate(sources):
+        v = table.column(s.ref).to_numpy(zero_copy_only=False)
+        v = np.where(np.isnan(v), ABSTAIN, v) if v.dtype.kind == "f" else v
+        v = v.astype(np.int64)
+        bad = (v < ABSTAIN) | (v >= cardinality)
+        rep = LFReport(s.name)
+        if bad.any():
+            rep.out_of_range = int(bad.sum())
+            i = int(np.argmax(bad))
+            rep.first_row, rep.first_error = int(row_ids[i]), f"column value {v[i]} outside 0..{cardinality - 1} or -1"
+        keep = (v != ABSTAIN) & ~bad
+        rows.append(row_ids[keep]); cidx.append(np.full(int(keep.sum()), j, np.int32)); labels.append(v[keep])
+        reports[s.name] = rep
+    return Applied(np.concatenate(rows).astype(np.int64), np.concatenate(cidx), np.concatenate(labels).astype(np.int16),
+                   [s.name for s in sources], reports)
+
+
+def map_output(t: TaskRecord, s: SourceRecord, up: TaskRecord, preds: np.ndarray, table) -> Applied:
+    """An upstream task's hard labels as votes of this task: through the source's class map
+    (default: classes of the same name); unmapped classes abstain."""
+    mapping = json.loads(s.code) if s.code else {c: c for c in up.classes if c in t.classes}
+    lut = np.array([t.classes.index(mapping[c]) if c in mapping else ABSTAIN for c in up.classes] + [ABSTAIN], np.int64)
+    rows = table.column("_row").to_numpy()
+    if t.dataset != up.dataset or len(preds) != len(rows):
+        rep = LFReport(s.name, first_error=f"task {up.name} labels dataset {up.dataset}, not {t.dataset}: all abstain")
+        return empty([s.name], {s.name: rep})
+    mapped = lut[preds[rows]]  # -1 (abstain) indexes the trailing ABSTAIN
+    keep = mapped != ABSTAIN
+    return Applied(rows[keep].astype(np.int64), np.zeros(int(keep.sum()), np.int32), mapped[keep].astype(np.int16),
+                   [s.name], {s.name: LFReport(s.name)})
+
+
+def model_source(s: SourceRecord) -> Applied:
+    """External-model sources are recorded but not applied yet: they abstain, and the run says so."""
+    return empty([s.name], {s.name: LFReport(s.name, first_error="model sources are not applied yet: all abstain")})

@@ -1,0 +1,192 @@
+"""`Registry`: the Python API that every CLI command is a thin twin of.
+
+It sits on top of the stages: registry commands go to the typed registry store
+(`mothermodel.registry.store.RegistryStore`), label commands to the labeling
+layer, which itself reads and records through the store. Each call opens the
+registry only for its own short reads and writes (see `registry.db`), so no
+long-running process holds the file.
+
+    >>> from mothermodel import Registry
+    >>> reg = Registry.init("my-workspace")
+    >>> reg.import_wrench("../shared/data/youtube", task="spam")
+    >>> reg.show_task("spam")["classes"]
+    ['HAM', 'SPAM']
+    >>> reg.label_fit("spam")["metrics"]["test"]["accuracy"]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from mothermodel.defaults import DEFAULT_SEED
+from mothermodel.errors import UserError
+from mothermodel.registry.records import TaskSpec
+from mothermodel.registry.store import RegistryStore
+from mothermodel.registry.workspace import Workspace
+
+
+class Registry:
+    """One workspace's registry and the stages around it."""
+
+    def __init__(self, workspace: Workspace):
+        self.ws = workspace
+        self.store = RegistryStore(workspace)
+
+    # --- opening ---------------------------------------------------------------
+    @classmethod
+    def init(cls, path: str | Path = ".") -> "Registry":
+        return cls(Workspace.init(path))
+
+    @classmethod
+    def open(cls, workspace: str | Path | None = None) -> "Registry":
+        """--workspace, else $MOTHERMODEL_HOME, else the nearest parent holding .mothermodel/."""
+        return cls(Workspace.find(workspace))
+
+    # --- datasets ----------------------------------------------------------------
+    def add_dataset(self, name: str, file: str | Path, text_field: str | None = None,
+                    split_field: str | None = None, gold_field: str | None = None,
+                    replace: bool = False) -> dict[str, Any]:
+        """`dataset add`: register a .parquet, .csv or .jsonl file as dataset NAME."""
+        from mothermodel.registry import datasets
+
+        return self.add_dataset_table(name, datasets.read_table(file), text_field, split_field, gold_field,
+                                      replace, origin=str(file))
+
+    def add_dataset_table(self, name: str, table, text_field: str | None = None,
+                          split_field: str | None = None, gold_field: str | None = None,
+                          replace: bool = False, origin: str = "<arrow>") -> dict[str, Any]:
+        """Register an in-memory Arrow table as a dataset."""
+        from mothermodel.registry import datasets
+
+        row = datasets.stage(self.ws, name, table, text_field, split_field, gold_field, origin=origin)
+        return self.store.record_dataset(row, replace)
+
+    def list_datasets(self) -> list[dict[str, Any]]:
+        """`dataset list`."""
+        return self.store.list_datasets()
+
+    def dataset_path(self, name: str) -> Path:
+        return self.ws.home / self.store.dataset(name).path
+
+    def import_wrench(self, folder: str | Path, task: str, replace: bool = False) -> dict[str, Any]:
+        """`import wrench`: a WRENCH folder -> dataset TASK (gold labels kept for evaluation) + task TASK
+        with sources lf_0..lf_{m-1}."""
+        from mothermodel.registry import datasets, wrench
+
+        table, classes = wrench.read(folder)
+        m = sum(1 for c in table.column_names if c.startswith("lf_"))
+        spec = wrench.task_for(task, classes, m, origin=str(folder))
+        row = datasets.stage(self.ws, task, table, "text", "split", "label", origin=str(folder))
+        ds, res = self.store.record_dataset_and_tasks(row, [spec], replace)
+        return {"dataset": ds, "task": res["tasks"][0], "restamped": res["restamped"]}
+
+    # --- tasks -------------------------------------------------------------------
+    def submit(self, spec: str | Path | TaskSpec | Sequence[TaskSpec], replace: bool = False) -> dict[str, Any]:
+        """`task submit`: a spec file, a TaskSpec, or many TaskSpecs in one transaction."""
+        from mothermodel.spec import load_spec
+
+        if isinstance(spec, (str, Path)):
+            specs = [load_spec(spec)]
+        elif isinstance(spec, TaskSpec):
+            specs = [spec]
+        else:
+            specs = list(spec)
+        return self.store.submit(specs, replace=replace)
+
+    def list_tasks(self) -> list[dict[str, Any]]:
+        """`task list`."""
+        return self.store.list_tasks()
+
+    def show_task(self, name: str) -> dict[str, Any]:
+        """`task show NAME`."""
+        return self.store.show_task(name)
+
+    def remove_task(self, name: str) -> dict[str, Any]:
+        """`task remove NAME`."""
+        return self.store.remove_task(name)
+
+    # --- DAG and status ------------------------------------------------------------
+    def graph(self):
+        """`dag show`: the task DAG as a networkx DiGraph."""
+        return self.store.graph()
+
+    def impact(self, name: str, kind: str = "auto") -> dict[str, Any]:
+        """`dag impact NAME`."""
+        return self.store.impact(name, kind)
+
+    def status(self) -> dict[str, Any]:
+        """`status`: per task, whether labels, model and deployable are stale, and why."""
+        return {"workspace": str(self.ws.root), "mlflow_tracking_uri": self.ws.mlflow_tracking_uri,
+                **self.store.status()}
+
+    # --- labeling --------------------------------------------------------------------
+    def label_apply(self, tasks: Sequence[str] | None = None, config=None, force: bool = False,
+                    strict: bool = False) -> dict[str, Any]:
+        """`label apply [TASK...]`: every stale source, in DAG order, into new label-matrix versions.
+
+        config: a `mothermodel.labeling.apply.ApplyConfig` (processes, time limit, engine)."""
+        from mothermodel.labeling import label_apply
+
+        return label_apply.apply(self.store, list(tasks) if tasks else None, config, force=force, strict=strict)
+
+    def label_analyze(self, task: str, split: str | None = None) -> dict[str, Any]:
+        """`label analyze TASK`: per LF polarity, coverage, overlaps, conflicts, empirical accuracy."""
+        from mothermodel.labeling.analysis import analyze
+
+        return analyze(self.store, task, split)
+
+    def label_fit(self, task: str, model: str = "label-model", use_dev: bool | None = None,
+                  seed: int = DEFAULT_SEED, text_view: bool = True, apply_config=None) -> dict[str, Any]:
+        """`label fit TASK`: a new probabilistic-labels version from the current label matrix."""
+        from mothermodel.labeling import label_fit
+
+        return label_fit.fit(self.store, task, model=model, use_dev=use_dev, seed=seed,
+                             apply_config=apply_config, text_view=text_view)
+
+    def label_log(self, task: str) -> dict[str, Any]:
+        """`label log TASK`."""
+        from mothermodel.labeling import label_history
+
+        return label_history.log(self.store, task)
+
+    def label_diff(self, task: str, v1: int, v2: int) -> dict[str, Any]:
+        """`label diff TASK V1 V2`."""
+        from mothermodel.labeling import label_history
+
+        return label_history.diff(self.store, task, v1, v2)
+
+    # --- the mother model --------------------------------------------------------------
+    def train(self, config=None, options=None, *, if_changed: bool | None = None, resume: bool | None = None,
+              echo=lambda s: None) -> dict[str, Any]:
+        """`train`: the mother model on every task's fresh labels (a `mothermodel.trainer.config.TrainConfig`,
+        a `mothermodel.trainer.run.TrainOptions`); returns model_version, trained, metrics."""
+        from dataclasses import replace
+
+        from mothermodel.trainer.config import TrainConfig
+        from mothermodel.trainer.run import TrainOptions, train
+
+        options = options or TrainOptions()
+        if if_changed is not None:
+            options = replace(options, if_changed=if_changed)
+        if resume is not None:
+            options = replace(options, resume=resume)
+        return train(self.store, config or TrainConfig(), options, echo=echo)
+
+    def predict(self, task: str, split: str | None = None, input_file: str | None = None, device: str = "auto"):
+        """`predict TASK`: the latest mother model's probabilities and predicted classes (an Arrow table)."""
+        from mothermodel.trainer.run import predict
+
+        return predict(self.store, task, split=split, input_file=input_file, device=device)
+
+    def watch(self, every: str | None = None, once: bool = False, config=None, options=None,
+              echo=print) -> list[dict[str, Any]]:
+        """`watch [--every D] [--once]`: relabel, refit and retrain what is stale, periodically."""
+        from mothermodel.trainer.config import TrainConfig
+        from mothermodel.trainer.run import TrainOptions
+        from mothermodel.watch import parse_duration, watch
+
+        every_s = parse_duration(every) if every else None
+        if every_s is None and not once:
+            raise UserError("--every: give a period (e.g. --every 15m) or --once")
+        return watch(self, every_s, once, config or TrainConfig(), options or TrainOptions(), echo=echo)

@@ -1,0 +1,99 @@
+"""`watch`: the periodic loop the product promises: relabel, retrain (and later redistil) what is stale.
+
+Each tick: `label apply` for every task (only stale sources run), `label fit`
+for every task whose labels are stale, upstream first, with that task's last
+fit settings, then `train --if-changed`. The registry is opened only for each
+step's short reads and writes, never held across a tick. SIGINT and SIGTERM
+stop the loop at any moment: every file is written to a temporary name and
+renamed, every registry write is one transaction, so an interrupted tick
+leaves the registry as the last completed step left it.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any, Callable
+
+from mothermodel.errors import UserError
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '15m', '2h', '1d' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = text.strip().lower()
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise UserError(f"--every: {text!r} is not a duration (e.g. 90s, 15m, 2h)") from None
+    if value <= 0:
+        raise UserError(f"--every: {text!r} must be positive")
+    return value
+
+
+def last_fit_settings(store, task: str) -> dict[str, Any]:
+    """The settings of TASK's newest label fit (defaults when it was never fit)."""
+    rec = store.latest_prob_labels(task, fresh=False)
+    if rec is None:
+        return {}
+    cfg = rec.config or {}
+    out: dict[str, Any] = {"model": cfg.get("model", rec.model)}
+    if "seed" in cfg:
+        out["seed"] = cfg["seed"]
+    if "uses_dev_labels" in cfg:
+        out["use_dev"] = bool(cfg["uses_dev_labels"])
+    view = cfg.get("text_view")
+    if isinstance(view, dict) and view.get("reason") == "off (--no-text-view)":
+        out["text_view"] = False
+    return out
+
+
+def tick(reg, train_config, train_options, echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """One pass: relabel and refit what is stale, then retrain if anything the model learns from moved."""
+    from mothermodel.labeling.apply import ApplyConfig
+    from mothermodel.registry.graph import topological
+
+    progress = train_options.progress
+    applied = reg.label_apply(config=ApplyConfig(progress=progress))
+    created = [t["task"] for t in applied["tasks"] if t["status"] == "created"]
+    if created:
+        echo(f"label apply: new label matrices for {', '.join(created)}")
+    stale = {t["name"] for t in reg.status()["tasks"] if t["labels"]["stale"]}
+    fitted, done = [], set()
+    for name in topological(reg.graph()):
+        if name not in stale or name in done:
+            continue
+        settings = last_fit_settings(reg.store, name)
+        res = reg.label_fit(name, apply_config=ApplyConfig(progress=progress), **settings)
+        # A hierarchical fit relabels the whole tree at once.
+        done |= {t["task"] for t in res.get("tree", [])} | {name}
+        fitted.append({"task": name, "version": res["version"], "model": res["model"]})
+        echo(f"label fit {name}: probabilistic labels v{res['version']} ({res['model']})")
+    trained = reg.train(train_config, options=train_options, if_changed=True)
+    echo(f"train: model v{trained['model_version']} " + ("trained" if trained["trained"] else "up to date"))
+    return {"label_apply": created, "label_fit": fitted, "train": {k: trained[k] for k in
+                                                                    ("model_version", "trained", "changes")}}
+
+
+def watch(reg, every_s: float | None, once: bool, train_config, train_options,
+          echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Tick now, then every `every_s` seconds until SIGINT/SIGTERM (or once)."""
+    ticks: list[dict[str, Any]] = []
+    stop = {"now": False}
+
+    def on_term(signum, frame):  # SIGTERM behaves like Ctrl-C: unwinds, nothing half-written
+        stop["now"] = True
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    try:
+        while True:
+            started = time.monotonic()
+            ticks.append(tick(reg, train_config, train_options, echo))
+            if once or every_s is None:
+                return ticks
+            wait = max(0.0, every_s - (time.monotonic() - started))
+            echo(f"next tick in {wait:.0f}s (Ctrl-C stops)")
+            time.sleep(wait)
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -1,0 +1,673 @@
+"""The registry store: every SQL statement on the registry's tables, in one place.
+
+In the spirit of MLflow's tracking stores: one object (`RegistryStore`) between
+the DuckDB file and every stage. Labeling, the trainer, distillation and the CLI
+read typed records (`mothermodel.registry.records`) and record new versions
+through its methods, never through SQL of their own. Each method opens the
+registry, does one unit of work (reads under a shared lock; writes in one
+transaction under an exclusive lock, see `db`) and closes it again, so no
+long-running process holds the file.
+
+Version counters (`max(version) + 1`) are taken inside the write transaction,
+under the exclusive lock, so concurrent recorders never collide.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any, Iterator, Mapping, Sequence
+
+from mothermodel.errors import UserError
+from mothermodel.registry import db
+from mothermodel.registry.datasets import split_column
+from mothermodel.registry import fingerprint as fp
+from mothermodel.registry import lineage, tasks as submit_rules
+from mothermodel.registry.files import read_parquet_checked
+from mothermodel.registry.graph import build_graph, closure, task_tree, topological
+from mothermodel.registry.records import (
+    DatasetRecord,
+    DeployableRecord,
+    Edge,
+    LabelMatrixRecord,
+    ModelRecord,
+    ModelTaskRecord,
+    ProbLabels,
+    ProbLabelsRecord,
+    Snapshot,
+    SourceRecord,
+    TaskRecord,
+    TaskSpec,
+)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _json(text: str | None, default: Any) -> Any:
+    return json.loads(text) if text else default
+
+
+@contextmanager
+def _registered(con, name: str, table) -> Iterator[None]:
+    """An Arrow table visible to SQL as `name` for the block (bulk IN-lists and inserts)."""
+    con.register(name, table)
+    try:
+        yield
+    finally:
+        con.unregister(name)
+
+
+def _next_version(con, table: str, task: str | None = None) -> int:
+    """The next version number of TABLE (per task where given); called inside the write transaction,
+    under the exclusive lock, so concurrent recorders never collide."""
+    if task is None:
+        return con.execute(f"SELECT coalesce(max(version), 0) + 1 FROM {table}").fetchone()[0]
+    return con.execute(f"SELECT coalesce(max(version), 0) + 1 FROM {table} WHERE task = ?", [task]).fetchone()[0]
+
+
+def _names(names) -> Any:
+    import pyarrow as pa
+
+    return pa.table({"name": pa.array(sorted(names), pa.string())})
+
+
+_TASK_COLS = ("name, dataset, classes, parent, parent_class, version, fingerprint, description, owner, "
+              "spec_origin, spec_source, created_at, updated_at")
+_DATASET_COLS = "name, path, num_rows, content_hash, text_field, split_field, gold_field, columns, source_file"
+_MATRIX_COLS = ("task, version, path, content_hash, dataset_hash, source_versions, task_fingerprint, num_rows, "
+                "inputs_key, num_entries, report, created_at")
+_PROBS_COLS = "task, version, label_matrix_version, model, path, content_hash, task_fingerprint, metrics, config, created_at"
+_DEPLOYABLE_COLS = ("task, version, model_version, task_fingerprint, student, path, content_hash, "
+                    "mlflow_model_version, metrics, created_at")
+
+
+def _dataset(r) -> DatasetRecord:
+    return DatasetRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(r[7]), r[8])
+
+
+def _source(r) -> SourceRecord:
+    return SourceRecord(*r)
+
+
+def _task(r, sources=()) -> TaskRecord:
+    return TaskRecord(name=r[0], dataset=r[1], classes=tuple(r[2]), parent=r[3], parent_class=r[4], version=r[5],
+                      fingerprint=r[6], description=r[7] or "", owner=r[8], spec_origin=r[9], spec_source=r[10],
+                      sources=tuple(sources), created_at=r[11], updated_at=r[12])
+
+
+def _matrix(r) -> LabelMatrixRecord:
+    return LabelMatrixRecord(task=r[0], version=r[1], path=r[2], content_hash=r[3], dataset_hash=r[4],
+                             source_versions=_json(r[5], {}), task_fingerprint=r[6], num_rows=r[7], inputs_key=r[8],
+                             num_entries=r[9], faults=_json(r[10], []), created_at=r[11])
+
+
+def _probs(r) -> ProbLabelsRecord:
+    return ProbLabelsRecord(task=r[0], version=r[1], label_matrix_version=r[2], model=r[3], path=r[4],
+                            content_hash=r[5], task_fingerprint=r[6], metrics=_json(r[7], {}),
+                            config=_json(r[8], {}), created_at=r[9])
+
+
+def _deployable(r) -> DeployableRecord:
+    return DeployableRecord(task=r[0], version=r[1], model_version=r[2], task_fingerprint=r[3], student=r[4],
+                            path=r[5], content_hash=r[6], mlflow_model_version=r[7], metrics=_json(r[8], {}),
+                            created_at=r[9])
+
+
+class RegistryStore:
+    """Typed access to one workspace's registry. Cheap to create; holds no connection."""
+
+    def __init__(self, ws):
+        self.ws = ws
+
+    def read(self):
+        return db.connect(self.ws, write=False)
+
+    def write(self):
+        return db.connect(self.ws, write=True)
+
+    # --- datasets --------------------------------------------------------------------
+
+    def record_dataset(self, row: Mapping[str, Any], replace: bool) -> dict[str, Any]:
+        """Record a staged dataset (`datasets.stage`); a changed file restamps the tasks that read it."""
+        with self.write() as con:
+            return self._record_dataset(con, row, replace)
+
+    def record_dataset_and_tasks(self, row: Mapping[str, Any], specs: Sequence[TaskSpec],
+                                 replace: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A dataset and the tasks on it, in one transaction (`import wrench`): all or nothing."""
+        with self.write() as con:
+            return self._record_dataset(con, row, replace), self._submit(con, specs, replace)
+
+    def _record_dataset(self, con, row: Mapping[str, Any], replace: bool) -> dict[str, Any]:
+        old = con.execute("SELECT content_hash, created_at FROM datasets WHERE name = ?", [row["name"]]).fetchone()
+        if old is not None and not replace:
+            raise UserError(f"NAME: dataset {row['name']!r} already exists (use --replace to change it)")
+        if old is not None:
+            # Tasks that read columns the new file lacks would break: refuse.
+            for task, src, col in con.execute(
+                "SELECT s.task, s.name, s.ref FROM sources s JOIN tasks t ON t.name = s.task "
+                "WHERE t.dataset = ? AND s.kind = 'column'", [row["name"]]
+            ).fetchall():
+                if col not in row["columns"]:
+                    raise UserError(f"FILE: task {task!r} source {src!r} needs column {col!r}, "
+                                    "which the new file lacks")
+            row = {**row, "created_at": old[1]}
+            con.execute("DELETE FROM datasets WHERE name = ?", [row["name"]])
+        con.execute(
+            "INSERT INTO datasets (name, path, num_rows, content_hash, text_field, split_field, gold_field, "
+            "columns, source_file, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [row[k] for k in ("name", "path", "num_rows", "content_hash", "text_field", "split_field",
+                              "gold_field", "columns", "source_file", "created_at", "updated_at")],
+        )
+        restamped: list[str] = []
+        if old is not None and old[0] != row["content_hash"]:
+            users = [r[0] for r in con.execute("SELECT name FROM tasks WHERE dataset = ?", [row["name"]]).fetchall()]
+            restamped = self._restamp(con, users)
+        keys = ("name", "path", "num_rows", "content_hash", "text_field", "split_field", "gold_field")
+        return {k: row[k] for k in keys} | {
+            "status": "created" if old is None else ("unchanged" if old[0] == row["content_hash"] else "updated"),
+            "restamped": restamped,
+        }
+
+    def datasets(self, con=None) -> dict[str, DatasetRecord]:
+        if con is None:
+            with self.read() as con:
+                return self.datasets(con)
+        return {r[0]: _dataset(r) for r in con.execute(f"SELECT {_DATASET_COLS} FROM datasets ORDER BY name").fetchall()}
+
+    def dataset(self, name: str) -> DatasetRecord:
+        with self.read() as con:
+            r = con.execute(f"SELECT {_DATASET_COLS} FROM datasets WHERE name = ?", [name]).fetchone()
+        if r is None:
+            raise UserError(f"dataset: unknown dataset {name!r}")
+        return _dataset(r)
+
+    def list_datasets(self) -> list[dict[str, Any]]:
+        keys = ("name", "path", "num_rows", "content_hash", "text_field", "split_field", "gold_field", "columns")
+        return [{k: (list(v) if k == "columns" else v) for k, v in zip(keys, vars(d).values())}
+                for d in self.datasets().values()]
+
+    def read_dataset(self, dataset: DatasetRecord):
+        """The dataset's Arrow table, hash-checked (row i is `_row` i)."""
+        return read_parquet_checked(self.ws.home, dataset.path, dataset.content_hash)
+
+    # --- tasks -----------------------------------------------------------------------
+
+    def submit(self, specs: Sequence[TaskSpec], replace: bool = False) -> dict[str, Any]:
+        """Validate and write task specs in one transaction (see `registry.tasks` for the rules)."""
+        if not specs:
+            return {"tasks": [], "restamped": []}
+        with self.write() as con:
+            return self._submit(con, specs, replace)
+
+    def _submit(self, con, specs: Sequence[TaskSpec], replace: bool) -> dict[str, Any]:
+        state = self._submit_state(con, specs)
+        plan = submit_rules.plan_submit(specs, state, replace, lambda names: self._fingerprint_inputs(con, names))
+        self._write_submit(con, plan, state)
+        return {"tasks": [plan.results[n] for n in plan.names], "restamped": sorted(plan.restamped)}
+
+    def _submit_state(self, con, specs: Sequence[TaskSpec]) -> submit_rules.SubmitState:
+        existing = {
+            r[0]: submit_rules.ExistingTask(r[1], r[2], r[3], r[4], tuple(r[5]))
+            for r in con.execute("SELECT name, version, spec_hash, fingerprint, created_at, classes FROM tasks").fetchall()
+        }
+        state = submit_rules.SubmitState(
+            datasets={r[0]: (r[1], set(r[2])) for r in
+                      con.execute("SELECT name, content_hash, columns FROM datasets").fetchall()},
+            existing=existing,
+            edges=[Edge(*r) for r in con.execute("SELECT upstream, downstream, kind FROM edges").fetchall()],
+        )
+        replaced = [s.name for s in specs if s.name in existing]
+        if replaced:
+            with _registered(con, "_replaced", _names(replaced)):
+                for task, name, chash, version in con.execute(
+                    "SELECT task, name, content_hash, version FROM sources WHERE task IN (SELECT name FROM _replaced)"
+                ).fetchall():
+                    state.old_sources[(task, name)] = (chash, version)
+        return state
+
+    def _fingerprint_inputs(self, con, names: set[str]) -> dict[str, fp.Inputs]:
+        """What the fingerprints of tasks `names` are computed from, as stored."""
+        if not names:
+            return {}
+        with _registered(con, "_fp_names", _names(names)):
+            srcs: dict[str, list] = {n: [] for n in names}
+            for t, n, k, ref, v in con.execute(
+                "SELECT task, name, kind, ref, version FROM sources WHERE task IN (SELECT name FROM _fp_names)"
+            ).fetchall():
+                srcs[t].append((n, k, ref, v))
+            return {
+                r[0]: fp.Inputs(dataset=r[1], classes=tuple(r[2]), parent=r[3], parent_class=r[4],
+                                sources=tuple(srcs[r[0]]), dataset_hash=r[5])
+                for r in con.execute(
+                    "SELECT t.name, t.dataset, t.classes, t.parent, t.parent_class, d.content_hash "
+                    "FROM tasks t JOIN datasets d ON d.name = t.dataset WHERE t.name IN (SELECT name FROM _fp_names)"
+                ).fetchall()
+            }
+
+    def _write_submit(self, con, plan: submit_rules.SubmitPlan, state: submit_rules.SubmitState) -> None:
+        """Replaced tasks' rows go, the batch's rows come in as Arrow tables; downstream fingerprints move."""
+        import pyarrow as pa
+
+        now, names, specs = _now(), plan.names, plan.specs
+        if plan.replaced:
+            with _registered(con, "_replaced", _names(plan.replaced)):
+                con.execute("DELETE FROM sources WHERE task IN (SELECT name FROM _replaced)")
+                con.execute("DELETE FROM tasks WHERE name IN (SELECT name FROM _replaced)")
+        with _registered(con, "_batch", _names(names)):
+            con.execute("DELETE FROM edges WHERE downstream IN (SELECT name FROM _batch)")
+        ts = pa.timestamp("us")
+        tasks_tbl = pa.table({
+            "name": names,
+            "dataset": [s.dataset for s in specs],
+            "classes": [list(s.classes) for s in specs],
+            "parent": pa.array([s.parent for s in specs], pa.string()),
+            "parent_class": pa.array([s.parent_class for s in specs], pa.string()),
+            "description": [s.description for s in specs],
+            "owner": pa.array([s.owner for s in specs], pa.string()),
+            "version": [plan.results[n]["version"] for n in names],
+            "fingerprint": [plan.fingerprints[n] for n in names],
+            "spec_hash": [s.spec_hash for s in specs],
+            "spec_origin": [s.origin for s in specs],
+            "spec_source": pa.array([s.source_text for s in specs], pa.string()),
+            "created_at": pa.array([state.existing[n].created_at if n in state.existing else now for n in names], ts),
+            "updated_at": pa.array([now] * len(names), ts),
+        })
+        with _registered(con, "_tasks", tasks_tbl):
+            con.execute("INSERT INTO tasks BY NAME SELECT * FROM _tasks")
+        c_task, c_name, c_kind, c_ref, c_code, c_code_hash, c_chash, c_ver = ([] for _ in range(8))
+        for s in specs:  # plain appends: a bulk submit carries 10^5 sources
+            for src, v in zip(s.sources, plan.source_versions[s.name]):
+                c_task.append(s.name); c_name.append(src.name); c_kind.append(src.kind); c_ref.append(src.ref)
+                c_code.append(src.code); c_code_hash.append(src.code_hash); c_chash.append(src.content_hash)
+                c_ver.append(v)
+        cols = {"task": c_task, "name": c_name, "kind": c_kind, "ref": c_ref, "code": c_code,
+                "code_hash": c_code_hash, "content_hash": c_chash, "version": c_ver}
+        if cols["task"]:
+            n = len(cols["task"])
+            src_tbl = pa.table({
+                **{k: pa.array(cols[k], pa.string()) for k in ("task", "name", "kind", "ref", "code", "code_hash",
+                                                                "content_hash")},
+                "version": pa.array(cols["version"], pa.int32()),
+                "created_at": pa.array([now] * n, ts), "updated_at": pa.array([now] * n, ts),
+            })
+            with _registered(con, "_sources", src_tbl):
+                con.execute("INSERT INTO sources BY NAME SELECT * FROM _sources")
+        edges = [(up, s.name, kind) for s in specs for up, kind in dict.fromkeys(s.upstream_tasks)]
+        if edges:
+            with _registered(con, "_edges", pa.table({"upstream": [e[0] for e in edges], "downstream": [e[1] for e in edges],
+                                                      "kind": [e[2] for e in edges]})):
+                con.execute("INSERT INTO edges BY NAME SELECT * FROM _edges")
+        versioned = plan.versioned
+        if versioned:
+            by = {s.name: s for s in specs}
+            with _registered(con, "_tv", pa.table({
+                "task": versioned,
+                "version": pa.array([plan.results[n]["version"] for n in versioned], pa.int32()),
+                "fingerprint": [plan.fingerprints[n] for n in versioned],
+                "spec_json": [json.dumps(by[n].spec_dict(), sort_keys=True) for n in versioned],
+                "created_at": pa.array([now] * len(versioned), ts),
+            })):
+                con.execute("INSERT INTO task_versions BY NAME SELECT * FROM _tv")
+        self._set_fingerprints(con, plan.restamped, now)
+
+    def _set_fingerprints(self, con, new_fp: Mapping[str, str], now: datetime) -> None:
+        import pyarrow as pa
+
+        if new_fp:
+            with _registered(con, "_fp", pa.table({"name": list(new_fp), "fp": list(new_fp.values())})):
+                con.execute("UPDATE tasks SET fingerprint = _fp.fp, updated_at = ? FROM _fp WHERE tasks.name = _fp.name",
+                            [now])
+
+    def _restamp(self, con, roots: Sequence[str]) -> list[str]:
+        """Recompute the fingerprints of `roots` and everything downstream (after a dataset change)."""
+        graph = build_graph([r[0] for r in con.execute("SELECT name FROM tasks").fetchall()],
+                            con.execute("SELECT upstream, downstream, kind FROM edges").fetchall())
+        affected = closure(graph, roots)
+        current = dict(con.execute("SELECT name, fingerprint FROM tasks").fetchall())
+        new_fp = fp.recompute(graph, topological(graph, affected), self._fingerprint_inputs(con, affected), current)
+        changed = {n: new_fp[n] for n in sorted(affected) if new_fp[n] != current[n]}
+        self._set_fingerprints(con, changed, _now())
+        return sorted(changed)
+
+    def list_tasks(self) -> list[dict[str, Any]]:
+        with self.read() as con:
+            rows = con.execute(
+                """SELECT t.name, t.dataset, t.classes, t.parent, t.version, t.fingerprint,
+                          coalesce(s.n, 0) AS num_sources, t.owner, t.updated_at
+                   FROM tasks t LEFT JOIN (SELECT task, count(*) AS n FROM sources GROUP BY task) s
+                     ON s.task = t.name
+                   ORDER BY t.name"""
+            ).fetchall()
+        return [
+            {"name": r[0], "dataset": r[1], "classes": list(r[2]), "parent": r[3], "version": r[4],
+             "fingerprint": r[5], "num_sources": r[6], "owner": r[7], "updated_at": r[8].isoformat()}
+            for r in rows
+        ]
+
+    def show_task(self, name: str) -> dict[str, Any]:
+        with self.read() as con:
+            t = self._task(con, name)
+            edges = con.execute("SELECT upstream, downstream, kind FROM edges WHERE downstream = ? OR upstream = ? "
+                                "ORDER BY 1, 2", [name, name]).fetchall()
+            sources = con.execute(
+                "SELECT name, kind, version, ref, code_hash FROM sources WHERE task = ? "
+                "ORDER BY CASE kind WHEN 'lf' THEN 1 WHEN 'column' THEN 0 ELSE 2 END, "
+                "regexp_extract(name, '^(.*?)(\\d*)$', 1), try_cast(regexp_extract(name, '(\\d+)$', 1) AS INTEGER), name",
+                [name]).fetchall()
+        return {
+            "name": t.name, "dataset": t.dataset, "classes": list(t.classes), "parent": t.parent,
+            "parent_class": t.parent_class, "description": t.description, "owner": t.owner, "version": t.version,
+            "fingerprint": t.fingerprint, "spec_origin": t.spec_origin, "created_at": t.created_at.isoformat(),
+            "updated_at": t.updated_at.isoformat(),
+            "sources": [{"name": r[0], "kind": r[1], "version": r[2], "ref": r[3], "code_hash": r[4]} for r in sources],
+            "upstream": [{"task": u, "kind": k} for u, d, k in edges if d == name],
+            "downstream": sorted(({"task": d, "kind": k} for u, d, k in edges if u == name), key=lambda e: e["task"]),
+        }
+
+    def remove_task(self, name: str) -> dict[str, Any]:
+        with self.write() as con:
+            self._task(con, name, with_sources=False)
+            users = con.execute("SELECT downstream, kind FROM edges WHERE upstream = ? ORDER BY downstream", [name]).fetchall()
+            if users:
+                listed = ", ".join(f"{d} ({k})" for d, k in users)
+                raise UserError(f"NAME: task {name!r} is used by {listed}: remove or change those first")
+            n_sources = con.execute("SELECT count(*) FROM sources WHERE task = ?", [name]).fetchone()[0]
+            con.execute("DELETE FROM sources WHERE task = ?", [name])
+            con.execute("DELETE FROM edges WHERE downstream = ?", [name])
+            con.execute("DELETE FROM tasks WHERE name = ?", [name])
+        # Version history (task_versions, label and model versions) stays: it is history.
+        return {"removed": name, "sources_removed": n_sources}
+
+    def _task(self, con, name: str, with_sources: bool = True) -> TaskRecord:
+        r = con.execute(f"SELECT {_TASK_COLS} FROM tasks WHERE name = ?", [name]).fetchone()
+        if r is None:
+            raise UserError(f"NAME: unknown task {name!r}")
+        srcs = [] if not with_sources else [_source(s) for s in con.execute(
+            "SELECT task, name, kind, ref, code, code_hash, version FROM sources WHERE task = ? ORDER BY kind, name",
+            [name]).fetchall()]
+        return _task(r, srcs)
+
+    def task(self, name: str) -> TaskRecord:
+        with self.read() as con:
+            return self._task(con, name)
+
+    def tasks(self, con=None) -> dict[str, TaskRecord]:
+        """Every task with its sources (sources in kind, then name order: the label matrix's column order)."""
+        if con is None:
+            with self.read() as con:
+                return self.tasks(con)
+        srcs: dict[str, list[SourceRecord]] = {}
+        for r in con.execute("SELECT task, name, kind, ref, code, code_hash, version FROM sources "
+                             "ORDER BY task, kind, name").fetchall():
+            srcs.setdefault(r[0], []).append(_source(r))
+        return {r[0]: _task(r, srcs.get(r[0], ())) for r in
+                con.execute(f"SELECT {_TASK_COLS} FROM tasks ORDER BY name").fetchall()}
+
+    def edges(self, con=None) -> list[Edge]:
+        if con is None:
+            with self.read() as con:
+                return self.edges(con)
+        return [Edge(*r) for r in con.execute("SELECT upstream, downstream, kind FROM edges ORDER BY ALL").fetchall()]
+
+    def snapshot(self) -> Snapshot:
+        """Tasks, datasets, edges and each task's latest label versions, in one short read."""
+        with self.read() as con:
+            matrices = {r[0]: _matrix(r) for r in con.execute(
+                f"SELECT {_MATRIX_COLS} FROM label_matrices "
+                "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1").fetchall()}
+            probs = {r[0]: _probs(r) for r in con.execute(
+                f"SELECT {_PROBS_COLS} FROM prob_labels "
+                "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1").fetchall()}
+            return Snapshot(self.tasks(con), self.datasets(con), self.edges(con), matrices, probs)
+
+    def graph(self):
+        """All tasks and typed edges as a networkx DiGraph (node attrs: dataset, n_classes, parent, version,
+        n_sources) for rendering."""
+        with self.read() as con:
+            nodes = con.execute(
+                """SELECT t.name, t.dataset, len(t.classes), t.parent, t.version, coalesce(s.n, 0)
+                   FROM tasks t LEFT JOIN (SELECT task, count(*) n FROM sources GROUP BY task) s ON s.task = t.name"""
+            ).fetchall()
+            g = build_graph([n[0] for n in nodes], self.edges(con))
+        for name, dataset, n_classes, parent, version, n_src in nodes:
+            g.add_node(name, dataset=dataset, n_classes=n_classes, parent=parent, version=version, n_sources=n_src)
+        return g
+
+    def task_tree(self, task: str) -> list[str]:
+        """The task tree (parent + parent_class links within a dataset) holding TASK, root first."""
+        tasks = self.tasks()
+        if task not in tasks:
+            raise UserError(f"TASK: unknown task {task!r}")
+        return task_tree(tasks, task)
+
+    # --- label versions ----------------------------------------------------------------
+
+    def record_label_matrix(self, task: TaskRecord, *, path: str, content_hash: str, dataset_hash: str,
+                            source_versions: Mapping[str, Any], num_rows: int, inputs_key: str, num_entries: int,
+                            faults: list[dict[str, Any]]) -> LabelMatrixRecord:
+        """Record TASK's next label-matrix version (the file is already written)."""
+        with self.write() as con:
+            v = _next_version(con, "label_matrices", task.name)
+            now = _now()
+            con.execute(
+                "INSERT INTO label_matrices (task, version, content_hash, path, dataset_hash, source_versions, "
+                "task_fingerprint, num_rows, created_at, inputs_key, num_entries, report) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [task.name, v, content_hash, path, dataset_hash, json.dumps(source_versions, sort_keys=True),
+                 task.fingerprint, num_rows, now, inputs_key, num_entries, json.dumps(faults)])
+        return LabelMatrixRecord(task.name, v, path, content_hash, dataset_hash, dict(source_versions),
+                                 task.fingerprint, num_rows, inputs_key, num_entries, list(faults), now)
+
+    def record_prob_labels(self, task: TaskRecord, *, label_matrix_version: int, model: str, path: str,
+                           content_hash: str, metrics: Mapping[str, Any], config: Mapping[str, Any]) -> ProbLabelsRecord:
+        """Record TASK's next probabilistic-labels version (the file is already written)."""
+        with self.write() as con:
+            v = _next_version(con, "prob_labels", task.name)
+            now = _now()
+            con.execute(
+                "INSERT INTO prob_labels (task, version, label_matrix_version, model, content_hash, path, "
+                "task_fingerprint, metrics, created_at, config) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [task.name, v, label_matrix_version, model, content_hash, path, task.fingerprint,
+                 json.dumps(metrics), now, json.dumps(config, default=str)])
+        return ProbLabelsRecord(task.name, v, label_matrix_version, model, path, content_hash, task.fingerprint,
+                                dict(metrics), json.loads(json.dumps(config, default=str)), now)
+
+    def label_matrix(self, task: str, version: int | None = None) -> LabelMatrixRecord | None:
+        """TASK's label-matrix version VERSION (default: the latest), or None."""
+        with self.read() as con:
+            r = con.execute(f"SELECT {_MATRIX_COLS} FROM label_matrices WHERE task = ? AND version = coalesce(?, "
+                            "(SELECT max(version) FROM label_matrices WHERE task = ?))", [task, version, task]).fetchone()
+        return _matrix(r) if r else None
+
+    def latest_prob_labels(self, task: str, fresh: bool = True) -> ProbLabelsRecord | None:
+        """TASK's newest probabilistic labels; with `fresh`, only ones fit for its current fingerprint."""
+        with self.read() as con:
+            r = con.execute(
+                f"SELECT {', '.join('p.' + c.strip() for c in _PROBS_COLS.split(','))} FROM prob_labels p "
+                "JOIN tasks t ON t.name = p.task WHERE p.task = ? AND (NOT ? OR p.task_fingerprint = t.fingerprint) "
+                "ORDER BY p.version DESC LIMIT 1", [task, fresh]).fetchone()
+        return _probs(r) if r else None
+
+    def prob_labels(self, task: str, version: int) -> ProbLabelsRecord:
+        with self.read() as con:
+            r = con.execute(f"SELECT {_PROBS_COLS} FROM prob_labels WHERE task = ? AND version = ?",
+                            [task, version]).fetchone()
+        if r is None:
+            raise UserError(f"VERSION: task {task!r} has no probabilistic-labels version {version}")
+        return _probs(r)
+
+    def read_prob_labels(self, record: ProbLabelsRecord, with_text: bool = False) -> ProbLabels:
+        """A probabilistic-labels version with its dataset's splits, gold labels and (optionally) texts,
+        aligned to dataset rows; every file hash-checked."""
+        import numpy as np
+
+        with self.read() as con:
+            t = self._task(con, record.task, with_sources=False)
+            d = _dataset(con.execute(f"SELECT {_DATASET_COLS} FROM datasets WHERE name = ?", [t.dataset]).fetchone())
+            m = con.execute(f"SELECT {_MATRIX_COLS} FROM label_matrices WHERE task = ? AND version = ?",
+                            [record.task, record.label_matrix_version]).fetchone()
+        pl = read_parquet_checked(self.ws.home, record.path, record.content_hash)
+        data = self.read_dataset(d)
+        n, k = d.num_rows, len(t.classes)
+        rows = pl.column("row").to_numpy()
+        probs = np.zeros((n, k), np.float32)
+        probs[rows] = np.stack([pl.column(f"p_{j}").to_numpy() for j in range(k)], axis=1)
+        pred = np.full(n, -1, np.int64)
+        pred[rows] = pl.column("pred").to_numpy()
+        applicable = None
+        if "applicable" in pl.column_names:
+            applicable = np.ones(n, np.float32)
+            applicable[rows] = pl.column("applicable").to_numpy()
+        split = split_column(data, d)
+        gcol = d.gold_column(t.name)
+        gold = (np.nan_to_num(data.column(gcol).to_numpy(zero_copy_only=False).astype(np.float64), nan=-1)
+                .astype(np.int64) if gcol else None)
+        covered = None
+        if m is not None:
+            lm = read_parquet_checked(self.ws.home, _matrix(m).path, _matrix(m).content_hash)
+            covered = np.zeros(n, bool)
+            covered[lm.column("row").to_numpy()] = True
+        texts = data.column(d.text_field).to_pylist() if with_text and d.text_field else None
+        return ProbLabels(record, t.classes, rows, probs, pred, split, gold, applicable, covered, texts)
+
+    def label_history(self, task: str) -> tuple[list[LabelMatrixRecord], list[ProbLabelsRecord]]:
+        """Every label-matrix and probabilistic-labels version of TASK, newest first."""
+        with self.read() as con:
+            self._task(con, task, with_sources=False)
+            return ([_matrix(r) for r in con.execute(f"SELECT {_MATRIX_COLS} FROM label_matrices WHERE task = ? "
+                                                     "ORDER BY version DESC", [task]).fetchall()],
+                    [_probs(r) for r in con.execute(f"SELECT {_PROBS_COLS} FROM prob_labels WHERE task = ? "
+                                                    "ORDER BY version DESC", [task]).fetchall()])
+
+    # --- models and deployables ------------------------------------------------------------
+
+    def record_model(self, *, path: str, encoder: str | None, content_hash: str | None, metrics: Mapping[str, Any],
+                     mlflow_run_id: str | None, tasks: Sequence[ModelTaskRecord]) -> ModelRecord:
+        """Record the next mother-model version and, per task, the lineage it was trained on."""
+        with self.write() as con:
+            v = _next_version(con, "models")
+            now = _now()
+            con.execute("INSERT INTO models (version, path, encoder, content_hash, metrics, mlflow_run_id, created_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)", [v, path, encoder, content_hash, json.dumps(metrics),
+                                                         mlflow_run_id, now])
+            con.executemany("INSERT INTO model_tasks (model_version, task, task_fingerprint, prob_label_version) "
+                            "VALUES (?, ?, ?, ?)", [[v, t.task, t.task_fingerprint, t.prob_label_version] for t in tasks])
+        return ModelRecord(v, path, encoder, content_hash, dict(metrics), mlflow_run_id, {t.task: t for t in tasks}, now)
+
+    def set_model_run(self, version: int, mlflow_run_id: str) -> None:
+        with self.write() as con:
+            con.execute("UPDATE models SET mlflow_run_id = ? WHERE version = ?", [mlflow_run_id, version])
+
+    def _models(self, con, where: str = "", params: Sequence[Any] = ()) -> list[ModelRecord]:
+        rows = con.execute(f"SELECT version, path, encoder, content_hash, metrics, mlflow_run_id, created_at "
+                           f"FROM models {where} ORDER BY version", list(params)).fetchall()
+        if not rows:
+            return []
+        per: dict[int, dict[str, ModelTaskRecord]] = {}
+        for mv, task, tfp, plv in con.execute(
+                "SELECT model_version, task, task_fingerprint, prob_label_version FROM model_tasks "
+                "WHERE model_version BETWEEN ? AND ?", [rows[0][0], rows[-1][0]]).fetchall():
+            per.setdefault(mv, {})[task] = ModelTaskRecord(task, tfp, plv)
+        return [ModelRecord(r[0], r[1], r[2], r[3], _json(r[4], {}), r[5], per.get(r[0], {}), r[6]) for r in rows]
+
+    def model(self, version: int | None = None) -> ModelRecord | None:
+        """Model version VERSION (default: the latest), or None when there is none."""
+        with self.read() as con:
+            got = self._models(con, "WHERE version = coalesce(?, (SELECT max(version) FROM models))", [version])
+        return got[0] if got else None
+
+    def models(self) -> list[ModelRecord]:
+        with self.read() as con:
+            return self._models(con)
+
+    def record_deployable(self, *, task: TaskRecord, model_version: int, student: str, path: str,
+                          content_hash: str | None, mlflow_model_version: str | None,
+                          metrics: Mapping[str, Any]) -> DeployableRecord:
+        """Record TASK's next deployable (a distilled student built from MODEL_VERSION)."""
+        with self.write() as con:
+            v = _next_version(con, "deployables", task.name)
+            now = _now()
+            con.execute(f"INSERT INTO deployables ({_DEPLOYABLE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [task.name, v, model_version, task.fingerprint, student, path, content_hash,
+                         mlflow_model_version, json.dumps(metrics), now])
+        return DeployableRecord(task.name, v, model_version, task.fingerprint, student, path, content_hash,
+                                mlflow_model_version, dict(metrics), now)
+
+    def latest_deployable(self, task: str) -> DeployableRecord | None:
+        with self.read() as con:
+            r = con.execute(f"SELECT {_DEPLOYABLE_COLS} FROM deployables WHERE task = ? ORDER BY version DESC LIMIT 1",
+                            [task]).fetchone()
+        return _deployable(r) if r else None
+
+    # --- staleness and impact ------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Per task: are its labels, model and deployable stale, and why (`registry.lineage`)."""
+        with self.read() as con:
+            rows = con.execute(
+                """WITH pl AS (SELECT task, max(version) AS v, arg_max(task_fingerprint, version) AS fp
+                               FROM prob_labels GROUP BY task),
+                        fr AS (SELECT p.task, max(p.version) AS v FROM prob_labels p JOIN tasks t
+                               ON t.name = p.task AND p.task_fingerprint = t.fingerprint GROUP BY p.task)
+                   SELECT t.name, t.version, t.fingerprint, t.dataset, pl.v, pl.fp, fr.v
+                   FROM tasks t LEFT JOIN pl ON pl.task = t.name LEFT JOIN fr ON fr.task = t.name
+                   ORDER BY t.name""").fetchall()
+            models = self._models(con, "WHERE version = (SELECT max(version) FROM models)")
+            deploy = {r[0]: _deployable(r) for r in con.execute(
+                f"SELECT {_DEPLOYABLE_COLS} FROM deployables "
+                "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1").fetchall()}
+            counts = con.execute(
+                "SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM sources), (SELECT count(*) FROM datasets), "
+                "(SELECT max(version) FROM schema_version)").fetchone()
+        model = models[0] if models else None
+        tasks = []
+        for name, version, fingerprint, dataset, pl_v, pl_fp, fresh_v in rows:
+            s = lineage.task_staleness(name, fingerprint, (pl_v, pl_fp) if pl_v is not None else None, fresh_v,
+                                       model, deploy.get(name))
+            tasks.append({"name": name, "version": version, "fingerprint": fingerprint, "dataset": dataset,
+                          **{k: v.to_dict() for k, v in s.items()}})
+        return {
+            "latest_model_version": model.version if model else None,
+            "counts": {"tasks": counts[0], "sources": counts[1], "datasets": counts[2]},
+            "schema_version": counts[3],
+            "stale": {k: sum(t[k]["stale"] for t in tasks) for k in ("labels", "model", "deployable")},
+            "tasks": tasks,
+        }
+
+    def impact(self, name: str, kind: str = "auto") -> dict[str, Any]:
+        """Everything a change to NAME (a task, TASK.SOURCE or a dataset) makes stale, and why."""
+        with self.read() as con:
+            what, canonical, direct = self._resolve(con, name, kind)
+            g = build_graph(direct, self.edges(con))
+            reached = lineage.reach(g, direct)
+            with _registered(con, "_impacted", _names(reached)):
+                label_versions = [{"task": r[0], "kind": r[1], "version": r[2]} for r in con.execute(
+                    """SELECT task, 'label_matrix', version FROM label_matrices WHERE task IN (SELECT name FROM _impacted)
+                       UNION ALL
+                       SELECT task, 'prob_labels', version FROM prob_labels WHERE task IN (SELECT name FROM _impacted)
+                       ORDER BY 1, 2, 3""").fetchall()]
+                model_tasks = con.execute(
+                    "SELECT model_version, list(task ORDER BY task) FROM model_tasks "
+                    "WHERE task IN (SELECT name FROM _impacted) GROUP BY 1 ORDER BY 1").fetchall()
+                deployables = con.execute(
+                    "SELECT task, version, model_version, student FROM deployables "
+                    "WHERE task IN (SELECT name FROM _impacted) ORDER BY 1, 2").fetchall()
+        return lineage.impact_report(what, canonical, g, reached, label_versions, model_tasks, deployables)
+
+    def _resolve(self, con, name: str, kind: str) -> tuple[str, str, list[str]]:
+        """What NAME denotes: ('task'|'source'|'dataset', canonical name, tasks it changes directly)."""
+        if kind in ("auto", "task") and con.execute("SELECT 1 FROM tasks WHERE name = ?", [name]).fetchone():
+            return "task", name, [name]
+        if kind in ("auto", "source") and "." in name:
+            task, src = name.split(".", 1)
+            if con.execute("SELECT 1 FROM sources WHERE task = ? AND name = ?", [task, src]).fetchone():
+                return "source", name, [task]
+        if kind in ("auto", "dataset") and con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
+            users = [r[0] for r in con.execute("SELECT name FROM tasks WHERE dataset = ? ORDER BY name", [name]).fetchall()]
+            return "dataset", name, users
+        what = {"auto": "task, TASK.SOURCE or dataset", "task": "task", "source": "TASK.SOURCE", "dataset": "dataset"}[kind]
+        raise UserError(f"NAME: no {what} named {name!r}")

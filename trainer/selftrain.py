@@ -1,0 +1,127 @@
+"""Self-training: after the model has learned from the label model, it learns from its own confident predictions.
+
+COSINE-style (Yu et al., NAACL 2021), without the contrastive term. One round:
+
+1. predict every train row of every task (covered or not: the model
+   generalises from the rows the sources cover to the rows they miss);
+2. sharpen the predictions into targets with soft frequency,
+   ``q_ic ∝ p_ic ** 2 / f_c`` where ``f_c = sum_i p_ic`` (confident classes
+   get more confident, frequent classes do not swamp rare ones);
+3. keep rows whose target is confident (``max_c q_ic >= threshold``) and train
+   on them for ``epochs`` more epochs at the given rate, warm from the current
+   weights, through the same loop (:func:`~mothermodel.trainer.loop.train`).
+
+:func:`fit` runs the first stage (the label model's posteriors) and then
+``config.self_train_rounds`` rounds, each stage checkpointed in its own folder
+``stage-<i>/`` under `checkpoint_dir`, so ``resume`` picks up inside any stage:
+a round's targets are recomputed from the previous stage's final checkpoint,
+which gives exactly the model that computed them the first time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from mothermodel.trainer.config import TrainConfig
+from mothermodel.trainer.data import TaskData, Tokenized, tokenize
+from mothermodel.trainer.loop import StepInfo, TrainResult, train
+from mothermodel.trainer.predict import predict_tokens
+
+__all__ = ["sharpen", "refresh_targets", "fit"]
+
+
+def sharpen(p: np.ndarray, power: float = 2.0) -> np.ndarray:
+    """Soft-frequency sharpening: ``q_ic ∝ p_ic ** power / f_c`` with ``f_c = sum_i p_ic``, rows normalised."""
+    f = p.sum(axis=0, keepdims=True).clip(1e-8)
+    q = np.power(p.clip(1e-12), power) / f
+    return (q / q.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def refresh_targets(model: Any, tokenizer: Any, tasks: Sequence[TaskData], *, threshold: float, power: float = 2.0,
+                    batch_size: int = 128, max_length: int = 128,
+                    tokens: Optional[dict[str, Tokenized]] = None) -> list[TaskData]:
+    """Tasks whose soft labels are the model's sharpened predictions on train rows; confident rows only.
+
+    A returned task's ``covered`` marks the rows that passed `threshold` (so the
+    default ``uncovered_weight=0`` trains on exactly those); ``applicable`` is
+    kept, so a child task still weighs rows by P(it applies).
+    """
+    tokens = dict(tokens or {})
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    out: list[TaskData] = []
+    by_ds: dict[str, dict[str, np.ndarray]] = {}
+    for t in tasks:
+        if t.probs is None:
+            out.append(t)
+            continue
+        train_rows = np.flatnonzero(t.split == "train")
+        if t.dataset not in by_ds:
+            tok = tokens.get(t.dataset) or tokenize(tokenizer, t.texts, max_length)
+            tokens[t.dataset] = tok
+            names = [u.name for u in tasks if u.dataset == t.dataset and u.probs is not None]
+            by_ds[t.dataset] = predict_tokens(model, tok, tasks=names, rows=train_rows, batch_size=batch_size,
+                                              pad_id=pad)
+        p = by_ds[t.dataset][t.name]
+        q = sharpen(p, power)
+        probs = np.array(t.clean_probs(), copy=True)
+        probs[train_rows] = q
+        covered = np.zeros(len(t.texts), bool)
+        covered[train_rows] = q.max(axis=1) >= threshold
+        out.append(replace(t, probs=probs, covered=covered))
+    return out
+
+
+def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConfig, *,
+        checkpoint_dir: Optional[str | os.PathLike] = None, resume: bool = False,
+        on_step: Optional[Callable[[StepInfo], None]] = None, meta: Optional[dict] = None,
+        progress: bool = True, on_stage_end: Optional[Callable[[int, TrainResult], None]] = None
+        ) -> list[TrainResult]:
+    """Train on the label model's labels, then self-train ``config.self_train_rounds`` rounds; one TrainResult per stage.
+
+    Step numbers passed to `on_step` continue across stages (stage 2 step 1
+    comes after stage 1's last step), so a logged loss curve is one curve.
+    `on_stage_end(stage, result)` runs after each stage trained here (e.g. to
+    evaluate it).
+    """
+    from mothermodel.trainer import checkpoint as ckpt
+
+    root = Path(checkpoint_dir) if checkpoint_dir else None
+    results: list[TrainResult] = []
+    stage_tasks: Sequence[TaskData] = tasks
+    offset = 0
+    tokens: dict[str, Tokenized] = {}
+    stages = 1 + config.self_train_rounds
+    for stage in range(stages):
+        cfg = config if stage == 0 else config.replace(
+            epochs=config.self_train_epochs, max_steps=None, lr=config.lr * config.self_train_lr_scale,
+            head_lr=config.head_lr * config.self_train_lr_scale, uncovered_weight=0.0)
+        sdir = root / f"stage-{stage}" if root else None
+        later_done = resume and root is not None and any(
+            ckpt.CheckpointDir(root / f"stage-{s}").latest() is not None for s in range(stage + 1, stages))
+        if stage > 0:
+            stage_tasks = refresh_targets(model, tokenizer, tasks, threshold=config.self_train_threshold,
+                                          batch_size=config.eval_batch_size, max_length=config.max_length,
+                                          tokens=tokens) if not later_done else tasks
+        if later_done:
+            # a later stage has begun: this one finished; its final weights seed the next stage's targets
+            last = ckpt.CheckpointDir(sdir).latest()
+            model.load_state_dict(ckpt.load_weights(last), strict=True)
+            offset += int(ckpt.read_manifest(last)["step"])
+            continue
+        shifted = None
+        if on_step is not None:
+            base = offset
+            shifted = lambda s, base=base: on_step(replace(s, step=s.step + base))  # noqa: E731
+        res = train(model, tokenizer, stage_tasks, cfg, checkpoint_dir=sdir, resume=resume, on_step=shifted,
+                    meta={**(meta or {}), "stage": stage}, progress=progress, tokens=tokens or None)
+        tokens = res.tokens
+        offset += res.steps
+        results.append(res)
+        if on_stage_end is not None:
+            on_stage_end(stage, res)
+    return results

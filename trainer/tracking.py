@@ -1,0 +1,155 @@
+"""A thin layer over MLflow's Python API for training runs.
+
+The workspace's store is database-backed (``sqlite:///<ws>/.mothermodel/mlflow.db``)
+with artifacts inside the workspace; any other tracking URI (a shared server)
+works the same. mlflow is imported when a :class:`Tracker` is created, never at
+module import, so the CLI starts without it.
+
+Per-step losses are buffered and sent with ``log_batch`` (one database
+transaction per `flush_every` steps, not one per step).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+__all__ = ["Tracker", "flatten_params"]
+
+_PARAM_MAX = 6000  # MLflow's limit on a parameter value's length
+
+
+def flatten_params(d: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested dicts -> ``a.b.c`` keys; lists and other values as JSON/str, cut to MLflow's length limit."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten_params(v, key + "."))
+        else:
+            s = v if isinstance(v, str) else json.dumps(v, default=str)
+            out[key] = s if len(s) <= _PARAM_MAX else s[:_PARAM_MAX - 3] + "..."
+    return out
+
+
+class Tracker:
+    """One MLflow run: params, per-step losses, metrics, artifacts.
+
+    Args:
+        tracking_uri: e.g. ``sqlite:////abs/ws/.mothermodel/mlflow.db`` or ``http://server:5000``.
+        experiment: experiment name (created when missing).
+        artifact_location: where a *new* experiment keeps artifacts (e.g. a
+            ``file://`` URI inside the workspace); ignored when it exists.
+        run_name, tags: of the new run.
+        flush_every: buffered step metrics sent every this many entries.
+
+    Use as a context manager: the run ends FINISHED, or FAILED / KILLED when
+    the block raises (KeyboardInterrupt = KILLED).
+    """
+
+    def __init__(self, tracking_uri: str, *, experiment: str = "mothermodel",
+                 artifact_location: Optional[str] = None, run_name: Optional[str] = None,
+                 tags: Optional[dict[str, str]] = None, flush_every: int = 200):
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.tracking_uri = tracking_uri
+        self.experiment_id = self._experiment(experiment, artifact_location)
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags or {}))
+        self.run_id: str = run.info.run_id
+        self.flush_every = flush_every
+        self._buf: list[Any] = []
+        self._ended = False
+
+    def _experiment(self, name: str, artifact_location: Optional[str]) -> str:
+        from mlflow.exceptions import MlflowException
+
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return self.client.create_experiment(name, artifact_location=artifact_location)
+        except MlflowException:  # another process created it first
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    # ----------------------------------------------------------------- logging
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Log (nested) parameters, 100 per batch (MLflow's limit)."""
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in flatten_params(params).items()]
+        for s in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[s:s + 100])
+
+    def log_step(self, step: int, metrics: dict[str, float]) -> None:
+        """Buffer one step's metrics (e.g. ``{"loss": x, "loss/spam": y}``)."""
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        self._buf.extend(Metric(k, float(v), ts, int(step)) for k, v in metrics.items())
+        if len(self._buf) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._buf:
+            chunk, self._buf = self._buf[:1000], self._buf[1000:]
+            self.client.log_batch(self.run_id, metrics=chunk)
+
+    def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
+        """Log final metrics (e.g. ``task/dataset/split/metric``)."""
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [Metric(k, float(v), ts, int(step or 0)) for k, v in metrics.items()]
+        for s in range(0, len(items), 1000):
+            self.client.log_batch(self.run_id, metrics=items[s:s + 1000])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: Optional[str] = None) -> None:
+        """Copy a file (or a folder, recursively) into the run's artifacts."""
+        p = Path(path)
+        if p.is_dir():
+            self.client.log_artifacts(self.run_id, str(p), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(p), artifact_path)
+
+    def log_dict(self, obj: Any, name: str) -> None:
+        """Store a JSON-ready object as the artifact `name` (e.g. ``manifest.json``)."""
+        with tempfile.TemporaryDirectory() as d:
+            f = Path(d) / name
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+            self.client.log_artifact(self.run_id, str(f), os.path.dirname(name) or None)
+
+    # --------------------------------------------------------------- lifetime
+    def end(self, status: str = "FINISHED") -> None:
+        if self._ended:
+            return
+        try:
+            self.flush()
+        finally:
+            self.client.set_terminated(self.run_id, status)
+            self._ended = True
+
+    def __enter__(self) -> "Tracker":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.end("FINISHED")
+        else:
+            try:
+                self.end("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
+            except Exception:
+                pass  # the original error matters more
