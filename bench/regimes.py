@@ -171,7 +171,8 @@ def _world(name, rng, k, y, split, L, lf_class, text: _Text, lo, hi, triggers, g
     return World(name, k, L, y.astype(np.int64), split, texts, np.asarray(lf_class), [list(g) for g in groups])
 
 
-def tiny_precise(seed: int, n_train: int = 1750, n_valid: int = 500, n_test: int = 2000) -> World:
+def tiny_precise(seed: int, n_train: int = 1750, n_valid: int = 500, n_test: int = 2000,
+                 informative: float = 0.25) -> World:
     """~160 precise one-class LFs, 9 imbalanced classes, each LF on ~0.2% of rows, every row covered;
     13% of rows are ambiguous and get one vote of their class and one of another class."""
     rng = np.random.default_rng(seed)
@@ -202,7 +203,7 @@ def tiny_precise(seed: int, n_train: int = 1750, n_valid: int = 500, n_test: int
         else:
             L[i, pick(other, True)] = other
     taken: set = set()
-    text = _Text(rng, k, informative=0.12, topic_words=300, common_words=3000, taken=taken)
+    text = _Text(rng, k, informative=informative, topic_words=300, common_words=3000, taken=taken)
     triggers = [[" ".join(_words(rng, 2, taken))] for _ in range(m)]  # one two-word pattern per LF
     return _world("tiny_precise", rng, k, y, _split(rng, n_train, n_valid, n_test), L, lf_class, text, 12, 25,
                   triggers)

@@ -128,7 +128,8 @@ def _near_duplicates(pairs: dict, names: list[str], k: int) -> list[list[int]]:
         return []
     uniq, r = np.unique(rows, return_inverse=True)
     col = {nm: j for j, nm in enumerate(names)}
-    c = np.array([col.get(str(x), -1) for x in pairs["source"]])
+    srcs, inv = np.unique(np.asarray(pairs["source"]).astype(str), return_inverse=True)
+    c = np.array([col.get(x, -1) for x in srcs.tolist()], np.int64)[inv.ravel()]  # loop over sources, not entries
     keep = c >= 0
     L = np.full((len(uniq), len(names)), -1, np.int16)
     L[r[keep], c[keep]] = np.asarray(pairs["label"])[keep]

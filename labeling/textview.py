@@ -23,16 +23,17 @@ row says. The text view reads the row itself:
    ``Q_g ∝ q (Q / q) ** gate``.
 4. Combine the two views as independent evidence given the class::
 
-       log P(y | votes, text) = log P(y | votes) + weight * d_i * (log Q_g(y | text) - log q_y) + const
+       log P(y | votes, text) = log P(y | votes) + weight * s_i * (log Q_g(y | text) - log q_y) + const
 
    where ``q`` is the class mix of the classifier's soft targets (dividing it
    out keeps the prior from being counted twice), ``weight`` > 1 makes up for
-   the classifier's L2 shrinkage toward that mix, and ``d_i = (1 - max_y P(y |
-   votes)) k / (k - 1)`` is how undecided the votes are on row ``i`` (1 on a row
-   without votes, 0 on a row the votes settle). The classifier learned from the
-   votes and reads the LFs' own trigger words, so where the votes are decisive
-   the text mostly repeats them; ``d_i`` keeps it from counting that twice and
-   from overruling precise LFs (docs/label_model.md, regime ``tiny_precise``).
+   the classifier's L2 shrinkage toward that mix, and ``s_i = gate^2 + (1 -
+   gate^2) d_i`` with ``d_i = (1 - max_y P(y | votes)) k / (k - 1)`` how
+   undecided the votes are on row ``i`` (1 on a row without votes, 0 on a row
+   the votes settle). A view with plain class signal (gate 1) counts on every
+   row; as the gate closes, it counts only where the votes are undecided, so
+   a weak view does not overrule the votes where they are sure
+   (docs/label_model.md, regime ``weak_short``).
 
 This is a classic co-training-style combination of two views of a row (votes
 and text); like the end model, it generalises from the rows LFs cover to the
@@ -282,18 +283,23 @@ def _temper(Q: np.ndarray, mix: np.ndarray, gate: float) -> np.ndarray:
 
 
 def combine(P_votes: np.ndarray, Q: np.ndarray, target_mix: np.ndarray, weight: float,
-            doubt_scaled: bool = True) -> np.ndarray:
-    """``P(y | votes) * (Q(y | text) / q_y) ** (weight * d_i)``, renormalised (float32).
+            doubt_scaled: bool = True, gate: float = 0.0) -> np.ndarray:
+    """``P(y | votes) * (Q(y | text) / q_y) ** (weight * s_i)``, renormalised (float32).
 
-    ``d_i = (1 - max_y P(y | votes)) k / (k - 1)``: 1 where the votes say nothing,
-    0 where they are certain (``doubt_scaled=False``: 1 everywhere).
+    ``s_i = gate^2 + (1 - gate^2) d_i`` with ``d_i = (1 - max_y P(y | votes)) k / (k - 1)``
+    (1 where the votes say nothing, 0 where they are certain) and ``gate`` the view's
+    gate (:func:`view_gate`); ``doubt_scaled=False``: ``s_i = 1`` everywhere.
     """
     eps = 1e-12
     P_votes = np.asarray(P_votes, np.float64)
     k = P_votes.shape[1]
     w = np.full(len(P_votes), float(weight))
     if doubt_scaled:
-        w *= np.clip((1.0 - P_votes.max(axis=1)) * k / (k - 1), 0.0, 1.0)
+        # Blend toward the doubt as the gate closes: a view with plain class signal (gate 1) counts on
+        # every row (WRENCH trec: scaling it by doubt there cost 1.6 points); a weak one only where the
+        # votes are undecided (regime weak_short).
+        g2 = float(gate) ** 2
+        w *= g2 + (1.0 - g2) * np.clip((1.0 - P_votes.max(axis=1)) * k / (k - 1), 0.0, 1.0)
     S = np.log(np.clip(P_votes, eps, None)) + w[:, None] * (
         np.log(np.clip(Q, eps, None)) - np.log(np.clip(np.asarray(target_mix, np.float64), eps, None)))
     S -= S.max(axis=1, keepdims=True)
@@ -334,5 +340,6 @@ def apply_text_view(texts: pa.Array | pa.ChunkedArray, L: np.ndarray, P_votes: n
         return P_votes, {"used": False, "reason": f"{covered} covered train rows, fewer than {cfg.min_fit_rows}"}
     X = hashed_ngrams(texts, cfg)
     Q, report = text_view(X, np.asarray(P_votes, np.float64), fit_rows, cfg, on_fold=on_fold)
-    combined = combine(P_votes, Q, np.asarray(report["target_class_mix"]), cfg.weight, cfg.doubt_scaled)
+    combined = combine(P_votes, Q, np.asarray(report["target_class_mix"]), cfg.weight, cfg.doubt_scaled,
+                       report["gate"])
     return combined, {"used": True, "config": asdict(cfg), **report}
