@@ -1,11 +1,43 @@
 """LF analysis: polarity, coverage, overlaps, conflicts and empirical accuracy, in DuckDB SQL
-over the sparse label matrix (no Python loop over rows)."""
+over the sparse label matrix (no Python loop over rows), plus the figures that say which regime
+of LFs a task is in (overlapping rows per LF, conflict rate, near-duplicate LFs) and a warning
+when a label model cannot learn much about the LFs' accuracies (docs/label_model.md)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 from mothermodel.errors import UserError
+
+
+#: An LF's accuracy is learned only from the rows it shares with other LFs; below this many,
+#: the label model leans on the shared weight (LabelModelConfig.shrink_strength is 20 such rows).
+MIN_OVERLAP_ROWS = 20
+
+
+def regime_figures(overlap_rows: Sequence[int], num_rows: int, overlapped: int, conflicted: int,
+                   min_overlap_rows: int = MIN_OVERLAP_ROWS) -> dict[str, Any]:
+    """Task-level figures from per-LF overlapping-row counts and the rows with 2+ votes / 2+ classes.
+
+    Returns ``overlap_rate``, ``conflict_rate`` (shares of all rows), ``median_overlap_rows``,
+    ``lfs_with_few_overlaps`` (fewer than `min_overlap_rows`) and ``warnings`` (a list of lines: one
+    when most LFs have fewer than `min_overlap_rows` overlapping rows).
+    """
+    counts = np.asarray(list(overlap_rows), dtype=np.int64)
+    few = int((counts < min_overlap_rows).sum())
+    warnings = []
+    if len(counts) and few > len(counts) / 2:
+        warnings.append(
+            f"{few} of {len(counts)} LFs share fewer than {min_overlap_rows} rows with another LF: their "
+            f"accuracies cannot be learned from the votes, so the label model gives them one shared weight "
+            f"(a majority vote whose ties the class balance breaks); more overlapping LFs, or dev labels "
+            f"(--select-on valid), tell them apart")
+    return {"overlap_rate": overlapped / num_rows if num_rows else 0.0,
+            "conflict_rate": conflicted / num_rows if num_rows else 0.0,
+            "median_overlap_rows": float(np.median(counts)) if len(counts) else 0.0,
+            "lfs_with_few_overlaps": few, "min_overlap_rows": min_overlap_rows, "warnings": warnings}
 
 
 def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
@@ -54,8 +86,14 @@ def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
             GROUP BY e.source
             """, params).fetchall()
         totals = con.execute(
-            f"""WITH e AS (SELECT e.row FROM entries e JOIN rows_tbl r ON r.row = e.row {where})
-                SELECT count(DISTINCT row) FROM e""", params).fetchone()
+            f"""WITH e AS (SELECT e.row, e.label FROM entries e JOIN rows_tbl r ON r.row = e.row {where}),
+                     per_row AS (SELECT row, count(*) AS n_lfs, count(DISTINCT label) AS n_labels
+                                 FROM e GROUP BY row)
+                SELECT count(*), count(*) FILTER (WHERE n_lfs > 1), count(*) FILTER (WHERE n_labels > 1)
+                FROM per_row""", params).fetchone()
+        pairs = con.execute(
+            f"""SELECT e.row, e.source::VARCHAR AS source, e.label FROM entries e JOIN rows_tbl r ON r.row = e.row
+                {where}""", params).fetchnumpy()
     finally:
         con.close()
     by = {r[0]: r for r in res}
@@ -69,8 +107,30 @@ def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
             "coverage": covered / n if n else 0.0,
             "overlaps": overlapped / n if n else 0.0,
             "conflicts": conflicted / n if n else 0.0,
+            "overlap_rows": overlapped,
             "correct": correct, "incorrect": incorrect,
             "empirical_accuracy": correct / (correct + incorrect) if correct + incorrect else None,
         })
+    names = [s.name for s in t.sources]
+    groups = _near_duplicates(pairs, names, len(t.classes))
     return {"task": task, "label_matrix_version": m.version, "split": split or "all", "num_rows": n,
-            "coverage": (totals[0] / n) if n else 0.0, "gold": gcol is not None, "lfs": lfs}
+            "coverage": (totals[0] / n) if n else 0.0, "gold": gcol is not None, "lfs": lfs,
+            **regime_figures([lf["overlap_rows"] for lf in lfs], n, totals[1], totals[2]),
+            "near_duplicate_groups": [[names[j] for j in g] for g in groups]}
+
+
+def _near_duplicates(pairs: dict, names: list[str], k: int) -> list[list[int]]:
+    """Near-duplicate LF groups (labeling/dependencies.py) among the covered rows of the analysed split."""
+    from mothermodel.labeling.dependencies import near_duplicate_groups
+
+    rows = np.asarray(pairs["row"])
+    if not len(rows):
+        return []
+    uniq, r = np.unique(rows, return_inverse=True)
+    col = {nm: j for j, nm in enumerate(names)}
+    srcs, inv = np.unique(np.asarray(pairs["source"]).astype(str), return_inverse=True)
+    c = np.array([col.get(x, -1) for x in srcs.tolist()], np.int64)[inv.ravel()]  # loop over sources, not entries
+    keep = c >= 0
+    L = np.full((len(uniq), len(names)), -1, np.int16)
+    L[r[keep], c[keep]] = np.asarray(pairs["label"])[keep]
+    return near_duplicate_groups(L, k)

@@ -65,7 +65,7 @@ import torch
 
 from mothermodel.defaults import ABSTAIN, DEFAULT_SEED, resolve_device
 from mothermodel.labeling.model import as_label_matrix, check_em_settings
-from mothermodel.labeling.votes import tie_break as _tie_break
+from mothermodel.labeling.votes import tie_break
 
 __all__ = [
     "ABSTAIN",
@@ -676,11 +676,11 @@ class HierarchicalLabelModel:
         for i, nd in enumerate(self.nodes):
             cond = P["conditional"][nd.name]
             if nd.parent is None:
-                preds[nd.name] = _tie_break(cond, seed).astype(np.int64)
+                preds[nd.name] = tie_break(cond, seed).astype(np.int64)
                 continue
             y = np.full(cond.shape[0], NOT_APPLICABLE, dtype=np.int64)
             rows = np.flatnonzero(preds[nd.parent] == nd.parent_class)
             if len(rows):
-                y[rows] = _tie_break(cond[rows], seed + i)
+                y[rows] = tie_break(cond[rows], seed + i, row_ids=rows)
             preds[nd.name] = y
         return preds

@@ -7,7 +7,7 @@ file atomically and records it as the task's next version through the store.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -69,15 +69,21 @@ def _use_dev(use_dev: bool | None) -> bool:
 
 
 def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bool | None = None,
-        seed: int = DEFAULT_SEED, apply_config: ApplyConfig | None = None, text_view: bool = True) -> dict[str, Any]:
+        seed: int = DEFAULT_SEED, apply_config: ApplyConfig | None = None, text_view: bool = True,
+        select_on: str | None = None) -> dict[str, Any]:
     """Probabilistic labels for TASK from its current label matrix (applied first if stale).
 
     With ``model='label-model'`` and ``text_view`` (default) on a dataset with a text
     field, the label model's posteriors are combined with a cross-fitted text
     classifier (labeling/textview.py); the votes-only figures are reported too.
+    ``select_on='valid'`` (label-model only; uses the valid split's gold labels) keeps
+    whichever of majority vote, the label model and the label model + text view is
+    most accurate on that split (labeling/selection.py).
     """
     if model not in MODELS:
         raise UserError(f"--model: must be one of {', '.join(MODELS)}")
+    if select_on is not None and (select_on != "valid" or model != "label-model"):
+        raise UserError("--select-on: only 'valid', and only with --model label-model")
     if model == "hierarchical":
         return fit_tree(store, task, use_dev=use_dev, seed=seed, apply_config=apply_config)
     applied, data = apply_and_read(store, [task], apply_config)
@@ -85,9 +91,9 @@ def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bo
     k = x.task.num_classes
     config: dict[str, Any] = {"model": model, "seed": seed}
     probs, dev_used = _flat_posteriors(x, model, use_dev, seed, config)
-    config["uses_dev_labels"] = dev_used
     view: dict[str, Any] = {"used": False}
     votes_metrics = None
+    selected = None
     if model == "label-model":
         progress = (apply_config or ApplyConfig()).progress
         votes_probs = probs
@@ -95,6 +101,11 @@ def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bo
         config["text_view"] = view
         if view["used"]:
             votes_metrics = split_metrics(x.gold, tie_break(votes_probs, seed), x.split, k)
+        if select_on:
+            probs, selected = _select(x, select_on, seed, votes_probs, probs if view["used"] else None)
+            dev_used = True
+            config["selected"] = selected
+    config["uses_dev_labels"] = dev_used
     preds = tie_break(probs, seed)
     out_metrics = split_metrics(x.gold, preds, x.split, k)
     rec = record_probs(store, x, model, probs, preds, out_metrics, config)
@@ -103,11 +114,32 @@ def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bo
            "uses_dev_labels": dev_used, "text_view": view, "metrics": out_metrics,
            "coverage": float((x.L >= 0).any(axis=1).mean()) if len(x.L) else 0.0,
            "apply": applied["tasks"]}
+    if selected is not None:
+        res["selected"] = selected
     if votes_metrics is not None:
         res["metrics_votes_only"] = votes_metrics
     if note:
         res["dvc"] = note
     return res
+
+
+def _select(x: FitInputs, split: str, seed: int, votes_probs: np.ndarray,
+            view_probs: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any]]:
+    """`--select-on valid`: the candidate most accurate on the split's gold labels, and what was chosen on."""
+    from mothermodel.labeling.model import MajorityVoter
+    from mothermodel.labeling.selection import select_on_valid
+
+    if x.gold is None:
+        raise UserError(f"--select-on {split}: task {x.task.name} has no gold labels")
+    candidates = {"majority": MajorityVoter(x.task.num_classes, seed=seed).predict_proba(x.L),
+                  "label-model": votes_probs}
+    if view_probs is not None:
+        candidates["label-model+text-view"] = view_probs
+    try:
+        sel = select_on_valid(candidates, x.gold, x.split, seed, select_split=split)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return sel.pop("probs"), sel
 
 
 def _flat_posteriors(x: FitInputs, model: str, use_dev: bool | None, seed: int,
@@ -134,28 +166,27 @@ def _flat_posteriors(x: FitInputs, model: str, use_dev: bool | None, seed: int,
 
 def with_text_view(x: FitInputs, probs: np.ndarray, seed: int, enabled: bool,
                    progress: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
-    """The label model's posteriors combined with the text view, when there is text to read."""
-    from mothermodel.labeling.textview import TextViewConfig, combine, hashed_ngrams, text_view
+    """The label model's posteriors combined with the (gated) text view, when there is text to read."""
+    from mothermodel.labeling.textview import TextViewConfig, apply_text_view, fit_rows_of
 
     cfg = TextViewConfig(seed=seed)
-    fit_rows = x.train & (x.L >= 0).any(axis=1)
-    covered = int(fit_rows.sum())
+    covered = int(fit_rows_of(x.L, x.train).sum())
     why = ("off (--no-text-view)" if not enabled else
-           "the dataset has no text field" if not x.dataset.text_field else
-           f"{covered} covered train rows, fewer than {cfg.min_fit_rows}" if covered < cfg.min_fit_rows else None)
+           "the dataset has no text field" if not x.dataset.text_field else None)
     if why:
         return probs, {"used": False, "reason": why}
-    X = hashed_ngrams(x.table.column(x.dataset.text_field), cfg)  # table row i is _row i, as in L
     # A bar when the fold fits take seconds (about 1 s per 1,000 rows on 2 cores).
     n_fit = covered if cfg.max_fit_rows is None else min(covered, cfg.max_fit_rows)
     bar = progress_bar(cfg.folds, f"{x.task.name}: text view, fold models on {n_fit} rows",
                        progress and n_fit >= 2_000, unit="folds", min_total=1)
-    try:
-        Q, report = text_view(X, probs.astype(np.float64), fit_rows, cfg, on_fold=bar.advance)
+    try:  # table row i is _row i, as in L
+        combined, report = apply_text_view(x.table.column(x.dataset.text_field), x.L, probs, x.train, cfg,
+                                           on_fold=bar.advance)
     finally:
         bar.close()
-    combined = combine(probs, Q, np.asarray(report["target_class_mix"]), cfg.weight)
-    return combined, {"used": True, "text_field": x.dataset.text_field, "config": asdict(cfg), **report}
+    if report["used"]:
+        report = {"used": True, "text_field": x.dataset.text_field, **{k: v for k, v in report.items() if k != "used"}}
+    return combined, report
 
 
 def record_probs(store: RegistryStore, x: FitInputs, model: str, probs: np.ndarray, preds: np.ndarray,

@@ -15,29 +15,49 @@ out) is accepted wherever ``L`` is.
 The learned model
 -----------------
 Every (LF, value) pair that occurs is a *voter*: a unipolar LF is one voter, a
-binary LF that emits both classes is two. Voter ``r`` emits class ``c_r``. The
-model is a class-conditional generative model in which a voter fires with rate
-``a_r`` on rows of its own class and with a single shared rate ``b_r`` on rows
-of every other class (off-diagonal rates tied). Abstentions are *not* used as
-evidence (see docs/label_model.md: on real LF sets, whose LFs are correlated
-within a class, the abstention factors of a full Dawid-Skene model overcount
-and cost 10+ accuracy points on TREC). The posterior is then::
+binary LF that emits both classes is two. Voter ``r`` emits class ``c_r`` and
+fires with rate ``a_r`` on rows of its own class and one shared rate ``b_r`` on
+rows of every other class (off-diagonal rates tied). The posterior of a row is
+a weighted vote with a class prior and a *silence* term::
 
-    log P(y | L_i) = log pi_y + sum_{r fires on row i, c_r = y} w_r  + const
-    w_r = logit(p_r) - logit(beta_{c_r})
+    log P(y | L_i) = log pi_y + sum_{r fires on row i, c_r = y} g_r w_r
+                     + sum_{classes c no voter of which fires on row i} h_c(y) + const
+    w_r = log(a_r / b_r) = logit(p_r) - logit(beta_{c_r})
 
-with ``p_r = P(y = c_r | voter r fires)`` the voter's precision, ``beta`` the
-class balance and ``pi`` the class prior (``beta`` unless given). This is a
-weighted majority vote whose weights are the voter's precision odds over the
-base rate. EM alternates the posterior above (E-step) with closed-form MAP
-updates (M-step) of ``p_r`` under a Beta prior of mean ``prior_precision`` and
-``prior_strength`` pseudo-votes ("LFs are better than random") and of ``beta``
-under a symmetric Dirichlet prior. Labeled dev rows, when given, enter the
-M-step as anchored rows whose posterior is their gold label.
+with ``p_r = P(y = c_r | voter r fires)`` the voter's precision and ``beta``
+the class balance. Four things keep it at least as good as a majority vote
+where the votes cannot pin its parameters down (docs/label_model.md has the
+regimes that motivated each):
+
+1. **Shrinkage by evidence.** A voter's accuracy is only identifiable from the
+   rows where it fires together with *other* LFs (on a row where it fires alone
+   EM just hands its own weight back to it). Its weight is shrunk toward one
+   shared weight by that evidence: ``w_r = (E_r w_r^own + s w_bar) / (E_r +
+   s)``, ``E_r`` its overlapping rows, ``s = shrink_strength``. Sparse LFs fall
+   back to a vote with equal weights whose ties the class prior breaks. It is a
+   fallback for LF sets whose accuracies the votes cannot identify, so it is on
+   only when the median LF has fewer than ``shrink_median_overlaps`` overlapping
+   rows: on WRENCH trec (median 40+) even mild shrinkage cost 0.6 point with the
+   text view.
+2. **Silence by class.** Abstentions are evidence only per class: ``h_c(y)`` is
+   the log-probability that *no* LF of class ``c`` fires given ``y`` (two rates
+   per class: ``y = c`` and ``y != c``). One factor per class, not one per LF,
+   so a class's correlated LFs are not counted once each; it is what tells an
+   uncovered row's class when one class's LFs cover more rows than another's.
+3. **Near-duplicate LFs.** Voters of one class that fire together more often
+   than any pair of conditionally independent LFs could (given their coverage
+   and the class balance) are grouped; a group's votes count as one
+   (``g_r = 1 / group size``) and overlaps inside a group are no evidence.
+4. A Beta prior on each precision (mean ``prior_precision``, ``prior_strength``
+   pseudo-votes: "LFs are better than random").
+
+EM alternates the posterior above (E-step) with closed-form updates (M-step).
+Labeled dev rows, when given, enter the M-step as anchored rows whose posterior
+is their gold label.
 
 Scale: rows are deduplicated (identical vote patterns are fitted once, with
 counts), EM runs on at most ``max_fit_rows`` rows drawn uniformly with the fixed
-seed (the model has one parameter per voter plus the class balance, so a few
+seed (the model has a few parameters per voter plus the class balance, so a few
 hundred thousand rows pin it down), and prediction streams over row chunks
 with one matrix-vector product per class; nothing of size ``n x m x k`` is
 ever built.
@@ -47,14 +67,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from mothermodel.defaults import ABSTAIN, DEFAULT_SEED, resolve_device
-from mothermodel.labeling.votes import tie_break as _tie_break
-from mothermodel.labeling.votes import vote_counts as _vote_counts
+from mothermodel.labeling.dependencies import duplicate_units, lf_groups, near_duplicate_groups, vote_share
+from mothermodel.labeling.votes import tie_break, unique_rows, vote_counts
 
 __all__ = [
     "ABSTAIN",
@@ -63,8 +83,10 @@ __all__ = [
     "MajorityVoter",
     "LabelModel",
     "as_label_matrix",
+    "check_em_settings",
+    "near_duplicate_groups",
+    "stratified_folds",
 ]
-
 
 #: Whether callers should pass labeled dev rows (``fit(L, L_dev=..., Y_dev=...)``)
 #: by default. False: the default model is EM on the weak labels only. The
@@ -132,28 +154,6 @@ def _check_values(a: np.ndarray, cardinality: int) -> None:
         )
 
 
-def _unique_rows(L: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of ``L`` and their counts.
-
-    Rows are hashed to int64 with a random odd multiplier per column, the
-    hashes deduplicated with ``np.unique``, and the result verified exactly
-    (falls back to ``np.unique(axis=0)`` on a hash collision).
-    """
-    n, m = L.shape
-    if n == 0:
-        return L, np.zeros(0, dtype=np.int64)
-    mult = np.random.default_rng(0x5EED).integers(1, 2**62, size=m, dtype=np.int64) | 1
-    h = np.zeros(n, dtype=np.int64)
-    with np.errstate(over="ignore"):
-        for j in range(m):  # column loop: O(n) each, no (n, m) int64 temporary
-            h = h * np.int64(1_000_003) + (L[:, j].astype(np.int64) + 2) * mult[j]
-    _, first, inv, cnt = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
-    U = L[first]
-    if not np.array_equal(U[inv.ravel()], L):
-        U, cnt = np.unique(L, axis=0, return_counts=True)
-    return U, cnt.astype(np.int64)
-
-
 # --------------------------------------------------------------------------- #
 # Majority vote
 # --------------------------------------------------------------------------- #
@@ -182,7 +182,7 @@ class MajorityVoter:
 
     def vote_counts(self, L: LabelMatrixLike) -> np.ndarray:
         """(n, k) int32 number of votes each class receives."""
-        return _vote_counts(as_label_matrix(L, self.cardinality), self.cardinality, self.chunk_rows)
+        return vote_counts(as_label_matrix(L, self.cardinality), self.cardinality, self.chunk_rows)
 
     def predict_proba(self, L: LabelMatrixLike) -> np.ndarray:
         C = self.vote_counts(L)
@@ -193,36 +193,38 @@ class MajorityVoter:
         P[none] = self.class_balance.astype(np.float32)
         return P
 
-    def predict(self, L: LabelMatrixLike, tie_break_seed: Optional[int] = None) -> np.ndarray:
+    def predict(self, L: LabelMatrixLike, tie_break_seed: Optional[int] = None,
+                row_ids: Optional[np.ndarray] = None) -> np.ndarray:
+        """Hard labels; ties drawn per row from ``(seed, row id)`` (ids default to ``0 .. n-1``)."""
         seed = self.seed if tie_break_seed is None else int(tie_break_seed)
-        return _tie_break(self.predict_proba(L), seed)
+        return tie_break(self.predict_proba(L), seed, row_ids=row_ids)
 
 
 # --------------------------------------------------------------------------- #
 # Dev-gold correction (dev_mode='correct')
 # --------------------------------------------------------------------------- #
-def _fit_correction(Xd: torch.Tensor, yd: torch.Tensor, vc: torch.Tensor, w0: torch.Tensor,
-                    lp0: torch.Tensor, k: int, lam: float) -> Tuple[torch.Tensor, torch.Tensor]:
+def _fit_correction(Xd: torch.Tensor, yd: torch.Tensor, vc: torch.Tensor, base: torch.Tensor,
+                    k: int, lam: float) -> Tuple[torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression on the dev rows, centred on the EM model.
 
-    Scores: ``lp0 + db + Xd @ (C * (w0 + dw))`` (``C`` the voter -> class
-    one-hot); minimises the summed cross-entropy ``+ lam/2 (|dw|^2 + |db|^2)``
-    (convex; L-BFGS with a strong-Wolfe line search, float64). Returns
-    ``(dw, db)``.
+    Scores: ``base + db + Xd @ (C * dw)`` (``base`` the EM model's scores of the
+    dev rows, ``C`` the voter -> class one-hot); minimises the summed
+    cross-entropy ``+ lam/2 (|dw|^2 + |db|^2)`` (convex; L-BFGS with a
+    strong-Wolfe line search, float64). Returns ``(dw, db)``.
     """
-    R = w0.numel()
-    dw = torch.zeros(R, dtype=torch.float64, device=w0.device, requires_grad=True)
-    db = torch.zeros(k, dtype=torch.float64, device=w0.device, requires_grad=True)
+    R = vc.numel()
+    dw = torch.zeros(R, dtype=torch.float64, device=base.device, requires_grad=True)
+    db = torch.zeros(k, dtype=torch.float64, device=base.device, requires_grad=True)
     if Xd.shape[0] == 0:
         return dw.detach(), db.detach()
-    C = torch.zeros(R, k, dtype=torch.float64, device=w0.device)
-    C[torch.arange(R, device=w0.device), vc] = 1.0
+    C = torch.zeros(R, k, dtype=torch.float64, device=base.device)
+    C[torch.arange(R, device=base.device), vc] = 1.0
     opt = torch.optim.LBFGS([dw, db], lr=1.0, max_iter=200, tolerance_grad=1e-9,
                             tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        S = lp0 + db + Xd @ (C * (w0 + dw)[:, None])
+        S = base + db + Xd @ (C * dw[:, None])
         loss = torch.nn.functional.cross_entropy(S, yd, reduction="sum") + 0.5 * lam * (
             dw.pow(2).sum() + db.pow(2).sum())
         loss.backward()
@@ -233,7 +235,8 @@ def _fit_correction(Xd: torch.Tensor, yd: torch.Tensor, vc: torch.Tensor, w0: to
     return dw.detach(), db.detach()
 
 
-def _stratified_folds(y: np.ndarray, n_folds: int, seed: int) -> list:
+def stratified_folds(y: np.ndarray, n_folds: int, seed: int) -> List[np.ndarray]:
+    """Row indices of ``n_folds`` folds with each class spread evenly over them (seeded)."""
     rng = np.random.default_rng(seed)
     fold = np.empty(len(y), dtype=np.int64)
     off = 0
@@ -244,7 +247,7 @@ def _stratified_folds(y: np.ndarray, n_folds: int, seed: int) -> list:
     return [np.flatnonzero(fold == f) for f in range(n_folds)]
 
 
-def _select_l2(Xd: torch.Tensor, yd: np.ndarray, vc: torch.Tensor, w0: torch.Tensor, lp0: torch.Tensor,
+def _select_l2(Xd: torch.Tensor, yd: np.ndarray, vc: torch.Tensor, base: torch.Tensor,
                k: int, cfg: "LabelModelConfig") -> Tuple[float, Optional[float]]:
     """Pick the correction strength from ``cfg.dev_l2_grid`` by stratified
     k-fold CV accuracy on the dev rows (seeded tie-break); ties keep the
@@ -253,11 +256,11 @@ def _select_l2(Xd: torch.Tensor, yd: np.ndarray, vc: torch.Tensor, w0: torch.Ten
     n_folds = min(cfg.dev_folds, n)
     if n_folds < 2:
         return math.inf, None
-    folds = _stratified_folds(yd, n_folds, cfg.seed)
-    R = w0.numel()
-    C = torch.zeros(R, k, dtype=torch.float64, device=w0.device)
-    C[torch.arange(R, device=w0.device), vc] = 1.0
-    y_t = torch.from_numpy(yd).to(w0.device)
+    folds = stratified_folds(yd, n_folds, cfg.seed)
+    R = vc.numel()
+    C = torch.zeros(R, k, dtype=torch.float64, device=base.device)
+    C[torch.arange(R, device=base.device), vc] = 1.0
+    y_t = torch.from_numpy(yd).to(base.device)
     best, best_acc = math.inf, -1.0
     for lam in cfg.dev_l2_grid:
         hits = 0
@@ -265,13 +268,14 @@ def _select_l2(Xd: torch.Tensor, yd: np.ndarray, vc: torch.Tensor, w0: torch.Ten
             if len(te) == 0:
                 continue
             tr = np.setdiff1d(np.arange(n), te)
-            te_t, tr_t = torch.from_numpy(te).to(w0.device), torch.from_numpy(tr).to(w0.device)
+            te_t, tr_t = torch.from_numpy(te).to(base.device), torch.from_numpy(tr).to(base.device)
             if math.isinf(lam):
-                dw, db = torch.zeros_like(w0), torch.zeros_like(lp0)
+                dw, db = torch.zeros(R, dtype=torch.float64, device=base.device), torch.zeros(
+                    k, dtype=torch.float64, device=base.device)
             else:
-                dw, db = _fit_correction(Xd[tr_t], y_t[tr_t], vc, w0, lp0, k, lam)
-            S = lp0 + db + Xd[te_t] @ (C * (w0 + dw)[:, None])
-            pred = _tie_break(torch.softmax(S, dim=1).cpu().numpy(), cfg.seed)
+                dw, db = _fit_correction(Xd[tr_t], y_t[tr_t], vc, base[tr_t], k, lam)
+            S = base[te_t] + db + Xd[te_t] @ (C * dw[:, None])
+            pred = tie_break(torch.softmax(S, dim=1).cpu().numpy(), cfg.seed, row_ids=te)
             hits += int((pred == yd[te]).sum())
         a = hits / n
         if a > best_acc + 1e-12:
@@ -298,18 +302,33 @@ def check_em_settings(cfg) -> None:
 
 @dataclass
 class LabelModelConfig:
-    """Settings of :class:`LabelModel` (defaults chosen on WRENCH *valid* splits).
+    """Settings of :class:`LabelModel` (defaults chosen on WRENCH *valid* splits and the
+    synthetic regimes of bench/regimes.py; docs/label_model.md).
 
     Attributes:
         epochs: maximum number of EM iterations.
-        tol: EM stops when no voter weight (log-odds) and no class-prior
-            log-probability moves by more than ``tol`` in one iteration.
+        tol: EM stops when no voter weight (log-odds), silence term and no
+            class-prior log-probability moves by more than ``tol`` in one iteration.
         prior_precision: mean of the Beta prior on each voter's precision
             P(y = voted class | voter fires); encodes "LFs are better than
             random". In (0, 1).
-        prior_strength: pseudo-votes behind that prior. Large values keep
-            rarely firing LFs near ``prior_precision``; LFs that fire
-            thousands of times are ruled by their data. >= 0.
+        prior_strength: pseudo-votes behind that prior. >= 0.
+        shrink_strength: pseudo overlapping rows behind the shared weight: a
+            voter's log-odds weight is ``(E w_own + s w_shared) / (E + s)``
+            with ``E`` the rows where it fires together with another LF (not a
+            near-duplicate of it). 0: no shrinkage. >= 0.
+        shrink_median_overlaps: shrinkage applies only when the median voter has
+            fewer overlapping rows than this (the regime where accuracies are not
+            identifiable; `label analyze` warns at the same threshold). 0: never; inf: always.
+        abstain_evidence: ``'class'`` (default): per class, "no LF of this
+            class fired" is evidence (one factor per class, two rates each).
+            ``'none'``: abstentions are ignored.
+        near_duplicates: detect groups of near-duplicate LFs and count each
+            group's votes once (:func:`near_duplicate_groups`).
+        duplicate_min_cofire: two voters are near-duplicates only if each fires
+            on at least this share of the other's rows ...
+        duplicate_margin: ... and that share is this much above the most that
+            two LFs independent given the class could reach.
         class_balance: class prior P(y). ``None`` estimates it by EM (or from
             ``Y_dev`` when dev labels are given and ``balance_from_dev``).
         balance_prior: symmetric Dirichlet pseudo-count per class when the
@@ -318,13 +337,14 @@ class LabelModelConfig:
             ``Y_dev``; not passed by default, see :data:`DEFAULT_USE_DEV`).
             ``'anchor'`` (default): dev rows enter the EM M-step with their
             gold label as a fixed posterior (``dev_weight``). ``'correct'``
-            (opt-in; uses dev gold as a semi-supervised signal): EM runs on the weak labels only, then a discriminative correction
-            is fitted on the dev rows -- multinomial logistic regression on the
-            voter one-hot features whose weights and class biases have an L2
-            prior (strength ``lambda``) centred on the EM solution; ``lambda``
-            is chosen from ``dev_l2_grid`` by stratified ``dev_folds``-fold
-            cross-validation on the dev rows (``inf`` = keep EM unchanged; ties
-            keep the larger ``lambda``). ``'ignore'``: dev gold is not used.
+            (opt-in; uses dev gold as a semi-supervised signal): EM runs on
+            the weak labels only, then a discriminative correction is fitted
+            on the dev rows -- multinomial logistic regression on the voter
+            one-hot features whose weights and class biases have an L2 prior
+            (strength ``lambda``) centred on the EM solution; ``lambda`` is
+            chosen from ``dev_l2_grid`` by stratified ``dev_folds``-fold
+            cross-validation on the dev rows (``inf`` = keep EM unchanged;
+            ties keep the larger ``lambda``). ``'ignore'``: dev gold is not used.
         dev_l2_grid: candidate L2 strengths of the correction, in pseudo-rows
             (``math.inf`` = no correction), most conservative first.
         dev_folds: folds of the cross-validation that picks ``lambda``.
@@ -346,6 +366,13 @@ class LabelModelConfig:
     tol: float = 1e-4
     prior_precision: float = 0.9
     prior_strength: float = 100.0
+    shrink_strength: float = 20.0
+    shrink_median_overlaps: float = 20.0
+    abstain_evidence: str = "none"
+    uncovered: str = "uniform"
+    near_duplicates: bool = True
+    duplicate_min_cofire: float = 0.5
+    duplicate_margin: float = 0.2
     class_balance: Optional[Sequence[float]] = None
     balance_prior: float = 1.0
     dev_mode: str = "anchor"
@@ -360,6 +387,14 @@ class LabelModelConfig:
 
     def __post_init__(self) -> None:
         check_em_settings(self)
+        if self.shrink_strength < 0 or self.shrink_median_overlaps < 0:
+            raise ValueError("shrink_strength and shrink_median_overlaps must be >= 0")
+        if self.abstain_evidence not in ("class", "none"):
+            raise ValueError("abstain_evidence must be 'class' or 'none'")
+        if self.uncovered not in ("uniform", "model"):
+            raise ValueError("uncovered must be 'uniform' or 'model'")
+        if not 0.0 < self.duplicate_min_cofire <= 1.0 or self.duplicate_margin < 0:
+            raise ValueError("duplicate_min_cofire must be in (0, 1] and duplicate_margin >= 0")
         if self.dev_mode not in ("correct", "anchor", "ignore"):
             raise ValueError("dev_mode must be 'correct', 'anchor' or 'ignore'")
         self.dev_l2_grid = tuple(math.inf if g is None else float(g) for g in self.dev_l2_grid)
@@ -376,6 +411,46 @@ class LabelModelConfig:
         resolve_device(self.device)
 
 
+@dataclass
+class _Design:
+    """The fitted rows as distinct vote patterns, and the voters that fire in them."""
+
+    U: np.ndarray            # (P, m) distinct vote patterns
+    cnt: torch.Tensor        # (P,) rows per pattern
+    n_fit: int
+    lf: np.ndarray           # (R,) each voter's LF
+    cls: np.ndarray          # (R,) each voter's class
+    X: torch.Tensor          # (P, R) 1 where the voter fires
+    C: torch.Tensor          # (R, k) voter -> class one-hot
+    Cs: torch.Tensor         # (R, k) one-hot of the voters whose silence counts (unipolar LFs' voters)
+    silent: torch.Tensor     # (P, k) 1 where none of those voters of the class fires
+    F: torch.Tensor          # (R,) rows each voter fires on
+
+
+@dataclass
+class _Dev:
+    """Labeled dev rows as constant M-step statistics (zeros without dev rows)."""
+
+    S: torch.Tensor          # (R,) dev rows where the voter fires on its gold class (weighted)
+    F: torch.Tensor          # (R,) dev rows where the voter fires (weighted)
+    N: torch.Tensor          # (k,) dev rows per gold class (weighted)
+    balance: Optional[np.ndarray] = None
+    L: Optional[np.ndarray] = None
+    y: Optional[np.ndarray] = None
+
+
+@dataclass
+class _EMState:
+    p: torch.Tensor          # (R,) precision (MAP, before shrinkage)
+    w: torch.Tensor          # (R,) log-odds weight, shrunk, before the duplicate discount
+    h: torch.Tensor          # (k,) silence term of each class
+    shared: float            # the shared weight the weights are shrunk toward
+    beta: torch.Tensor       # (k,) class balance
+    log_prior: torch.Tensor  # (k,)
+    n_iter: int = 0
+    converged: bool = False
+
+
 class LabelModel:
     """Learned label model (precision-weighted class-conditional EM, torch).
 
@@ -384,7 +459,10 @@ class LabelModel:
     >>> preds = lm.predict(L_test)                # ties broken with the seed
 
     Fitted attributes: ``class_balance_`` (k,), ``precision_`` and ``weights_``
-    (m, k; NaN / 0 where an LF never emits that class), ``n_iter_``,
+    (m, k; NaN / 0 where an LF never emits that class; ``weights_`` are the
+    weights predictions use, after shrinkage and the near-duplicate discount),
+    ``silence_`` (k,), ``lf_groups_`` (near-duplicate LF groups), ``overlaps_``
+    (m,: rows each LF shares with another, independent LF), ``n_iter_``,
     ``converged_``, ``n_fit_rows_``, ``n_patterns_``.
     """
 
@@ -403,164 +481,243 @@ class LabelModel:
     def fit(self, L: LabelMatrixLike, L_dev: Optional[LabelMatrixLike] = None,
             Y_dev: Optional[Sequence[int]] = None) -> "LabelModel":
         """Fit on the weak labels ``L``; optional labeled dev rows anchor EM."""
-        cfg, k = self.config, self.cardinality
-        dev = resolve_device(cfg.device)
-        L = as_label_matrix(L, k)
-        n, m = L.shape
-        if n == 0 or m == 0:
+        device = resolve_device(self.config.device)
+        L = self._checked_input(L, L_dev, Y_dev)
+        design = self._design(self._fit_rows(L), device)
+        dev = self._dev_statistics(design, L_dev, Y_dev, device)
+        unit = self._near_duplicates(design)
+        discount, evidence = self._discount_and_evidence(design, unit)
+        em = self._em(design, dev, discount, evidence, self._fixed_prior(dev))
+        weights = discount * em.w
+        weights, log_prior, self.weights_em_ = self._dev_correction(design, dev, weights, em)
+        self._keep(design, em, weights, log_prior, unit, evidence, L.shape[1])
+        return self
+
+    def _checked_input(self, L, L_dev, Y_dev) -> np.ndarray:
+        L = as_label_matrix(L, self.cardinality)
+        if L.shape[0] == 0 or L.shape[1] == 0:
             raise ValueError(f"cannot fit on an empty label matrix of shape {L.shape}")
         if (L_dev is None) != (Y_dev is None):
             raise ValueError("give both L_dev and Y_dev, or neither")
-        U, cnt = _unique_rows(self._fit_rows(L))
-        d = self._design(U, cnt, dev)
-        anchors = self._dev_anchors(L_dev, Y_dev, d, m, dev)
-        w, p, beta, log_prior, it, converged = self._em(d, anchors, self._fixed_prior(anchors["balance"]), dev)
-        w, log_prior = self._dev_correction(anchors, d, w, log_prior, m, dev)
-        self._keep_state(d, w, p, beta, log_prior, m, it, converged, U)
-        return self
+        return L
 
     def _fit_rows(self, L: np.ndarray) -> np.ndarray:
-        """The rows EM sees: all, or a seeded sample of `max_fit_rows`."""
+        """The rows EM runs on: all, or ``max_fit_rows`` of them drawn with the seed."""
         cfg = self.config
         if cfg.max_fit_rows is not None and L.shape[0] > cfg.max_fit_rows:
             rng = np.random.default_rng(cfg.seed)
             return L[np.sort(rng.choice(L.shape[0], size=cfg.max_fit_rows, replace=False))]
         return L
 
-    def _design(self, U: np.ndarray, cnt: np.ndarray, dev) -> dict[str, Any]:
-        """Voters ((LF j, class v) pairs that occur in the fitted rows) and the (patterns x voters)
-        0/1 design matrix over distinct vote patterns (unique patterns keep it small)."""
+    def _design(self, Ls: np.ndarray, device: torch.device) -> _Design:
+        """Distinct vote patterns with counts, and the (patterns x voters) 0/1 matrix."""
         k = self.cardinality
-        Ut = torch.from_numpy(np.ascontiguousarray(U)).to(dev)
-        cnt_t = torch.from_numpy(cnt).to(dev, torch.float32)
+        U, cnt = unique_rows(Ls)
+        cnt_t = torch.from_numpy(cnt).to(device, torch.float32)
+        Ut = torch.from_numpy(np.ascontiguousarray(U)).to(device)
         fires = torch.stack([(Ut == v).to(torch.float32).T @ cnt_t for v in range(k)], dim=1)  # (m, k)
         vj, vc = torch.nonzero(fires > 0, as_tuple=True)
-        R = int(vj.numel())
-        self._voter_lf, self._voter_class = vj.cpu().numpy(), vc.cpu().numpy()
         X = (Ut[:, vj] == vc.to(Ut.dtype)[None, :]).to(torch.float32)
         del Ut
-        C = torch.zeros(R, k, device=dev)
-        C[torch.arange(R, device=dev), vc] = 1.0
-        return {"X": X, "C": C, "F": cnt_t @ X, "cnt": cnt_t, "vj": vj, "vc": vc, "R": R,
-                "n_fit": int(cnt.sum())}
+        R = int(vj.numel())
+        C = torch.zeros(R, k, device=device)
+        C[torch.arange(R, device=device), vc] = 1.0
+        # Silence counts for unipolar LFs only: a polar LF's vote for one class already
+        # speaks against the others through its tied off-class rate.
+        unipolar = (fires > 0).sum(1) == 1
+        Cs = C * unipolar[vj].to(torch.float32)[:, None]
+        silent = ((X @ Cs) == 0).to(torch.float32) * (Cs.sum(0) > 0).to(torch.float32)[None, :]
+        return _Design(U, cnt_t, int(cnt.sum()), vj.cpu().numpy(), vc.cpu().numpy(), X, C, Cs, silent, cnt_t @ X)
 
-    def _dev_anchors(self, L_dev, Y_dev, d: dict[str, Any], m: int, dev) -> dict[str, Any]:
-        """Dev anchors: gold posteriors, constant through EM (zeros without dev labels)."""
-        cfg, k, R = self.config, self.cardinality, d["R"]
-        out: dict[str, Any] = {"S": torch.zeros(R, device=dev), "F": torch.zeros(R, device=dev),
-                               "N": torch.zeros(k, device=dev), "balance": None, "L": None, "y": None}
+    def _dev_statistics(self, d: _Design, L_dev, Y_dev, device: torch.device) -> _Dev:
+        """Dev rows as anchored M-step statistics (``dev_mode='anchor'``), and the dev class mix."""
+        cfg, k = self.config, self.cardinality
+        R = len(d.lf)
+        out = _Dev(torch.zeros(R, device=device), torch.zeros(R, device=device), torch.zeros(k, device=device))
         if L_dev is None:
             return out
         Ld = as_label_matrix(L_dev, k)
         yd = np.asarray(Y_dev, dtype=np.int64).ravel()
-        if Ld.shape[1] != m or len(yd) != Ld.shape[0]:
+        if Ld.shape[1] != d.U.shape[1] or len(yd) != Ld.shape[0]:
             raise ValueError("L_dev must have the same LFs as L and one gold label per row")
         if len(yd) and (yd.min() < 0 or yd.max() >= k):
             raise ValueError(f"Y_dev values must be in 0..{k - 1}")
-        out["L"], out["y"] = Ld, yd
         counts = np.bincount(yd, minlength=k).astype(np.float64)
-        out["balance"] = (counts + cfg.balance_prior) / (counts.sum() + k * cfg.balance_prior)
+        out.balance = (counts + cfg.balance_prior) / (counts.sum() + k * cfg.balance_prior)
+        out.L, out.y = Ld, yd
         if cfg.dev_mode == "anchor" and cfg.dev_weight > 0 and len(yd):
-            vj, vc, C = d["vj"], d["vc"], d["C"]
-            Ldt = torch.from_numpy(np.ascontiguousarray(Ld)).to(dev)
-            Xd = (Ldt[:, vj] == vc.to(Ldt.dtype)[None, :]).to(torch.float32)
-            Yd = torch.nn.functional.one_hot(torch.from_numpy(yd).to(dev), k).to(torch.float32)
-            wt = float(cfg.dev_weight)
-            out["F"] = wt * Xd.sum(0)
-            out["S"] = wt * ((Xd.T @ Yd) * C).sum(1)
-            out["N"] = wt * Yd.sum(0)
+            Xd = self._voter_indicators(Ld, d, device)
+            Yd = torch.nn.functional.one_hot(torch.from_numpy(yd).to(device), k).to(torch.float32)
+            w = float(cfg.dev_weight)
+            out.F = w * Xd.sum(0)
+            out.S = w * ((Xd.T @ Yd) * d.C).sum(1)
+            out.N = w * Yd.sum(0)
         return out
 
-    def _fixed_prior(self, dev_balance) -> Optional[np.ndarray]:
-        """A class prior held fixed through EM: the configured one, or the dev split's balance."""
+    @staticmethod
+    def _voter_indicators(L: np.ndarray, d: _Design, device: torch.device) -> torch.Tensor:
+        Lt = torch.from_numpy(np.ascontiguousarray(L)).to(device)
+        vj = torch.from_numpy(d.lf).to(device)
+        vc = torch.from_numpy(d.cls).to(device)
+        return (Lt[:, vj] == vc.to(Lt.dtype)[None, :]).to(torch.float32)
+
+    def _fixed_prior(self, dev: _Dev) -> Optional[np.ndarray]:
         cfg = self.config
         if cfg.class_balance is not None:
             cb = np.asarray(cfg.class_balance, dtype=np.float64)
             return cb / cb.sum()
-        if cfg.balance_from_dev and dev_balance is not None and cfg.dev_mode != "ignore":
-            return dev_balance
+        if cfg.balance_from_dev and dev.balance is not None and cfg.dev_mode != "ignore":
+            return dev.balance
         return None
 
-    def _em(self, d: dict[str, Any], anchors: dict[str, Any], fixed_prior, dev):
-        """Precision-weighted class-conditional EM from majority-vote posteriors; closed-form MAP M-step."""
-        cfg, k = self.config, self.cardinality
-        X, C, F, cnt_t, vc, R = d["X"], d["C"], d["F"], d["cnt"], d["vc"], d["R"]
-        n_dev = float(anchors["N"].sum())
-        # Initial posteriors: majority vote (ties split evenly, uncovered rows uniform).
-        votes = X @ C
+    def _near_duplicates(self, d: _Design) -> np.ndarray:
+        """Each voter's unit (near-duplicate voters share one; see :func:`_duplicate_voters`)."""
+        cfg = self.config
+        R = len(d.lf)
+        if not cfg.near_duplicates or R < 2:
+            return np.arange(R)
+        X = d.X.cpu().numpy()
+        cnt = d.cnt.cpu().double().numpy()
+        beta = vote_share(X, d.cls, cnt, self.cardinality)
+        return duplicate_units(X, d.lf, d.cls, cnt, beta, cfg.duplicate_min_cofire, cfg.duplicate_margin, 5)
+
+    @staticmethod
+    def _discount_and_evidence(d: _Design, unit: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``g_r`` = 1 / size of the voter's unit, and ``E_r`` = the rows where it fires
+        together with a voter of another unit (its evidence)."""
+        device = d.X.device
+        R = len(d.lf)
+        _, idx, size = np.unique(unit, return_inverse=True, return_counts=True)
+        discount = torch.from_numpy(1.0 / size[idx]).to(device, torch.float32)
+        M = torch.zeros(R, len(size), device=device)
+        M[torch.arange(R, device=device), torch.from_numpy(idx).to(device)] = 1.0
+        units_firing = ((d.X @ M) > 0).sum(1)
+        shared = (units_firing >= 2).to(torch.float32) * d.cnt
+        return discount, shared @ d.X
+
+    def _em(self, d: _Design, dev: _Dev, discount: torch.Tensor, evidence: torch.Tensor,
+            fixed_prior: Optional[np.ndarray]) -> _EMState:
+        """EM from the majority-vote posterior until the parameters stop moving."""
+        cfg = self.config
+        device = d.X.device
+        votes = d.X @ d.C
         Q = (votes == votes.max(dim=1, keepdim=True).values).to(torch.float32)
         Q /= Q.sum(dim=1, keepdim=True)
-        a0 = cfg.prior_strength * cfg.prior_precision
-        F_all = F + anchors["F"] + cfg.prior_strength
-        eps = 1e-6
-        prev_w = prev_lp = None
-        converged = False
-        it = 0
+        fixed = None if fixed_prior is None else torch.as_tensor(np.log(fixed_prior), device=device,
+                                                                  dtype=torch.float32)
+        prev = None
+        st = None
         for it in range(1, cfg.epochs + 1):
-            # M-step (closed form MAP).
-            Qc = Q * cnt_t[:, None]
-            N = Qc.sum(0) + anchors["N"]
-            S = ((X.T @ Qc) * C).sum(1) + anchors["S"]
-            p = ((S + a0) / F_all).clamp(eps, 1 - eps)
-            beta = (N + cfg.balance_prior) / (d["n_fit"] + n_dev + k * cfg.balance_prior)
-            bc = beta[vc]
-            w = torch.log(p) - torch.log1p(-p) - torch.log(bc) + torch.log1p(-bc)
-            log_prior = torch.log(beta) if fixed_prior is None else torch.log(
-                torch.as_tensor(fixed_prior, device=dev, dtype=torch.float32))
-            # E-step.
-            Q = torch.softmax(log_prior[None, :] + X @ (C * w[:, None]), dim=1)
-            if prev_w is not None:
-                delta = max(float((w - prev_w).abs().max()) if R else 0.0,
-                            float((log_prior - prev_lp).abs().max()))
-                if delta <= cfg.tol:
-                    converged = True
-                    break
-            prev_w, prev_lp = w, log_prior
-        return w, p, beta, log_prior, it, converged
+            st = self._m_step(d, dev, Q, evidence, fixed)
+            Q = torch.softmax(self._scores(d, st, discount), dim=1)
+            cur = torch.cat([st.w, st.h, st.log_prior])
+            st.n_iter = it
+            if prev is not None and float((cur - prev).abs().max()) <= cfg.tol:
+                st.converged = True
+                break
+            prev = cur
+        return st
 
-    def _dev_correction(self, anchors: dict[str, Any], d: dict[str, Any], w, log_prior, m: int, dev):
-        """Discriminative correction of the EM weights on dev gold (dev_mode='correct')."""
+    def _m_step(self, d: _Design, dev: _Dev, Q: torch.Tensor, evidence: torch.Tensor,
+                fixed_log_prior: Optional[torch.Tensor]) -> _EMState:
+        """Closed-form updates: MAP precisions, class balance, shrunk weights, silence terms."""
         cfg, k = self.config, self.cardinality
-        self.weights_em_ = None
+        eps = 1e-6
+        Qc = Q * d.cnt[:, None]
+        N = Qc.sum(0) + dev.N
+        S = ((d.X.T @ Qc) * d.C).sum(1) + dev.S
+        beta = (N + cfg.balance_prior) / (d.n_fit + float(dev.N.sum()) + k * cfg.balance_prior)
+        bc = beta[torch.from_numpy(d.cls).to(beta.device)]
+        p = ((S + cfg.prior_strength * cfg.prior_precision) / (d.F + dev.F + cfg.prior_strength)).clamp(eps, 1 - eps)
+        w_own = torch.log(p) - torch.log1p(-p) - torch.log(bc) + torch.log1p(-bc)
+        w, shared = self._shrink(w_own, evidence)
+        h = self._silence(d, Qc) if cfg.abstain_evidence == "class" else torch.zeros(k, device=Q.device)
+        log_prior = torch.log(beta) if fixed_log_prior is None else fixed_log_prior
+        return _EMState(p, w, h, shared, beta, log_prior)
+
+    def _shrink(self, w_own: torch.Tensor, evidence: torch.Tensor) -> Tuple[torch.Tensor, float]:
+        """Each weight pulled toward the shared weight (the evidence-weighted mean) by ``shrink_strength``."""
+        s = float(self.config.shrink_strength)
+        if w_own.numel() == 0:
+            return w_own, float(math.log(self.config.prior_precision / (1 - self.config.prior_precision)))
+        tot = float(evidence.sum())
+        shared = float((evidence * w_own).sum() / tot) if tot > 0 else float(w_own.mean())
+        if s == 0 or float(evidence.median()) >= self.config.shrink_median_overlaps:
+            return w_own, shared
+        return (evidence * w_own + s * shared) / (evidence + s), shared
+
+    @staticmethod
+    def _silence(d: _Design, Qc: torch.Tensor) -> torch.Tensor:
+        """``h_c = log P(no LF of c fires | y = c) - log P(no LF of c fires | y != c)`` (add-one smoothed)."""
+        fired = 1.0 - d.silent
+        Nc = Qc.sum(0)
+        A = ((Qc * fired).sum(0) + 1.0) / (Nc + 2.0)
+        B = (((d.cnt[:, None] - Qc) * fired).sum(0) + 1.0) / (d.n_fit - Nc + 2.0)
+        h = torch.log1p(-A.clamp(max=1 - 1e-6)) - torch.log1p(-B.clamp(max=1 - 1e-6))
+        return h * (d.Cs.sum(0) > 0).to(h.dtype)
+
+    @staticmethod
+    def _scores(d: _Design, st: _EMState, discount: torch.Tensor) -> torch.Tensor:
+        """E-step scores of the patterns: prior + discounted weighted votes + silence terms."""
+        return st.log_prior[None, :] + d.X @ (d.C * (discount * st.w)[:, None]) + d.silent * st.h[None, :]
+
+    def _dev_correction(self, d: _Design, dev: _Dev, weights: torch.Tensor,
+                        em: _EMState) -> Tuple[torch.Tensor, torch.Tensor, Optional[np.ndarray]]:
+        """``dev_mode='correct'``: a CV-tuned logistic correction of the weights and class prior on dev gold.
+        Returns the weights, the log prior and (when corrected) the EM weights as an (m, k) array."""
+        cfg, k = self.config, self.cardinality
         self.dev_lambda_ = None
         self.dev_cv_accuracy_ = None
-        Ld, yd = anchors["L"], anchors["y"]
-        if Ld is None or cfg.dev_mode != "correct" or not len(yd):
-            return w, log_prior
-        vj, vc = d["vj"], d["vc"]
-        Ldt = torch.from_numpy(np.ascontiguousarray(Ld)).to(dev)
-        Xd64 = (Ldt[:, vj] == vc.to(Ldt.dtype)[None, :]).to(torch.float64)
-        w64, lp64 = w.to(torch.float64), log_prior.to(torch.float64)
-        lam, cv_acc = _select_l2(Xd64, yd, vc, w64, lp64, k, cfg)
+        if dev.y is None or cfg.dev_mode != "correct" or not len(dev.y):
+            return weights, em.log_prior, None
+        device = weights.device
+        Xd = self._voter_indicators(dev.L, d, device)
+        silent_d = ((Xd @ d.Cs) == 0).to(torch.float32) * (d.Cs.sum(0) > 0).to(torch.float32)[None, :]
+        base = (em.log_prior[None, :] + Xd @ (d.C * weights[:, None]) + silent_d * em.h[None, :]).double()
+        vc = torch.from_numpy(d.cls).to(device)
+        lam, cv_acc = _select_l2(Xd.double(), dev.y, vc, base, k, cfg)
         self.dev_lambda_, self.dev_cv_accuracy_ = lam, cv_acc
-        if math.isfinite(lam):
-            self.weights_em_ = np.zeros((m, k), dtype=np.float32)
-            self.weights_em_[self._voter_lf, self._voter_class] = w.cpu().numpy()
-            dw, db = _fit_correction(Xd64, torch.from_numpy(yd).to(dev), vc, w64, lp64, k, lam)
-            w = (w64 + dw).to(torch.float32)
-            log_prior = torch.log_softmax(lp64 + db, dim=0).to(torch.float32)
-        return w, log_prior
+        if not math.isfinite(lam):
+            return weights, em.log_prior, None
+        W_em = np.zeros((d.U.shape[1], k), dtype=np.float32)
+        W_em[d.lf, d.cls] = weights.cpu().numpy()
+        dw, db = _fit_correction(Xd.double(), torch.from_numpy(dev.y).to(device), vc, base, k, lam)
+        log_prior = torch.log_softmax(em.log_prior.double() + db, dim=0).to(torch.float32)
+        return (weights.double() + dw).to(torch.float32), log_prior, W_em
 
-    def _keep_state(self, d: dict[str, Any], w, p, beta, log_prior, m: int, it: int, converged: bool,
-                    U: np.ndarray) -> None:
-        """The fitted state, kept on CPU as numpy (small)."""
+    def _keep(self, d: _Design, em: _EMState, weights: torch.Tensor, log_prior: torch.Tensor,
+              unit: np.ndarray, evidence: torch.Tensor, m: int) -> None:
+        """The fitted state, on CPU as numpy (small)."""
         k = self.cardinality
-        W = np.zeros((m, k), dtype=np.float32)
+        self._voter_lf, self._voter_class = d.lf, d.cls
+        W = np.full((m, k), em.shared, dtype=np.float32)  # an (LF, class) vote never seen in fitting
         Pm = np.full((m, k), np.nan, dtype=np.float64)
         Fm = np.zeros((m, k), dtype=np.float64)
-        W[self._voter_lf, self._voter_class] = w.cpu().numpy()
-        Pm[self._voter_lf, self._voter_class] = p.cpu().double().numpy()
-        Fm[self._voter_lf, self._voter_class] = d["F"].cpu().double().numpy()
+        V = np.zeros((m, k), dtype=bool)
+        W[d.lf, d.cls] = weights.cpu().numpy()
+        Pm[d.lf, d.cls] = em.p.cpu().double().numpy()
+        Fm[d.lf, d.cls] = d.F.cpu().double().numpy()
+        V[d.lf, d.cls] = True
+        never = ~V.any(axis=1)
+        Sm = np.zeros((m, k), dtype=bool)
+        Sm[d.lf, d.cls] = d.Cs.sum(1).cpu().numpy() > 0
+        Sm[never] = True  # an LF that never voted in fitting: its votes count as a unipolar LF's
         self.weights_ = W
         self.precision_ = Pm
         self._fires = Fm
-        self.class_balance_ = beta.cpu().double().numpy()
+        self.voters_ = V
+        self.silence_lfs_ = Sm
+        self.silence_ = em.h.cpu().double().numpy()
+        self.shared_weight_ = float(em.shared)
+        self.overlaps_ = np.bincount(d.lf, weights=evidence.cpu().double().numpy(), minlength=m)
+        self.lf_groups_ = lf_groups(unit, d.lf)
+        self.class_balance_ = em.beta.cpu().double().numpy()
         self.class_prior_ = np.exp(log_prior.cpu().double().numpy())
         self.class_prior_ /= self.class_prior_.sum()
-        self.n_iter_ = it
-        self.converged_ = converged
-        self.n_fit_rows_ = d["n_fit"]
-        self.n_patterns_ = int(U.shape[0])
+        self.n_iter_ = em.n_iter
+        self.converged_ = em.converged
+        self.n_fit_rows_ = d.n_fit
+        self.n_patterns_ = int(d.U.shape[0])
         self.n_lfs_ = m
         self._fitted = True
 
@@ -578,24 +735,31 @@ class LabelModel:
         if m != self.n_lfs_:
             raise ValueError(f"label matrix has {m} LFs, the model was fitted on {self.n_lfs_}")
         dev = resolve_device(cfg.device)
-        W = torch.from_numpy(self.weights_).to(dev)
+        # Per class: [weights, silence mask] -> one (m x 2) product gives the score and whether the class is silent.
+        WV = torch.from_numpy(np.stack([self.weights_, self.silence_lfs_.astype(np.float32)], axis=2)).to(dev)
         lp = torch.from_numpy(np.log(self.class_prior_)).to(dev, torch.float32)
-        classes = [c for c in range(k) if bool((W[:, c] != 0).any())]
+        h = torch.from_numpy(self.silence_).to(dev, torch.float32)
         out = np.empty((n, k), dtype=np.float32)
         step = cfg.chunk_rows or max(8192, min(1 << 16, (1 << 21) // max(m, 1)))
         for s in range(0, n, step):
             blk = torch.from_numpy(L[s:s + step]).to(dev)
-            scores = lp.expand(blk.shape[0], k).clone()
-            for c in classes:  # one mat-vec per class: score_c += [L == c] @ w[:, c]
-                scores[:, c] += (blk == c).to(torch.float32) @ W[:, c]
+            scores = (lp + h).expand(blk.shape[0], k).clone()  # every class silent until an LF votes for it
+            for c in range(k):
+                sv = (blk == c).to(torch.float32) @ WV[:, c, :]
+                scores[:, c] += sv[:, 0] - h[c] * (sv[:, 1] > 0).to(torch.float32)
+            covered = (blk >= 0).any(dim=1)
+            if cfg.uncovered != "model":
+                scores[~covered] = 0.0  # no vote: no evidence about the class
             out[s:s + blk.shape[0]] = torch.softmax(scores, dim=1).cpu().numpy()
         return out
 
-    def predict(self, L: LabelMatrixLike, tie_break_seed: Optional[int] = None) -> np.ndarray:
+    def predict(self, L: LabelMatrixLike, tie_break_seed: Optional[int] = None,
+                row_ids: Optional[np.ndarray] = None) -> np.ndarray:
         """Hard labels for every row; ties broken at random with a fixed seed
-        (``config.seed`` unless ``tie_break_seed`` is given)."""
+        (``config.seed`` unless ``tie_break_seed`` is given), the draw of a row
+        depending only on the seed and its id (``row_ids``, default ``0 .. n-1``)."""
         seed = self.config.seed if tie_break_seed is None else int(tie_break_seed)
-        return _tie_break(self.predict_proba(L), seed)
+        return tie_break(self.predict_proba(L), seed, row_ids=row_ids)
 
     # ------------------------------------------------------------ analysis
     def lf_accuracies(self) -> np.ndarray:
@@ -620,6 +784,12 @@ class LabelModel:
             "cardinality": self.cardinality,
             "config": cfg,
             "weights": self.weights_.tolist(),
+            "voters": self.voters_.astype(int).tolist(),
+            "silence_lfs": self.silence_lfs_.astype(int).tolist(),
+            "silence": self.silence_.tolist(),
+            "shared_weight": self.shared_weight_,
+            "lf_groups": self.lf_groups_,
+            "overlaps": self.overlaps_.tolist(),
             "precision": [[None if math.isnan(x) else x for x in row] for row in self.precision_.tolist()],
             "fires": self._fires.tolist(),
             "class_balance": self.class_balance_.tolist(),
@@ -637,9 +807,17 @@ class LabelModel:
     def from_dict(cls, d: dict) -> "LabelModel":
         lm = cls(d["cardinality"], LabelModelConfig(**d["config"]))
         lm.weights_ = np.asarray(d["weights"], dtype=np.float32)
+        k = lm.cardinality
+        lm.voters_ = (np.asarray(d["voters"], dtype=bool) if "voters" in d else lm.weights_ != 0)
+        lm.silence_lfs_ = (np.asarray(d["silence_lfs"], dtype=bool) if "silence_lfs" in d
+                           else np.ones_like(lm.voters_))
+        lm.silence_ = np.asarray(d.get("silence", [0.0] * k), dtype=np.float64)
+        lm.shared_weight_ = float(d.get("shared_weight", 0.0))
+        lm.lf_groups_ = [list(g) for g in d.get("lf_groups", [])]
         lm.precision_ = np.asarray([[np.nan if x is None else x for x in row] for row in d["precision"]],
                                    dtype=np.float64)
         lm._fires = np.asarray(d["fires"], dtype=np.float64)
+        lm.overlaps_ = np.asarray(d.get("overlaps", [0.0] * lm.weights_.shape[0]), dtype=np.float64)
         lm.class_balance_ = np.asarray(d["class_balance"], dtype=np.float64)
         lm.class_prior_ = np.asarray(d["class_prior"], dtype=np.float64)
         lm.n_iter_, lm.converged_ = d["n_iter"], d["converged"]

@@ -14,19 +14,33 @@ row says. The text view reads the row itself:
    classifier was fitted on gets its prediction from the fold model that did
    not see it, so the classifier cannot hand a row's own vote back to it. Every
    other row (valid, test, uncovered) gets the mean of the fold models.
-3. Combine the two views as independent evidence given the class::
+3. **Gate** (no gold labels): on the rows it learned from, the classifier's
+   cross-fitted predictions are compared with the votes' answers. Their
+   agreement beyond what the class mix alone gives (Cohen's kappa) says
+   whether the text carries the class at all; below ``gate_low`` the view
+   steps back entirely, above ``gate_high`` it counts in full, in between
+   linearly. Stepping back is done by tempering the view toward the class mix:
+   ``Q_g ∝ q (Q / q) ** gate``.
+4. Combine the two views as independent evidence given the class::
 
-       log P(y | votes, text) = log P(y | votes) + weight * (log Q(y | text) - log q_y) + const
+       log P(y | votes, text) = log P(y | votes) + weight * s_i * (log Q_g(y | text) - log q_y) + const
 
-   where ``Q`` is the classifier and ``q`` the class mix of its soft targets
-   (dividing it out keeps the prior from being counted twice). ``weight`` > 1
-   makes up for the classifier's L2 shrinkage toward that mix.
+   where ``q`` is the class mix of the classifier's soft targets (dividing it
+   out keeps the prior from being counted twice), ``weight`` > 1 makes up for
+   the classifier's L2 shrinkage toward that mix, and ``s_i = gate^2 + (1 -
+   gate^2) d_i`` with ``d_i = (1 - max_y P(y | votes)) k / (k - 1)`` how
+   undecided the votes are on row ``i`` (1 on a row without votes, 0 on a row
+   the votes settle). A view with plain class signal (gate 1) counts on every
+   row; as the gate closes, it counts only where the votes are undecided, so
+   a weak view does not overrule the votes where they are sure
+   (docs/label_model.md, regime ``weak_short``).
 
 This is a classic co-training-style combination of two views of a row (votes
 and text); like the end model, it generalises from the rows LFs cover to the
-rows they do not. Its defaults were chosen on WRENCH *valid* accuracy (youtube
-and trec, see docs/label_model.md); the votes-only answer stays available
-(``label fit --no-text-view``) and ``label fit --json`` reports both.
+rows they do not. Its defaults were chosen on WRENCH *valid* accuracy and on
+the synthetic regimes of bench/regimes.py (docs/label_model.md); the votes-only
+answer stays available (``label fit --no-text-view``) and ``label fit --json``
+reports both. :func:`apply_text_view` is the whole step as `label fit` runs it.
 """
 
 from __future__ import annotations
@@ -39,7 +53,8 @@ import pyarrow as pa
 
 from mothermodel.defaults import DEFAULT_SEED
 
-__all__ = ["TextViewConfig", "hashed_ngrams", "HashedText", "text_view", "combine"]
+__all__ = ["TextViewConfig", "hashed_ngrams", "HashedText", "text_view", "combine", "apply_text_view",
+           "view_gate", "fit_rows_of"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,9 @@ class TextViewConfig:
         max_iter: L-BFGS iterations per fold model.
         max_fit_rows: fit on at most this many covered rows (drawn with `seed`); None = all.
         min_fit_rows: fewer covered rows than this: the view is skipped (too little to learn from).
+        gate_low: cross-fitted agreement with the votes (kappa) at or below which the view steps back fully.
+        gate_high: kappa at or above which the view counts in full.
+        doubt_scaled: weigh the view on each row by how undecided the votes are there (``d_i``).
         seed: fold assignment and row sample.
         device: 'auto' (CUDA if available), 'cpu' or 'cuda[:i]'.
     """
@@ -69,6 +87,9 @@ class TextViewConfig:
     max_iter: int = 100
     max_fit_rows: Optional[int] = 20_000
     min_fit_rows: int = 50
+    gate_low: float = 0.05
+    gate_high: float = 0.25
+    doubt_scaled: bool = True
     seed: int = DEFAULT_SEED
     device: str = "auto"
 
@@ -81,6 +102,9 @@ class TextViewConfig:
             raise ValueError(f"TextViewConfig.folds must be >= 2, got {self.folds}")
         if self.buckets < 2:
             raise ValueError(f"TextViewConfig.buckets must be >= 2, got {self.buckets}")
+        if not 0 <= self.gate_low < self.gate_high <= 1:
+            raise ValueError(f"TextViewConfig: need 0 <= gate_low < gate_high <= 1, got {self.gate_low}, "
+                             f"{self.gate_high}")
 
 
 @dataclass
@@ -189,10 +213,12 @@ class _Softmax:
 def text_view(X: HashedText, P_votes: np.ndarray, fit_rows: np.ndarray,
               cfg: TextViewConfig = TextViewConfig(),
               on_fold: Optional[Callable[[int], None]] = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """Cross-fitted text classifier probabilities ``Q`` (n x k) and a small report.
+    """Cross-fitted, gated text classifier probabilities ``Q_g`` (n x k) and a small report.
 
     `P_votes` are the label model's posteriors (the soft targets), `fit_rows` a
     boolean mask of the rows it may learn from (train rows with at least one vote).
+    The report holds the gate (:func:`view_gate`): ``Q_g`` is the classifier tempered
+    toward the target class mix by it (the classifier itself where the gate is 1).
     `on_fold(1)` is called after each fold model (progress).
     """
     from mothermodel.defaults import resolve_device
@@ -218,16 +244,102 @@ def text_view(X: HashedText, P_votes: np.ndarray, fit_rows: np.ndarray,
         Q[others] += clf.proba(rest) / cfg.folds
         if on_fold:
             on_fold(1)
-    mix = P_votes[cand].mean(axis=0)
-    return Q, {"fit_rows": int(len(cand)), "target_class_mix": mix.tolist(), "device": str(device)}
+    mix = P_votes[cand].mean(axis=0) if len(cand) else np.full(k, 1.0 / k)
+    gate = view_gate(Q[cand], P_votes[cand], mix, cfg)
+    report = {"fit_rows": int(len(cand)), "target_class_mix": mix.tolist(), "device": str(device), **gate}
+    return _temper(Q, mix, gate["gate"]), report
 
 
-def combine(P_votes: np.ndarray, Q: np.ndarray, target_mix: np.ndarray, weight: float) -> np.ndarray:
-    """``P(y | votes) * (Q(y | text) / q_y) ** weight``, renormalised (float32)."""
+def view_gate(Q_held: np.ndarray, P_votes: np.ndarray, mix: np.ndarray, cfg: TextViewConfig) -> dict[str, float]:
+    """How much the view counts (0..1), from its cross-fitted agreement with the votes (no gold labels).
+
+    On the rows the classifier learned from (each predicted by the fold model that
+    did not see it), ``agreement`` is how often its top class is the votes' top
+    class, ``chance`` how often the class mix's top class is; ``kappa = (agreement -
+    chance) / (1 - chance)``. The gate rises linearly from 0 at ``cfg.gate_low`` to 1
+    at ``cfg.gate_high``.
+    """
+    if len(Q_held) == 0:
+        return {"agreement": 0.0, "chance_agreement": 0.0, "kappa": 0.0, "gate": 0.0}
+    top = P_votes.argmax(axis=1)
+    agreement = float((Q_held.argmax(axis=1) == top).mean())
+    chance = float((top == int(np.argmax(mix))).mean())
+    kappa = (agreement - chance) / (1.0 - chance) if chance < 1 else 0.0
+    gate = float(np.clip((kappa - cfg.gate_low) / (cfg.gate_high - cfg.gate_low), 0.0, 1.0))
+    return {"agreement": round(agreement, 4), "chance_agreement": round(chance, 4), "kappa": round(kappa, 4),
+            "gate": round(gate, 4)}
+
+
+def _temper(Q: np.ndarray, mix: np.ndarray, gate: float) -> np.ndarray:
+    """``q (Q / q) ** gate``, renormalised: the view moved toward the class mix (gate 0: exactly the mix)."""
+    if gate >= 1.0:
+        return Q
     eps = 1e-12
-    S = np.log(np.clip(P_votes, eps, None)) + weight * (
+    lq = np.log(np.clip(np.asarray(mix, np.float64), eps, None))
+    S = lq[None, :] + gate * (np.log(np.clip(Q, eps, None)) - lq[None, :])
+    S -= S.max(axis=1, keepdims=True)
+    out = np.exp(S)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def combine(P_votes: np.ndarray, Q: np.ndarray, target_mix: np.ndarray, weight: float,
+            doubt_scaled: bool = True, gate: float = 0.0) -> np.ndarray:
+    """``P(y | votes) * (Q(y | text) / q_y) ** (weight * s_i)``, renormalised (float32).
+
+    ``s_i = gate^2 + (1 - gate^2) d_i`` with ``d_i = (1 - max_y P(y | votes)) k / (k - 1)``
+    (1 where the votes say nothing, 0 where they are certain) and ``gate`` the view's
+    gate (:func:`view_gate`); ``doubt_scaled=False``: ``s_i = 1`` everywhere.
+    """
+    eps = 1e-12
+    P_votes = np.asarray(P_votes, np.float64)
+    k = P_votes.shape[1]
+    w = np.full(len(P_votes), float(weight))
+    if doubt_scaled:
+        # Blend toward the doubt as the gate closes: a view with plain class signal (gate 1) counts on
+        # every row (WRENCH trec: scaling it by doubt there cost 1.6 points); a weak one only where the
+        # votes are undecided (regime weak_short).
+        g2 = float(gate) ** 2
+        w *= g2 + (1.0 - g2) * np.clip((1.0 - P_votes.max(axis=1)) * k / (k - 1), 0.0, 1.0)
+    S = np.log(np.clip(P_votes, eps, None)) + w[:, None] * (
         np.log(np.clip(Q, eps, None)) - np.log(np.clip(np.asarray(target_mix, np.float64), eps, None)))
     S -= S.max(axis=1, keepdims=True)
     P = np.exp(S)
     P /= P.sum(axis=1, keepdims=True)
     return P.astype(np.float32)
+
+
+def fit_rows_of(L: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """The rows the view may learn from: train rows where at least one source votes."""
+    return np.asarray(train, bool) & (np.asarray(L) >= 0).any(axis=1)
+
+
+def apply_text_view(texts: pa.Array | pa.ChunkedArray, L: np.ndarray, P_votes: np.ndarray, train: np.ndarray,
+                    cfg: TextViewConfig = TextViewConfig(),
+                    on_fold: Optional[Callable[[int], None]] = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """The whole text-view step of `label fit`: the label model's posteriors combined with the view.
+
+    Args:
+        texts: one text per row (row i of `L`).
+        L: (n, m) label matrix, -1 = abstain.
+        P_votes: (n, k) the label model's posteriors.
+        train: (n,) bool, the rows the label model was fitted on.
+        cfg: settings (its seed seeds the folds and the row sample).
+        on_fold: called with 1 after each fold model (progress).
+
+    Returns ``(posteriors, report)``: the combined float32 posteriors (or `P_votes`
+    unchanged, with ``"used": False`` and a ``"reason"``, when there are fewer than
+    ``cfg.min_fit_rows`` rows to learn from) and a JSON-ready report (``used``,
+    ``config``, ``fit_rows``, ``target_class_mix``, ``device`` and the gate's
+    ``agreement``, ``chance_agreement``, ``kappa``, ``gate``).
+    """
+    from dataclasses import asdict
+
+    fit_rows = fit_rows_of(L, train)
+    covered = int(fit_rows.sum())
+    if covered < cfg.min_fit_rows:
+        return P_votes, {"used": False, "reason": f"{covered} covered train rows, fewer than {cfg.min_fit_rows}"}
+    X = hashed_ngrams(texts, cfg)
+    Q, report = text_view(X, np.asarray(P_votes, np.float64), fit_rows, cfg, on_fold=on_fold)
+    combined = combine(P_votes, Q, np.asarray(report["target_class_mix"]), cfg.weight, cfg.doubt_scaled,
+                       report["gate"])
+    return combined, {"used": True, "config": asdict(cfg), **report}

@@ -2,12 +2,21 @@
 
 `label apply` needs hard majority labels for upstream task outputs and must not
 import torch; the label models (labeling/model.py, labeling/hierarchy.py) and
-`label fit` use the same two functions, so every command breaks ties alike.
+`label fit` use the same functions, so every command breaks ties alike.
+
+The tie-break is counter-based: the random number that decides a tie on a row
+is a hash of ``(seed, row id, class)``, so a row gets the same answer whatever
+other rows are predicted with it (all splits at once in `label fit`, one split
+in a benchmark, a chunk in a stream).
 """
 
 from __future__ import annotations
 
+from typing import Optional, Tuple
+
 import numpy as np
+
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def vote_counts(L: np.ndarray, cardinality: int, chunk_rows: int = 1 << 20) -> np.ndarray:
@@ -21,27 +30,84 @@ def vote_counts(L: np.ndarray, cardinality: int, chunk_rows: int = 1 << 20) -> n
     return counts
 
 
-def tie_break(P: np.ndarray, seed: int, tol: float = 1e-5) -> np.ndarray:
-    """Argmax of each row; rows with several (near-)maximal classes pick one of
-    them uniformly at random from a generator seeded with ``seed``."""
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser on uint64 (wrapping arithmetic): a counter-based generator."""
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def row_uniforms(seed: int, row_ids: np.ndarray, cardinality: int) -> np.ndarray:
+    """(len(row_ids), k) numbers in [0, 1) that depend only on (seed, row id, class)."""
+    ids = np.asarray(row_ids, dtype=np.int64).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        key = _splitmix64(np.uint64(int(seed) & 0xFFFFFFFFFFFFFFFF) ^ np.uint64(0x5DEECE66D))
+        base = _splitmix64(ids * np.uint64(0x9E3779B97F4A7C15) ^ key)
+        cls = np.arange(cardinality, dtype=np.uint64) * np.uint64(0xD1B54A32D192ED03)
+        bits = _splitmix64(base[:, None] ^ cls[None, :])
+    return (bits >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def tie_break(P: np.ndarray, seed: int, tol: float = 1e-5, row_ids: Optional[np.ndarray] = None) -> np.ndarray:
+    """Argmax of each row; a row with several (near-)maximal classes picks one of them
+    uniformly at random, with a draw that depends only on ``(seed, row id)``.
+
+    Args:
+        P: (n, k) scores or probabilities.
+        seed: the tie-break seed.
+        tol: classes within ``tol`` of the row's maximum are tied.
+        row_ids: (n,) stable ids of the rows (default ``0 .. n-1``). Pass the rows'
+            ids in the whole dataset when predicting a subset, so that each row
+            breaks its tie as it would when every row is predicted together.
+    """
+    P = np.asarray(P)
     n = P.shape[0]
     out = P.argmax(axis=1)
     if n == 0:
         return out
+    if row_ids is None:
+        row_ids = np.arange(n)
+    else:
+        row_ids = np.asarray(row_ids).ravel()
+        if len(row_ids) != n:
+            raise ValueError(f"row_ids has {len(row_ids)} ids for {n} rows")
     mx = P[np.arange(n), out][:, None]
     tied = P >= mx - tol
     multi = np.flatnonzero(tied.sum(axis=1) > 1)
     if len(multi):
-        rng = np.random.default_rng(seed)
-        r = rng.random((len(multi), P.shape[1]))
+        r = row_uniforms(seed, row_ids[multi], P.shape[1])
         r[~tied[multi]] = -1.0
         out[multi] = r.argmax(axis=1)
     return out
 
 
-def majority_hard(L: np.ndarray, cardinality: int, seed: int) -> np.ndarray:
+def majority_hard(L: np.ndarray, cardinality: int, seed: int, row_ids: Optional[np.ndarray] = None) -> np.ndarray:
     """Most voted class per row, ties broken by :func:`tie_break`; -1 where every source abstains."""
     counts = vote_counts(L, cardinality)
-    pred = tie_break(counts.astype(np.float32), seed)
+    pred = tie_break(counts.astype(np.float32), seed, row_ids=row_ids)
     pred[counts.sum(axis=1) == 0] = -1
     return pred
+
+
+def unique_rows(L: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of ``L`` and their counts.
+
+    Rows are hashed to int64 with a random odd multiplier per column, the
+    hashes deduplicated with ``np.unique``, and the result verified exactly
+    (falls back to ``np.unique(axis=0)`` on a hash collision).
+    """
+    n, m = L.shape
+    if n == 0:
+        return L, np.zeros(0, dtype=np.int64)
+    mult = np.random.default_rng(0x5EED).integers(1, 2**62, size=m, dtype=np.int64) | 1
+    h = np.zeros(n, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        for j in range(m):  # column loop: O(n) each, no (n, m) int64 temporary
+            h = h * np.int64(1_000_003) + (L[:, j].astype(np.int64) + 2) * mult[j]
+    _, first, inv, cnt = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
+    U = L[first]
+    if not np.array_equal(U[inv.ravel()], L):
+        U, cnt = np.unique(L, axis=0, return_counts=True)
+    return U, cnt.astype(np.int64)

@@ -137,12 +137,16 @@ class Registry:
         return analyze(self.store, task, split)
 
     def label_fit(self, task: str, model: str = "label-model", use_dev: bool | None = None,
-                  seed: int = DEFAULT_SEED, text_view: bool = True, apply_config=None) -> dict[str, Any]:
-        """`label fit TASK`: a new probabilistic-labels version from the current label matrix."""
+                  seed: int = DEFAULT_SEED, text_view: bool = True, apply_config=None,
+                  select_on: str | None = None) -> dict[str, Any]:
+        """`label fit TASK`: a new probabilistic-labels version from the current label matrix.
+
+        select_on: 'valid' keeps the most accurate on the valid split's gold labels of majority
+        vote, the label model and the label model + text view (`--select-on valid`; off by default)."""
         from mothermodel.labeling import label_fit
 
         return label_fit.fit(self.store, task, model=model, use_dev=use_dev, seed=seed,
-                             apply_config=apply_config, text_view=text_view)
+                             apply_config=apply_config, text_view=text_view, select_on=select_on)
 
     def label_log(self, task: str) -> dict[str, Any]:
         """`label log TASK`."""

@@ -326,9 +326,16 @@ def label_analyze(ctx, task, split, as_json) -> None:
                  f"{res['num_rows']} rows, coverage {res['coverage']:.3f}")
     fmt = lambda x: "" if x is None else f"{x:.3f}"  # noqa: E731
     console.table([(lf["name"], lf["kind"], ",".join(lf["polarity"]), fmt(lf["coverage"]), fmt(lf["overlaps"]),
-                    fmt(lf["conflicts"]), lf["correct"] if res["gold"] else "", lf["incorrect"] if res["gold"] else "",
-                    fmt(lf["empirical_accuracy"])) for lf in res["lfs"]],
-                  ["source", "kind", "polarity", "coverage", "overlaps", "conflicts", "correct", "incorrect", "emp. acc"])
+                    lf["overlap_rows"], fmt(lf["conflicts"]), lf["correct"] if res["gold"] else "",
+                    lf["incorrect"] if res["gold"] else "", fmt(lf["empirical_accuracy"])) for lf in res["lfs"]],
+                  ["source", "kind", "polarity", "coverage", "overlaps", "overlap rows", "conflicts", "correct",
+                   "incorrect", "emp. acc"])
+    console.info(f"rows with 2+ votes {res['overlap_rate']:.3f}, with conflicting votes {res['conflict_rate']:.3f}; "
+                 f"median overlapping rows per LF {res['median_overlap_rows']:g}")
+    for g in res["near_duplicate_groups"]:
+        console.info(f"near-duplicate LFs (their votes count once in the label model): {', '.join(g)}")
+    for w in res["warnings"]:
+        console.info(f"warning: {w}")
 
 
 @label.command("fit")
@@ -341,19 +348,26 @@ def label_analyze(ctx, task, split, as_json) -> None:
 @click.option("--text-view/--no-text-view", default=True, show_default=True,
               help="label-model: combine the votes with a cross-fitted classifier on the dataset's text field "
                    "(docs/label_model.md); --no-text-view gives the votes-only model.")
+@click.option("--select-on", type=click.Choice(["valid"]), default=None,
+              help="label-model: keep whichever of majority vote, label model and label model + text view is "
+                   "most accurate on this split's gold labels (uses dev labels; off by default).")
 @json_option
 @click.pass_context
-def label_fit(ctx, task, model, use_dev, seed, text_view, as_json) -> None:
+def label_fit(ctx, task, model, use_dev, seed, text_view, select_on, as_json) -> None:
     """Fit a label model on TASK's current label matrix into a new probabilistic-labels version."""
     from mothermodel.labeling.apply import ApplyConfig
 
     res = _registry(ctx).label_fit(task, model=model, use_dev=use_dev, seed=seed, text_view=text_view,
-                                   apply_config=ApplyConfig(progress=not as_json))
+                                   apply_config=ApplyConfig(progress=not as_json), select_on=select_on)
     if as_json:
         console.emit_json(res)
         return
     console.info(f"{task}: probabilistic labels v{res['version']} ({model}, label matrix v{res['label_matrix_version']}"
                  f"{', uses valid gold labels' if res['uses_dev_labels'] else ''})")
+    if res.get("selected"):
+        sel = res["selected"]
+        console.info(f"selected on {sel['selected_on']['split']} ({sel['selected_on']['rows']} gold rows): "
+                     f"{sel['chosen']}; " + ", ".join(f"{c} {f['accuracy']:.4f}" for c, f in sel["candidates"].items()))
     for t in res.get("tree", [{"task": task, "version": res["version"], "metrics": res["metrics"]}]):
         if "tree" in res:
             console.info(f"{t['task']}: probabilistic labels v{t['version']}")

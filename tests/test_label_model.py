@@ -107,13 +107,17 @@ def test_deterministic_with_fixed_seed_and_row_sampling():
     assert np.abs(p1 - p3).mean() < 0.03
 
 
-def test_all_abstain_rows_get_class_prior_and_prediction():
+def test_all_abstain_rows_get_a_uniform_posterior_or_the_class_prior_and_a_prediction():
     L, _, _ = make_synthetic(n=5000, seed=4)
     L[:100] = -1
     model = lm.LabelModel(2, lm.LabelModelConfig(device="cpu")).fit(L)
     P = model.predict_proba(L)
     assert P.dtype == np.float32 and P.shape == (5000, 2)
-    np.testing.assert_allclose(P[:100], np.tile(model.class_prior_, (100, 1)), rtol=1e-5)
+    np.testing.assert_allclose(P[:100], 0.5, rtol=1e-6)  # default: no vote, no evidence
+    pred = model.predict(L[:100])
+    assert 0.3 < pred.mean() < 0.7  # ties broken per row, as majority vote does
+    prior = lm.LabelModel(2, lm.LabelModelConfig(device="cpu", uncovered="model")).fit(L)
+    np.testing.assert_allclose(prior.predict_proba(L)[:100], np.tile(prior.class_prior_, (100, 1)), rtol=1e-5)
     np.testing.assert_allclose(P.sum(1), 1.0, rtol=1e-5)
     pred = model.predict(L)
     assert set(np.unique(pred)) <= {0, 1} and len(pred) == 5000

@@ -1,0 +1,151 @@
+"""The regimes of issue 11 on tiny hand-made label matrices: shrinkage, the text view's gate,
+near-duplicate LFs, `label fit --select-on valid` and the figures `label analyze` adds."""
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from conftest import run_cli
+
+from mothermodel.labeling.analysis import regime_figures
+from mothermodel.labeling.dependencies import near_duplicate_groups
+from mothermodel.labeling.model import LabelModel, LabelModelConfig, MajorityVoter
+from mothermodel.labeling.selection import select_on_valid
+from mothermodel.labeling.textview import TextViewConfig, combine, view_gate
+
+
+def _tiny_lfs(seed=0, n=600, k=3, m=60):
+    """m one-class LFs that each fire on ~n/m rows, one vote per row (no overlaps) except a few conflicts."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(k, n, p=[0.6, 0.25, 0.15])
+    lf_class = np.arange(m) % k
+    L = np.full((n, m), -1, np.int8)
+    for c in range(k):
+        js = np.flatnonzero(lf_class == c)
+        rows = np.flatnonzero(y == c)
+        L[rows, rng.choice(js, len(rows))] = c
+    conflict = rng.choice(n, 60, replace=False)  # a second, wrong vote of another class
+    other = (y[conflict] + rng.integers(1, k, len(conflict))) % k
+    L[conflict, np.array([rng.choice(np.flatnonzero(lf_class == c)) for c in other])] = other
+    return L, y
+
+
+def test_shrinkage_gives_sparse_lfs_one_weight_and_the_class_prior_breaks_their_ties():
+    L, y = _tiny_lfs()
+    lm = LabelModel(3).fit(L)
+    assert np.median(lm.overlaps_) < 20  # the regime shrinkage is for
+    w = lm.weights_[lm.voters_]
+    assert w.std() < 0.25 * abs(lm.shared_weight_)  # near one shared weight
+    # A 1-vs-1 conflict goes to the more frequent class (0), as a vote with class-balance ties would.
+    row = np.full((1, L.shape[1]), -1, np.int8)
+    row[0, 1], row[0, 2] = 1, 2  # LF 1 votes 1, LF 2 votes 2
+    row2 = row.copy()
+    row2[0, 1], row2[0, 0] = -1, 0  # LF 0 votes 0, LF 2 votes 2
+    assert lm.predict(row)[0] == 1 and lm.predict(row2)[0] == 0
+    off = LabelModel(3, LabelModelConfig(shrink_strength=0)).fit(L)
+    assert off.weights_[off.voters_].std() > 2 * w.std()
+
+
+def test_shrinkage_is_off_where_lfs_overlap_plentifully():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 3000)
+    acc = np.array([0.9, 0.8, 0.7, 0.65, 0.6])
+    fire = rng.random((3000, 5)) < 0.5
+    right = rng.random((3000, 5)) < acc
+    L = np.where(fire, np.where(right, y[:, None], 1 - y[:, None]), -1).astype(np.int8)
+    a = LabelModel(2).fit(L)
+    b = LabelModel(2, LabelModelConfig(shrink_strength=0)).fit(L)
+    assert np.median(a.overlaps_) > 20
+    np.testing.assert_allclose(a.weights_, b.weights_, atol=1e-6)
+
+
+def test_gate_closes_on_a_view_that_only_echoes_the_class_mix_and_opens_on_one_that_agrees():
+    rng = np.random.default_rng(2)
+    k, n = 4, 400
+    top = rng.integers(0, k, n)
+    P = np.full((n, k), 0.1)
+    P[np.arange(n), top] = 0.7
+    mix = P.mean(0)
+    cfg = TextViewConfig()
+    noise = rng.dirichlet(np.ones(k), n)
+    assert view_gate(noise, P, mix, cfg)["gate"] == 0.0
+    agree = 0.2 * noise
+    agree[np.arange(n), top] += 0.8
+    g = view_gate(agree, P, mix, cfg)
+    assert g["gate"] == 1.0 and g["kappa"] > 0.7
+    # Gate 0: the view moves a row only as far as the votes are undecided there.
+    sure = np.array([[0.97, 0.01, 0.01, 0.01], [0.25, 0.25, 0.25, 0.25]])
+    Q = np.array([[0.01, 0.97, 0.01, 0.01]] * 2)
+    out = combine(sure, Q, np.full(k, 0.25), cfg.weight, True, gate=0.0)
+    assert out[0].argmax() == 0 and out[1].argmax() == 1
+    assert combine(sure, Q, np.full(k, 0.25), cfg.weight, True, gate=1.0)[0].argmax() == 1
+
+
+def test_near_duplicate_lfs_do_not_outvote_independent_ones():
+    rng = np.random.default_rng(3)
+    n = 3000
+    y = rng.integers(0, 2, n)
+    # Two independent LFs (precision ~0.85, both classes) and 4 copies of one poor LF voting class 1.
+    good = [np.where(rng.random(n) < 0.6, np.where(rng.random(n) < 0.85, y, 1 - y), -1) for _ in range(2)]
+    poor = rng.random(n) < 0.15
+    copies = [np.where(poor & (rng.random(n) < 0.97), 1, -1) for _ in range(4)]
+    L = np.stack(good + copies, axis=1).astype(np.int8)
+    assert near_duplicate_groups(L, 2) == [[2, 3, 4, 5]]
+    lm = LabelModel(2).fit(L)
+    assert lm.lf_groups_ == [[2, 3, 4, 5]]
+    # Where both independent LFs say 0 and the copies say 1, the copies' four votes do not win.
+    row = np.array([[0, 0, 1, 1, 1, 1]], np.int8)
+    assert MajorityVoter(2).predict(row)[0] == 1 and lm.predict(row)[0] == 0
+    assert (lm.predict(L) == y).mean() > (MajorityVoter(2).predict(L) == y).mean()
+
+
+def test_select_on_valid_picks_by_valid_gold_and_says_so():
+    gold = np.array([0, 1, 1, 0, 1, 0])
+    split = np.array(["train", "train", "valid", "valid", "test", "test"])
+    right = np.eye(2)[gold]
+    wrong = np.eye(2)[1 - gold]
+    res = select_on_valid({"majority": wrong, "label-model": right, "label-model+text-view": right}, gold, split, 1)
+    assert res["chosen"] == "label-model+text-view" and res["uses_dev_labels"] is True  # ties: the default first
+    assert res["selected_on"] == {"split": "valid", "rows": 2}
+    assert res["candidates"]["majority"]["accuracy"] == 0.0
+    assert select_on_valid({"majority": right, "label-model": wrong}, gold, split, 1)["chosen"] == "majority"
+
+
+def test_regime_figures_warn_when_most_lfs_barely_overlap():
+    f = regime_figures([0, 3, 5, 40], num_rows=100, overlapped=10, conflicted=4)
+    assert f["conflict_rate"] == 0.04 and f["overlap_rate"] == 0.1 and f["lfs_with_few_overlaps"] == 3
+    assert len(f["warnings"]) == 1 and "fewer than 20" in f["warnings"][0]
+    assert regime_figures([30, 40, 5], 100, 10, 0)["warnings"] == []
+
+
+def test_label_fit_select_on_valid_and_analyze_figures_through_the_cli(tmp_path):
+    root = tmp_path / "ws"
+    assert run_cli("init", root).code == 0
+    n = 120
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, n)
+    texts = [("cheap pills now" if c else "see you at lunch") + f" w{i}" for i, c in enumerate(y)]
+    a = np.where(rng.random(n) < 0.8, y, 1 - y)
+    b = np.where(rng.random(n) < 0.5, np.where(rng.random(n) < 0.7, y, 1 - y), -1)
+    pq.write_table(pa.table({"text": texts, "split": (["train"] * 60) + (["valid"] * 30) + (["test"] * 30),
+                             "label": pa.array(y, pa.int8()), "a": pa.array(a, pa.int8()),
+                             "b": pa.array(b, pa.int8())}), tmp_path / "d.parquet")
+    assert run_cli("dataset", "add", "d", tmp_path / "d.parquet", "--gold-field", "label", ws=root).code == 0
+    spec = tmp_path / "t.py"
+    spec.write_text("from mothermodel import Column, Task\n"
+                    "task = Task(name='t', dataset='d', classes=['HAM', 'SPAM'], sources=[Column('a'), Column('b')])\n")
+    assert run_cli("task", "submit", spec, ws=root).code == 0
+    r = run_cli("label", "fit", "t", "--select-on", "valid", "--json", ws=root)
+    assert r.code == 0, r
+    res = json.loads(r.out)
+    sel = res["selected"]
+    assert res["uses_dev_labels"] is True and sel["uses_dev_labels"] is True
+    assert set(sel["candidates"]) == {"majority", "label-model", "label-model+text-view"}
+    best = max(c["accuracy"] for c in sel["candidates"].values())
+    assert sel["candidates"][sel["chosen"]]["accuracy"] == best
+    assert res["metrics"]["valid"]["accuracy"] == best
+    assert json.loads(run_cli("label", "fit", "t", "--json", ws=root).out)["uses_dev_labels"] is False
+    assert run_cli("label", "fit", "t", "--model", "majority", "--select-on", "valid", ws=root).code == 2
+    an = json.loads(run_cli("label", "analyze", "t", "--json", ws=root).out)
+    assert an["conflict_rate"] > 0 and all(lf["overlap_rows"] > 20 for lf in an["lfs"]) and an["warnings"] == []
