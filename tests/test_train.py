@@ -95,7 +95,7 @@ def test_self_training_then_an_incremental_retrain_for_a_new_task(tws, tmp_path)
     assert run_cli("label", "fit", "spam2", "--model", "majority", ws=tws).code == 0
     enc = tws.parent / "enc"
     r = run_cli("train", "--if-changed", "--encoder", enc, "--epochs", 1, "--batch-size", 16, "--max-length", 16,
-                "--lr", "1e-2", "--self-train-rounds", 1, "--set", "warm_epochs=3", *TINY, "--json", ws=tws)
+                "--lr", "2e-3", "--self-train-rounds", 1, "--set", "warm_epochs=3", *TINY, "--json", ws=tws)
     assert r.code == 0, r
     inc = json.loads(r.out)
     assert inc["changes"] == {"new": ["spam2"], "changed": [], "unchanged": ["spam"], "removed": []}
