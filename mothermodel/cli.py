@@ -611,7 +611,7 @@ def status(ctx, as_json) -> None:
 @cli.command()
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default="mothermodel-demo",
               show_default=True, help="Where to build the demo workspace (recreated if it is a demo).")
-@click.option("--epochs", type=float, default=1.0, show_default=True, help="Mother-model training epochs.")
+@click.option("--epochs", type=float, default=4.0, show_default=True, help="Mother-model training epochs.")
 @click.option("--encoder", type=click.Path(file_okay=False), default=None,
               help="Encoder folder for the mother model (default: the bundled all-MiniLM-L6-v2).")
 def demo(directory: str, epochs: float, encoder: str | None) -> None:

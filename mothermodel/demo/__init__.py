@@ -1,6 +1,6 @@
 """`mothermodel demo`: the whole pipeline, as far as it is built, on a bundled synthetic world.
 
-Labels, the mother model (the bundled MiniLM, CPU, one epoch) and the watch loop.
+Labels, the mother model (the bundled MiniLM, CPU, four epochs of the small world plus self-training) and the watch loop.
 
 Every step runs the same CLI command a user would type, in-process, against a
 fresh workspace, so the demo doubles as a walkthrough.
@@ -34,7 +34,7 @@ def _cli(ws: Path, *args: str) -> None:
     sys.stdout.flush()
 
 
-def run(directory: Path, epochs: float = 1.0, encoder: Path | None = None) -> Path:
+def run(directory: Path, epochs: float = 4.0, encoder: Path | None = None) -> Path:
     """Build the demo workspace in `directory` (recreated if an earlier demo made it)."""
     from mothermodel.demo import world
     from mothermodel.errors import UserError
