@@ -260,7 +260,8 @@ def dag_impact(ctx, name, kind, as_json) -> None:
     console.info("\n".join(lines))
     console.info(f"  label versions: {len(res['label_versions'])}")
     console.info(f"  models: {', '.join(map(str, res['models'])) or 'none'}")
-    console.info(f"  deployables: {len(res['deployables'])}")
+    deps = [f"{d['task']} v{d['version']} ({d['student']}, from model v{d['model_version']})" for d in res["deployables"]]
+    console.info(f"  deployables: {', '.join(deps) or 'none'}")
 
 
 # --- labeling -------------------------------------------------------------------------
@@ -628,8 +629,9 @@ def status(ctx, as_json) -> None:
     yes = lambda b: "stale" if b else "ok"  # noqa: E731
     why = lambda t: next((f"{k}: {t[k]['reason']}" for k in ("labels", "model", "deployable")  # noqa: E731
                           if t[k]["stale"]), "")
+    ver = lambda d: f" v{d['version']}" if d.get("version") else ""  # noqa: E731
     console.table([(t["name"], t["version"], yes(t["labels"]["stale"]), yes(t["model"]["stale"]),
-                    yes(t["deployable"]["stale"]), why(t)) for t in res["tasks"]],
+                    yes(t["deployable"]["stale"]) + ver(t["deployable"]), why(t)) for t in res["tasks"]],
                   ["task", "version", "labels", "model", "deployable", "first reason"])
 
 
