@@ -56,5 +56,6 @@ def max_abs_diff(path: str | Path, module: torch.nn.Module, batches: list[tuple[
         for ids, mask in batches:
             got = sess.run([OUTPUT], {"input_ids": ids, "attention_mask": mask})[0]
             want = module(torch.from_numpy(ids), torch.from_numpy(mask)).float().numpy()
-            worst = max(worst, float(np.abs(got - want).max()) if got.size else 0.0)
+            d = float(np.abs(got - want).max()) if got.size else 0.0
+            worst = max(worst, d if np.isfinite(d) else float("inf"))  # a NaN must fail the check, not pass it
     return worst

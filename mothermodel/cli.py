@@ -641,11 +641,12 @@ def status(ctx, as_json) -> None:
 @click.option("--epochs", type=float, default=1.0, show_default=True, help="Mother-model training epochs.")
 @click.option("--encoder", type=click.Path(file_okay=False), default=None,
               help="Encoder folder for the mother model (default: the bundled all-MiniLM-L6-v2).")
-def demo(directory: str, epochs: float, encoder: str | None) -> None:
+@click.option("--distill-epochs", type=float, default=4.0, show_default=True, help="Distillation epochs per task.")
+def demo(directory: str, epochs: float, encoder: str | None, distill_epochs: float) -> None:
     """Run the whole pipeline (as far as it is built) on a bundled synthetic world."""
     from mothermodel.demo import run
 
-    run(Path(directory), epochs=epochs, encoder=Path(encoder) if encoder else None)
+    run(Path(directory), epochs=epochs, encoder=Path(encoder) if encoder else None, distill_epochs=distill_epochs)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,7 +28,7 @@ def test_demo(tmp_path):
     assert "student acc." in p.stdout and "student ms/text" in p.stdout
     assert "mother model acc." in p.stdout and "train: model v2 trained" in p.stdout
     # Running it again rebuilds the demo folder; a non-demo folder is refused.
-    assert run_proc("demo", "--dir", d, "--epochs", "0.05", "--encoder", enc).returncode == 0
+    assert run_proc("demo", "--dir", d, "--epochs", "0.05", "--distill-epochs", "0.5", "--encoder", enc).returncode == 0
     other = tmp_path / "mine"
     other.mkdir()
     (other / "keep.txt").write_text("x")

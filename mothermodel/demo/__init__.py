@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 MARKER = ".mothermodel-demo"
-DISTILL_EPOCHS = 6  # a demo-sized distillation; the default (20) is for real data
+DISTILL_EPOCHS = 4.0  # a demo-sized distillation; the default (20) is for real data
 
 
 def _step(title: str) -> None:
@@ -36,7 +36,8 @@ def _cli(ws: Path, *args: str) -> None:
     sys.stdout.flush()
 
 
-def run(directory: Path, epochs: float = 1.0, encoder: Path | None = None) -> Path:
+def run(directory: Path, epochs: float = 1.0, encoder: Path | None = None,
+        distill_epochs: float = DISTILL_EPOCHS) -> Path:
     """Build the demo workspace in `directory` (recreated if an earlier demo made it)."""
     from mothermodel.demo import world
     from mothermodel.errors import UserError
@@ -93,7 +94,7 @@ def run(directory: Path, epochs: float = 1.0, encoder: Path | None = None) -> Pa
     _cli(directory, "predict", "urgency", "--split", "test", "--out", str(directory / "urgency-test.parquet"))
 
     _step("7. Ship each task as a small model: distil the mother model into a tiny student per task")
-    _cli(directory, "distill", "--all", "--epochs", str(DISTILL_EPOCHS))
+    _cli(directory, "distill", "--all", "--epochs", str(distill_epochs))
     _cli(directory, "status")
 
     _step("8. An owner edits one LF: what goes stale, and one watch tick rebuilds exactly that")
@@ -105,7 +106,7 @@ def run(directory: Path, epochs: float = 1.0, encoder: Path | None = None) -> Pa
     # One tick: label apply (only the edited LF runs), label fit of the stale tasks with their last
     # settings, upstream first, then train --if-changed (warm-started from the model above), then
     # distill --all for the deployables that went stale.
-    _cli(directory, "watch", "--once", *train_args, "--distill-epochs", str(DISTILL_EPOCHS))
+    _cli(directory, "watch", "--once", *train_args, "--distill-epochs", str(distill_epochs))
     _cli(directory, "label", "diff", "ticket_topic", "1", "2")
     _cli(directory, "label", "log", "ticket_topic")
 
