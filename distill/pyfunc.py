@@ -20,7 +20,7 @@ from typing import Any
 
 import mlflow.pyfunc
 
-__all__ = ["BundleModel", "register", "lineage_tags", "remove_orphans"]
+__all__ = ["BundleModel", "register", "lineage_tags", "remove_orphans", "end_stale_runs"]
 
 TAG_WORKSPACE = "mothermodel.workspace"
 TAG_BUNDLE = "mothermodel.bundle_sha256"
