@@ -87,7 +87,7 @@ def test_students_export_with_dynamic_batch_and_length(tmp_path):
     assert not torch.allclose(one, swapped)
 
 
-def test_distill_export_run_bundle_pyfunc_and_tamper(dws, tmp_path):
+def test_distill_export_run_bundle_pyfunc_and_tamper(dws, tmp_path, monkeypatch):
     # Before any distillation: export has nothing to export (exit 2, nothing written).
     r = run_cli("export", "spam", "--format", "onnx", "--out", tmp_path / "none", ws=dws)
     assert r.code == 2 and "distill spam" in r.err and not (tmp_path / "none").exists()
@@ -145,7 +145,7 @@ def test_distill_export_run_bundle_pyfunc_and_tamper(dws, tmp_path):
     assert mv.tags["mothermodel.model_version"] == "1"
     assert mv.tags["mothermodel.task_fingerprint"] == m["fingerprint"]
     assert json.loads(mv.tags["mothermodel.label_versions"]) == m["label_versions"]
-    mlflow.set_tracking_uri(_tracking(dws))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _tracking(dws))  # the environment, not mlflow's process-wide setting
     model = mlflow.pyfunc.load_model("models:/spam/1")
     assert list(model.predict(pd.DataFrame({"text": texts}))) == preds
     run = _client(dws).get_run(res["mlflow_run_id"])
