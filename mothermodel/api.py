@@ -183,9 +183,31 @@ class Registry:
 
         return predict(self.store, task, split=split, input_file=input_file, device=device)
 
+    # --- deployables ----------------------------------------------------------------------
+    def distill(self, task: str | None = None, all_tasks: bool = False, config=None, options=None,
+                echo=lambda s: None) -> dict[str, Any]:
+        """`distill TASK` or `distill --all`: a student per task from the latest mother model, exported,
+        registered in MLflow and recorded (a `mothermodel.distill.config.DistillConfig`,
+        a `mothermodel.distill.run.DistillOptions`)."""
+        from mothermodel.distill.config import DistillConfig
+        from mothermodel.distill.run import distill, distill_all
+
+        if bool(task) == bool(all_tasks):
+            raise UserError("TASK: give a task name or --all (not both)")
+        config = config or DistillConfig()
+        if all_tasks:
+            return distill_all(self.store, config, options, echo=echo)
+        return distill(self.store, task, config, options, echo=echo)
+
+    def export(self, task: str, out: str | Path, fmt: str = "onnx") -> dict[str, Any]:
+        """`export TASK --format onnx --out DIR`: TASK's latest deployable as a self-contained bundle."""
+        from mothermodel.distill.run import export
+
+        return export(self.store, task, out, fmt)
+
     def watch(self, every: str | None = None, once: bool = False, config=None, options=None,
-              echo=print) -> list[dict[str, Any]]:
-        """`watch [--every D] [--once]`: relabel, refit and retrain what is stale, periodically."""
+              echo=print, distill_config=None) -> list[dict[str, Any]]:
+        """`watch [--every D] [--once]`: relabel, refit, retrain and redistil what is stale, periodically."""
         from mothermodel.trainer.config import TrainConfig
         from mothermodel.trainer.run import TrainOptions
         from mothermodel.watch import parse_duration, watch
@@ -193,4 +215,5 @@ class Registry:
         every_s = parse_duration(every) if every else None
         if every_s is None and not once:
             raise UserError("--every: give a period (e.g. --every 15m) or --once")
-        return watch(self, every_s, once, config or TrainConfig(), options or TrainOptions(), echo=echo)
+        return watch(self, every_s, once, config or TrainConfig(), options or TrainOptions(), echo=echo,
+                     distill_config=distill_config)

@@ -261,7 +261,8 @@ def dag_impact(ctx, name, kind, as_json) -> None:
     console.info("\n".join(lines))
     console.info(f"  label versions: {len(res['label_versions'])}")
     console.info(f"  models: {', '.join(map(str, res['models'])) or 'none'}")
-    console.info(f"  deployables: {len(res['deployables'])}")
+    deps = [f"{d['task']} v{d['version']} ({d['student']}, from model v{d['model_version']})" for d in res["deployables"]]
+    console.info(f"  deployables: {', '.join(deps) or 'none'}")
 
 
 # --- labeling -------------------------------------------------------------------------
@@ -481,6 +482,17 @@ def _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr
         raise UserError(f"{opt}: {msg.split(':', 1)[1].strip()}") from None
 
 
+def _distill_config(student, epochs, max_length, seed):
+    from mothermodel.distill.config import DistillConfig
+
+    given = {"student": student, "epochs": epochs, "max_length": max_length, "seed": seed}
+    try:
+        return DistillConfig(**{k: v for k, v in given.items() if v is not None})
+    except ValueError as e:  # "DistillConfig.epochs: must be > 0, got 0" -> name the option
+        field, why = str(e).split(":", 1)
+        raise UserError(f"--{field.removeprefix('DistillConfig.').replace('_', '-')}: {why.strip()}") from None
+
+
 @cli.command()
 @click.option("--if-changed", is_flag=True, help="Train only when tasks, fingerprints or labels changed since the latest model.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
@@ -573,19 +585,74 @@ def _write_table(table, path: Path) -> None:
 @click.option("--every", default=None, help="Period between ticks (e.g. 90s, 15m, 2h).")
 @click.option("--once", is_flag=True, help="Run one tick and exit (for cron and tests).")
 @train_options
+@click.option("--student", type=click.Choice(["tiny", "ngram"]), default="tiny", show_default=True,
+              help="The student that `distill --all` trains for each stale deployable.")
+@click.option("--distill-epochs", type=float, default=None, help="Distillation epochs (default 20).")
 @json_option
 @click.pass_context
 def watch(ctx, every, once, encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing,
-          self_train_rounds, seed, checkpoint_every, settings, tracking_uri, as_json) -> None:
-    """Relabel, refit and retrain whatever went stale, every DURATION (Ctrl-C or SIGTERM stops it)."""
+          self_train_rounds, seed, checkpoint_every, settings, tracking_uri, student, distill_epochs, as_json) -> None:
+    """Relabel, refit, retrain and redistil whatever went stale, every DURATION (Ctrl-C or SIGTERM stops it)."""
     from mothermodel.trainer.run import TrainOptions
 
     cfg = _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, self_train_rounds,
                         seed, checkpoint_every, settings)
+    dcfg = _distill_config(student, distill_epochs, None, seed)
     opts = TrainOptions(if_changed=True, tracking_uri=tracking_uri, progress=not as_json)
-    ticks = _registry(ctx).watch(every, once, cfg, opts, echo=console.info if not as_json else (lambda s: None))
+    ticks = _registry(ctx).watch(every, once, cfg, opts, echo=console.info if not as_json else (lambda s: None),
+                                 distill_config=dcfg)
     if as_json:
         console.emit_json(ticks[-1] if once else ticks)
+
+
+@cli.command()
+@click.argument("task", required=False)
+@click.option("--all", "all_tasks", is_flag=True, help="Every task whose deployable is stale.")
+@click.option("--student", type=click.Choice(["tiny", "ngram"]), default="tiny", show_default=True,
+              help="A 2-layer transformer on the teacher's tokens, or hashed token n-grams + a linear layer.")
+@click.option("--epochs", type=float, default=None, help="Passes over the task's rows (default 20).")
+@click.option("--max-length", type=int, default=None, help="Tokens per text (default: the mother model's).")
+@click.option("--seed", type=int, default=None, help=f"Seed (default {DEFAULT_SEED}).")
+@click.option("--tracking-uri", default=None,
+              help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the workspace's own store).")
+@json_option
+@click.pass_context
+def distill(ctx, task, all_tasks, student, epochs, max_length, seed, tracking_uri, as_json) -> None:
+    """Distil TASK (or --all stale tasks) from the latest mother model into a small ONNX deployable,
+    registered in MLflow as a new version of the model named TASK."""
+    from mothermodel.distill.run import DistillOptions
+
+    cfg = _distill_config(student, epochs, max_length, seed)
+    opts = DistillOptions(tracking_uri=tracking_uri, progress=not as_json)
+    res = _registry(ctx).distill(task, all_tasks, cfg, opts, echo=console.info if not as_json else (lambda s: None))
+    if as_json:
+        console.emit_json(res)
+        return
+    if all_tasks:
+        done = res["distilled"]
+        console.info(f"distilled {len(done)} task(s)" + (f": {', '.join(d['task'] for d in done)}" if done else "")
+                     + (f"; up to date: {', '.join(res['up_to_date'])}" if res["up_to_date"] else ""))
+        for s in res["skipped"]:
+            console.info(f"skipped {s['task']}: {s['reason']}")
+
+
+@cli.command()
+@click.argument("task")
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--out", required=True, type=click.Path(), help="The bundle folder to write (absent, empty, or a bundle).")
+@json_option
+@click.pass_context
+def export(ctx, task, fmt, out, as_json) -> None:
+    """Write TASK's latest deployable as a self-contained bundle: model.onnx, tokenizer.json, labels.json,
+    manifest.json (run it with onnxruntime + tokenizers only: distill/run_bundle.py)."""
+    res = _registry(ctx).export(task, out, fmt)
+    if as_json:
+        console.emit_json(res)
+        return
+    console.info(f"exported {task} deployable v{res['deployable_version']} ({res['student']} student, "
+                 f"model v{res['model_version']}) to {res['out']}: {', '.join(res['files'])}")
+    if res["stale"]:
+        console.info(f"note: this deployable is stale ({res['stale_reason']}); `mothermodel distill {task}` refreshes it")
 
 
 @cli.command()
@@ -603,8 +670,9 @@ def status(ctx, as_json) -> None:
     yes = lambda b: "stale" if b else "ok"  # noqa: E731
     why = lambda t: next((f"{k}: {t[k]['reason']}" for k in ("labels", "model", "deployable")  # noqa: E731
                           if t[k]["stale"]), "")
+    ver = lambda d: f" v{d['version']}" if d.get("version") else ""  # noqa: E731
     console.table([(t["name"], t["version"], yes(t["labels"]["stale"]), yes(t["model"]["stale"]),
-                    yes(t["deployable"]["stale"]), why(t)) for t in res["tasks"]],
+                    yes(t["deployable"]["stale"]) + ver(t["deployable"]), why(t)) for t in res["tasks"]],
                   ["task", "version", "labels", "model", "deployable", "first reason"])
 
 
@@ -614,11 +682,12 @@ def status(ctx, as_json) -> None:
 @click.option("--epochs", type=float, default=4.0, show_default=True, help="Mother-model training epochs.")
 @click.option("--encoder", type=click.Path(file_okay=False), default=None,
               help="Encoder folder for the mother model (default: the bundled all-MiniLM-L6-v2).")
-def demo(directory: str, epochs: float, encoder: str | None) -> None:
+@click.option("--distill-epochs", type=float, default=4.0, show_default=True, help="Distillation epochs per task.")
+def demo(directory: str, epochs: float, encoder: str | None, distill_epochs: float) -> None:
     """Run the whole pipeline (as far as it is built) on a bundled synthetic world."""
     from mothermodel.demo import run
 
-    run(Path(directory), epochs=epochs, encoder=Path(encoder) if encoder else None)
+    run(Path(directory), epochs=epochs, encoder=Path(encoder) if encoder else None, distill_epochs=distill_epochs)
 
 
 def main(argv: list[str] | None = None) -> None:

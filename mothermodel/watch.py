@@ -1,8 +1,9 @@
-"""`watch`: the periodic loop the product promises: relabel, retrain (and later redistil) what is stale.
+"""`watch`: the periodic loop the product promises: relabel, retrain and redistil what is stale.
 
 Each tick: `label apply` for every task (only stale sources run), `label fit`
 for every task whose labels are stale, upstream first, with that task's last
-fit settings, then `train --if-changed`. The registry is opened only for each
+fit settings, then `train --if-changed`, then `distill --all` (every task
+whose deployable is stale), so a changed LF ends in a new deployable. The registry is opened only for each
 step's short reads and writes, never held across a tick. SIGINT and SIGTERM
 stop the loop at any moment: every file is written to a temporary name and
 renamed, every registry write is one transaction, so an interrupted tick
@@ -48,8 +49,12 @@ def last_fit_settings(store, task: str) -> dict[str, Any]:
     return out
 
 
-def tick(reg, train_config, train_options, echo: Callable[[str], None] = print) -> dict[str, Any]:
-    """One pass: relabel and refit what is stale, then retrain if anything the model learns from moved."""
+def tick(reg, train_config, train_options, echo: Callable[[str], None] = print,
+         distill_config=None) -> dict[str, Any]:
+    """One pass: relabel and refit what is stale, retrain if anything the model learns from moved,
+    then redistil every stale deployable (`distill_config`: a DistillConfig; None = the defaults)."""
+    from mothermodel.distill.run import DistillOptions
+
     from mothermodel.labeling.apply import ApplyConfig
     from mothermodel.registry.graph import topological
 
@@ -71,12 +76,21 @@ def tick(reg, train_config, train_options, echo: Callable[[str], None] = print) 
         echo(f"label fit {name}: probabilistic labels v{res['version']} ({res['model']})")
     trained = reg.train(train_config, options=train_options, if_changed=True)
     echo(f"train: model v{trained['model_version']} " + ("trained" if trained["trained"] else "up to date"))
-    return {"label_apply": created, "label_fit": fitted, "train": {k: trained[k] for k in
-                                                                    ("model_version", "trained", "changes")}}
+    distilled = reg.distill(all_tasks=True, config=distill_config,
+                            options=DistillOptions(tracking_uri=train_options.tracking_uri, progress=progress),
+                            echo=echo)
+    for d in distilled["distilled"]:
+        echo(f"distill {d['task']}: deployable v{d['deployable_version']} (MLflow model {d['task']} "
+             f"version {d['registered_model']['version']})")
+    return {"label_apply": created, "label_fit": fitted,
+            "train": {k: trained[k] for k in ("model_version", "trained", "changes")},
+            "distill": {"distilled": [{k: d[k] for k in ("task", "deployable_version", "registered_model")}
+                                      for d in distilled["distilled"]],
+                        "skipped": distilled["skipped"], "up_to_date": distilled["up_to_date"]}}
 
 
 def watch(reg, every_s: float | None, once: bool, train_config, train_options,
-          echo: Callable[[str], None] = print) -> list[dict[str, Any]]:
+          echo: Callable[[str], None] = print, distill_config=None) -> list[dict[str, Any]]:
     """Tick now, then every `every_s` seconds until SIGINT/SIGTERM (or once)."""
     ticks: list[dict[str, Any]] = []
     stop = {"now": False}
@@ -89,7 +103,7 @@ def watch(reg, every_s: float | None, once: bool, train_config, train_options,
     try:
         while True:
             started = time.monotonic()
-            ticks.append(tick(reg, train_config, train_options, echo))
+            ticks.append(tick(reg, train_config, train_options, echo, distill_config))
             if once or every_s is None:
                 return ticks
             wait = max(0.0, every_s - (time.monotonic() - started))

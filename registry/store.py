@@ -597,6 +597,13 @@ class RegistryStore:
         return DeployableRecord(task.name, v, model_version, task.fingerprint, student, path, content_hash,
                                 mlflow_model_version, dict(metrics), now)
 
+    def deployables(self, task: str) -> list[DeployableRecord]:
+        """Every recorded deployable of TASK, oldest first."""
+        with self.read() as con:
+            rows = con.execute(f"SELECT {_DEPLOYABLE_COLS} FROM deployables WHERE task = ? ORDER BY version",
+                               [task]).fetchall()
+        return [_deployable(r) for r in rows]
+
     def latest_deployable(self, task: str) -> DeployableRecord | None:
         with self.read() as con:
             r = con.execute(f"SELECT {_DEPLOYABLE_COLS} FROM deployables WHERE task = ? ORDER BY version DESC LIMIT 1",

@@ -19,13 +19,16 @@ def test_demo(tmp_path):
     assert (d / "dag.png").read_bytes()[:4] == b"\x89PNG"
     res = json.loads(run_cli("status", "--json", ws=d).out)
     assert {t["name"] for t in res["tasks"]} == {"ticket_topic", "billing_kind", "urgency", "sentiment"}
-    # The watch tick relabelled, refitted and retrained what the LF edit made stale: nothing is left stale
-    # but the deployables (distillation is not in the demo yet).
+    # The watch tick relabelled, refitted, retrained and redistilled what the LF edit made stale: nothing
+    # is left stale, and every task's deployable was exported as a bundle.
     assert res["latest_model_version"] == 2
-    assert not any(t["labels"]["stale"] or t["model"]["stale"] for t in res["tasks"])
+    assert not any(t["labels"]["stale"] or t["model"]["stale"] or t["deployable"]["stale"] for t in res["tasks"])
+    for task in ("ticket_topic", "billing_kind", "urgency", "sentiment"):
+        assert (d / "bundles" / task / "model.onnx").is_file() and (d / "bundles" / task / "manifest.json").is_file()
+    assert "student acc." in p.stdout and "student ms/text" in p.stdout
     assert "mother model acc." in p.stdout and "train: model v2 trained" in p.stdout
     # Running it again rebuilds the demo folder; a non-demo folder is refused.
-    assert run_proc("demo", "--dir", d, "--epochs", "0.05", "--encoder", enc).returncode == 0
+    assert run_proc("demo", "--dir", d, "--epochs", "0.05", "--distill-epochs", "0.5", "--encoder", enc).returncode == 0
     other = tmp_path / "mine"
     other.mkdir()
     (other / "keep.txt").write_text("x")

@@ -80,7 +80,21 @@ ALLOWED = {
     "registry": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.registry"},
     "labeling": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.console", "mothermodel.registry",
                  "mothermodel.labeling"},
+    "distill": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.registry", "mothermodel.labeling",
+                "mothermodel.trainer", "mothermodel.distill"},
 }
+
+
+def test_nothing_below_imports_distill():
+    bad = [f"{p.relative_to(REPO)} imports {m}" for layer in ("registry", "labeling", "trainer")
+           for p, m, _ in _imports(layer) if m.startswith("mothermodel.distill")]
+    assert bad == []
+
+
+def test_bundle_runner_is_standalone():
+    """distill/run_bundle.py imports nothing outside the standard library but numpy, onnxruntime, tokenizers."""
+    mods = {m.split(".")[0] for p, m, _ in _imports("distill") if p.name == "run_bundle.py"}
+    assert mods - set(sys.stdlib_module_names) <= {"numpy", "onnxruntime", "tokenizers", "__future__"}
 
 
 @pytest.mark.parametrize("layer", sorted(ALLOWED))

@@ -1,6 +1,7 @@
 """`mothermodel demo`: the whole pipeline, as far as it is built, on a bundled synthetic world.
 
-Labels, the mother model (the bundled MiniLM, CPU, four epochs of the small world plus self-training) and the watch loop.
+Labels, the mother model (the bundled MiniLM, CPU, four epochs of the small world plus self-training), a
+distilled student per task (exported as an ONNX bundle and registered in MLflow) and the watch loop.
 
 Every step runs the same CLI command a user would type, in-process, against a
 fresh workspace, so the demo doubles as a walkthrough.
@@ -15,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 MARKER = ".mothermodel-demo"
+DISTILL_EPOCHS = 4.0  # a demo-sized distillation; the default (20) is for real data
 
 
 def _step(title: str) -> None:
@@ -34,7 +36,8 @@ def _cli(ws: Path, *args: str) -> None:
     sys.stdout.flush()
 
 
-def run(directory: Path, epochs: float = 4.0, encoder: Path | None = None) -> Path:
+def run(directory: Path, epochs: float = 4.0, encoder: Path | None = None,
+        distill_epochs: float = DISTILL_EPOCHS) -> Path:
     """Build the demo workspace in `directory` (recreated if an earlier demo made it)."""
     from mothermodel.demo import world
     from mothermodel.errors import UserError
@@ -90,39 +93,54 @@ def run(directory: Path, epochs: float = 4.0, encoder: Path | None = None) -> Pa
     _cli(directory, "train", *train_args)
     _cli(directory, "predict", "urgency", "--split", "test", "--out", str(directory / "urgency-test.parquet"))
 
-    _step("7. An owner edits one LF: what goes stale, and one watch tick rebuilds exactly that")
+    _step("7. Ship each task as a small model: distil the mother model into a tiny student per task")
+    _cli(directory, "distill", "--all", "--epochs", str(distill_epochs))
+    _cli(directory, "status")
+
+    _step("8. An owner edits one LF: what goes stale, and one watch tick rebuilds exactly that")
     topic = specs / "ticket_topic.py"
     topic.write_text(topic.read_text().replace('"fee")', '"fee", "invoice")'))
     _cli(directory, "dag", "impact", "ticket_topic.mentions_money")
     _cli(directory, "task", "submit", str(topic), "--replace")
     _cli(directory, "status")
     # One tick: label apply (only the edited LF runs), label fit of the stale tasks with their last
-    # settings, upstream first, then train --if-changed (warm-started from the model above).
-    _cli(directory, "watch", "--once", *train_args)
+    # settings, upstream first, then train --if-changed (warm-started from the model above), then
+    # distill --all for the deployables that went stale.
+    _cli(directory, "watch", "--once", *train_args, "--distill-epochs", str(distill_epochs))
     _cli(directory, "label", "diff", "ticket_topic", "1", "2")
     _cli(directory, "label", "log", "ticket_topic")
 
-    _step("8. Status and results")
+    _step("9. Export every task's deployable: a folder that onnxruntime + tokenizers run alone")
+    for task in ("ticket_topic", "billing_kind", "urgency", "sentiment"):
+        _cli(directory, "export", task, "--format", "onnx", "--out", str(directory / "bundles" / task))
+
+    _step("10. Status and results")
     _cli(directory, "status")
     reg = Registry.open(directory)
     _summary(reg)
     print(f"\nDemo workspace: {directory}  (DAG picture: {directory / 'dag.png'})")
     print(f"MLflow runs: mlflow ui --backend-store-uri {reg.ws.mlflow_tracking_uri}")
-    print("Distillation and the per-task deployables join this demo with their issue.")
+    print(f"Bundles: {directory / 'bundles'}  (run one: python -m mothermodel.distill.run_bundle "
+          f"{directory / 'bundles' / 'urgency'} --text 'the app crashes, urgent!')")
     return directory
 
 
 def _summary(reg) -> None:
-    """Test accuracy per task: label model beside mother model."""
+    """Test accuracy per task: label model, mother model, student; the student's batch-1 latency."""
     from mothermodel import console
 
     model = reg.store.model()
     rows = []
+    fmt = lambda x, f=".3f": "" if x is None else format(x, f)  # noqa: E731
     for t in reg.list_tasks():
         pl = reg.store.latest_prob_labels(t["name"])
         lm = (pl.metrics.get("test") or {}).get("accuracy") if pl else None
         mm = model.metrics.get(f"{t['name']}/{t['dataset']}/test/accuracy") if model else None
-        fmt = lambda x: "" if x is None else f"{x:.3f}"  # noqa: E731
-        rows.append((t["name"], pl.model if pl else "", fmt(lm), fmt(mm)))
+        dep = reg.store.latest_deployable(t["name"])
+        sa = dep.metrics.get(f"{t['name']}/{t['dataset']}/test/accuracy") if dep else None
+        lat = dep.metrics.get("latency_ms_batch1") if dep else None
+        rows.append((t["name"], pl.model if pl else "", fmt(lm), fmt(mm), dep.student if dep else "", fmt(sa),
+                     fmt(lat, ".2f")))
     print(f"\nTest accuracy on gold labels (model v{model.version if model else '-'}):")
-    console.table(rows, ["task", "label model", "label model acc.", "mother model acc."])
+    console.table(rows, ["task", "label model", "label model acc.", "mother model acc.", "student",
+                         "student acc.", "student ms/text"])

@@ -1,0 +1,320 @@
+"""Distillation over the registry: `distill TASK`, `distill --all`, `export TASK`.
+
+One distillation, in the order that keeps a kill -9 harmless:
+
+1. under a per-task lock, remove what a killed run left (``.tmp-*`` and
+   unrecorded bundle folders, registered MLflow versions the registry never
+   recorded, runs left RUNNING);
+2. the latest mother model predicts the task's whole dataset (the teacher's
+   soft labels; gold labels only score);
+3. the student learns them (kd.py), is exported to ONNX and checked against
+   PyTorch with onnxruntime; the bundle is written to a temporary folder and
+   renamed (bundle.py);
+4. only then is it logged to MLflow and registered as a new version of the
+   model named after the task (pyfunc.py);
+5. last, the registry records the deployable (one transaction).
+
+Files: ``.mothermodel/deployables/<task>/m<model>-<student>-<id>/`` (bundles).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import statistics
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+from mothermodel.distill.config import DistillConfig
+from mothermodel.errors import CommandFailed, UserError
+from mothermodel.registry.db import fault_point
+from mothermodel.registry.files import sha256_file
+from mothermodel.registry.store import RegistryStore
+
+__all__ = ["DistillOptions", "distill", "distill_all", "export", "deployable_dir"]
+
+
+@dataclass
+class DistillOptions:
+    """How `distill` reports (the student's settings are in `DistillConfig`).
+
+    Attributes:
+        tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the workspace's own store).
+        progress: progress lines while the student trains.
+    """
+
+    tracking_uri: Optional[str] = None
+    progress: bool = True
+
+
+def deployable_dir(store: RegistryStore, task: str) -> Path:
+    return store.ws.home / "deployables" / task
+
+
+@contextlib.contextmanager
+def _task_lock(folder: Path, task: str) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"TASK: another `mothermodel distill {task}` is running in this workspace") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _tracking_uri(store: RegistryStore, options: DistillOptions) -> str:
+    return options.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store.ws.mlflow_tracking_uri
+
+
+def _check_model(store: RegistryStore, task: str):
+    """The latest model, which must be fresh for `task` (else exit 2 naming the fix)."""
+    model = store.model()
+    if model is None:
+        raise UserError("TASK: no mother model yet; run `mothermodel train` first")
+    state = next((t for t in store.status()["tasks"] if t["name"] == task), None)
+    if state is None:
+        raise UserError(f"TASK: unknown task {task!r}")
+    if state["model"]["stale"]:
+        raise UserError(f"TASK: cannot distill {task}: the mother model is stale for it ({state['model']['reason']}); "
+                        "run `mothermodel train --if-changed` (or `mothermodel watch --once`) first")
+    return model
+
+
+def _cleanup(store: RegistryStore, task: str, client: Any, experiment_id: str, run_id: str) -> list[str]:
+    """Remove a killed distillation's leftovers: unrecorded bundle folders and registered versions, RUNNING runs."""
+    from mothermodel.distill import bundle
+    from mothermodel.distill.pyfunc import end_stale_runs, remove_orphans
+
+    recorded = store.deployables(task)
+    folder = deployable_dir(store, task)
+    removed = bundle.remove_leftovers(folder, {Path(d.path).name for d in recorded})
+    workspace = str(store.ws.root)
+    gone = remove_orphans(client, task, workspace, {d.mlflow_model_version for d in recorded if d.mlflow_model_version})
+    end_stale_runs(client, experiment_id, task, workspace, keep=run_id)
+    return removed + [f"registered version {v}" for v in gone]
+
+
+def _flat_metrics(task: str, dataset: str, student: dict, teacher: dict) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for split, m in student.items():
+        for k in ("accuracy", "macro_f1", "agreement"):
+            if k in m:
+                out[f"{task}/{dataset}/{split}/{k}"] = float(m[k])
+    for split, m in teacher.items():
+        for k in ("accuracy", "macro_f1"):
+            out[f"{task}/{dataset}/{split}/teacher_{k}"] = float(m[k])
+    return out
+
+
+def distill(store: RegistryStore, task: str, config: DistillConfig, options: DistillOptions | None = None,
+            echo: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Distil the latest mother model's `task` head into a student; write, register and record its bundle."""
+    options = options or DistillOptions()
+    t = store.task(task)
+    model_rec = _check_model(store, task)
+    folder = deployable_dir(store, task)
+    with _task_lock(folder, task):
+        import logging
+
+        from mothermodel.trainer.tracking import Tracker
+
+        for noisy in ("mlflow", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        uri = _tracking_uri(store, options)
+        ws = store.ws
+        with Tracker(uri, artifact_location=ws.mlflow_artifact_uri, run_name=f"distill {task} ({config.student})",
+                     tags={"mothermodel.kind": "distill", "mothermodel.task": task,
+                           "mothermodel.workspace": str(ws.root)}) as tracker:
+            removed = _cleanup(store, task, tracker.client, tracker.experiment_id, tracker.run_id)
+            if removed:
+                echo(f"removed an interrupted distillation's leftovers: {', '.join(removed)}")
+            res = _distill(store, t, model_rec, config, options, tracker, folder, echo)
+    return res
+
+
+def _distill(store: RegistryStore, t, model_rec, config: DistillConfig, options: DistillOptions, tracker,
+             folder: Path, echo: Callable[[str], None]) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from mothermodel.distill import bundle, kd
+    from mothermodel.distill.students import build_student, param_count
+    from mothermodel.trainer import checkpoint as ckpt
+    from mothermodel.trainer.data import tokenize
+    from mothermodel.trainer.predict import predict_tokens
+
+    task, ws = t.name, store.ws
+    mt = model_rec.tasks[task]
+    pl_rec = store.prob_labels(task, mt.prob_label_version)
+    pl = store.read_prob_labels(pl_rec, with_text=True)
+    teacher, tokenizer, teacher_manifest = ckpt.load_model(ws.home / model_rec.path)
+    max_length = config.max_length or (teacher_manifest.get("config") or {}).get("max_length", 128)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    tokens = tokenize(tokenizer, [x or "" for x in pl.texts], max_length)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    echo(f"distill {task}: teacher model v{model_rec.version} predicts {len(tokens)} rows")
+    teacher_probs = predict_tokens(teacher, tokens, tasks=[task], pad_id=pad_id,
+                                   batch_size=config.teacher_batch_size)[task]
+    k = len(t.classes)
+    enc = teacher.encoder
+    student = build_student(config, k, teacher_encoder=enc, token_ids=tokens.ids,
+                            special_ids=tokenizer.all_special_ids, unk_id=tokenizer.unk_token_id or 0,
+                            max_positions=max(max_length, 8))
+    n_params = param_count(student)
+    teacher_params = param_count(enc) + param_count(teacher.heads[task])
+    lineage = {"model_version": model_rec.version, "fingerprint": t.fingerprint,
+               "label_versions": {task: {"prob_labels": pl_rec.version, "label_matrix": pl_rec.label_matrix_version}}}
+    tracker.log_params({"task": task, "student": config.student, "teacher_model_version": model_rec.version,
+                        "task_fingerprint": t.fingerprint[:16], "label_versions": lineage["label_versions"],
+                        "config": config.to_dict(), "max_length": max_length, "rows": len(tokens)})
+    every = max(1, int(np.ceil(len(tokens) * config.epochs / config.batch_size)) // 10)
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        if step % 10 == 0:
+            tracker.log_step(step, {"kd_loss": loss})
+        if options.progress and (step % every == 0 or step == total):
+            echo(f"  {config.student} student: step {step}/{total}, KD loss {loss:.4f}")
+
+    echo(f"distill {task}: {config.student} student, {n_params:,} parameters "
+         f"({100 * n_params / teacher_params:.1f}% of the teacher's {teacher_params:,})")
+    res = kd.train_student(student, tokens, teacher_probs, config, pad_id=pad_id, on_step=on_step)
+    student_probs = kd.student_proba(student, tokens, pad_id=pad_id)
+    scores = {"student": kd.score(student_probs, pl.gold, pl.split, k, reference=teacher_probs),
+              "teacher": kd.score(teacher_probs, pl.gold, pl.split, k)}
+    metrics = _flat_metrics(task, t.dataset, scores["student"], scores["teacher"])
+
+    def build(tmp: Path) -> dict[str, Any]:
+        return _write_files(tmp, student, tokenizer, tokens, t.classes, max_length, pad_id, config, echo) | {
+            "task": task, "classes": list(t.classes), "student": config.student, **lineage,
+            "student_shape": student.shape, "max_length": max_length, "pad_id": pad_id,
+            "param_count": n_params, "teacher_param_count": teacher_params, "metrics": scores,
+            "inputs": {"input_ids": "int64 [batch, length]", "attention_mask": "int64 [batch, length]"},
+            "outputs": {"logits": f"float32 [batch, {k}]"}}
+
+    final = folder / f"m{model_rec.version}-{config.student}-{uuid.uuid4().hex[:8]}"
+    manifest = bundle.write(final, build)
+    content_hash = sha256_file(final / "manifest.json")
+    latency = _latency_ms(final, pl.texts, config.latency_rows)
+    size = bundle.size_bytes(manifest)
+    metrics.update({"param_count": n_params, "teacher_param_count": teacher_params, "bundle_bytes": size,
+                    "latency_ms_batch1": latency, "onnx_max_abs_diff": manifest["onnx_check"]["max_abs_diff"],
+                    "kd_seconds": res.seconds})
+    tracker.log_metrics(metrics)
+    tracker.log_dict(manifest, "bundle_manifest.json")
+    from mothermodel.distill.pyfunc import lineage_tags, register
+
+    tags = lineage_tags({**manifest, "sha256": content_hash}, str(ws.root))
+    run = tracker.client.get_run(tracker.run_id)
+    version = register(tracker.client, tracker.run_id, run.info.artifact_uri, final, task, tags)
+    fault_point("distill_registered")  # kill tests: registered in MLflow, not yet recorded
+    rec = store.record_deployable(task=t, model_version=model_rec.version, student=config.student,
+                                  path=str(final.relative_to(ws.home)), content_hash=content_hash,
+                                  mlflow_model_version=version, metrics=metrics)
+    tracker.set_tags({"mothermodel.deployable_version": str(rec.version), "mothermodel.registered_version": version,
+                      **tags})
+    echo(f"deployable {task} v{rec.version}: {config.student} student, registered as MLflow model "
+         f"{task} version {version}; {_summary(scores)}")
+    return {"task": task, "deployable_version": rec.version, "model_version": model_rec.version,
+            "student": config.student, "path": rec.path, "registered_model": {"name": task, "version": version},
+            "mlflow_run_id": tracker.run_id, "mlflow_tracking_uri": tracker.tracking_uri, "metrics": metrics,
+            "param_count": n_params, "teacher_param_count": teacher_params, "bundle_bytes": size,
+            "latency_ms_batch1": latency, "onnx_max_abs_diff": manifest["onnx_check"]["max_abs_diff"],
+            "kd_steps": res.steps, "kd_seconds": round(res.seconds, 2)}
+
+
+def _summary(scores: dict[str, dict[str, dict]]) -> str:
+    parts = [f"{s} accuracy {scores['student'][s]['accuracy']:.3f} (teacher {scores['teacher'][s]['accuracy']:.3f})"
+             for s in scores["student"] if s != "train"]
+    return "; ".join(parts) or "no gold labels to score"
+
+
+def _write_files(tmp: Path, student, tokenizer, tokens, classes, max_length: int, pad_id: int,
+                 config: DistillConfig, echo: Callable[[str], None]) -> dict[str, Any]:
+    """model.onnx (checked against PyTorch), tokenizer.json, labels.json; returns the check's manifest entry."""
+    import numpy as np
+    import torch
+    from tokenizers import Tokenizer
+
+    from mothermodel.distill.onnx_export import export, max_abs_diff
+    from mothermodel.trainer.data import pad_ids
+
+    rng = np.random.default_rng(config.seed)
+    rows = rng.choice(len(tokens), size=min(config.check_rows, len(tokens)), replace=False)
+    zeros = np.zeros(len(tokens), np.int64)
+    batches = [tuple(x.numpy() for x in pad_ids([tokens], zeros[rows[s:s + 16]], rows[s:s + 16], pad_id))
+               for s in range(0, len(rows), 16)]
+    batches.append(tuple(x.numpy() for x in pad_ids([tokens], zeros[rows[:1]], rows[:1], pad_id)))  # batch 1
+    export(student, tmp / "model.onnx", tuple(torch.from_numpy(x) for x in batches[0]))
+    diff = max_abs_diff(tmp / "model.onnx", student, batches)
+    if not diff <= config.check_tolerance:
+        raise CommandFailed(f"ONNX export check failed: onnxruntime's logits differ from PyTorch's by {diff:.2e} "
+                            f"(> {config.check_tolerance:g}); nothing was written")
+    echo(f"  ONNX check: max |onnxruntime - PyTorch| = {diff:.1e} on {len(rows)} rows")
+    tok = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    tok.enable_truncation(max_length)  # the runner truncates as training did
+    tok.no_padding()
+    tok.save(str(tmp / "tokenizer.json"))
+    (tmp / "labels.json").write_text(json.dumps({str(i): c for i, c in enumerate(classes)}, indent=2))
+    return {"onnx_check": {"max_abs_diff": diff, "rows": int(len(rows)), "tolerance": config.check_tolerance,
+                           "passed": True}}
+
+
+def _latency_ms(folder: Path, texts, n: int) -> float:
+    """Median milliseconds of one text through the bundle (tokenisation included), onnxruntime on CPU."""
+    from mothermodel.distill.run_bundle import Bundle
+
+    b = Bundle(folder)
+    sample = [x or "" for x in texts[:n]] or [""]
+    b.predict(sample[:1])  # warm-up
+    times = []
+    for x in sample:
+        t0 = time.perf_counter()
+        b.predict([x])
+        times.append((time.perf_counter() - t0) * 1000)
+    return round(statistics.median(times), 4)
+
+
+def distill_all(store: RegistryStore, config: DistillConfig, options: DistillOptions | None = None,
+                echo: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Distil every task whose deployable is stale (and whose model is fresh); list the others with why."""
+    done, skipped, fresh = [], [], []
+    for st in store.status()["tasks"]:
+        name = st["name"]
+        if not st["deployable"]["stale"]:
+            fresh.append(name)
+        elif st["model"]["stale"]:
+            skipped.append({"task": name, "reason": f"model stale: {st['model']['reason']}"})
+        else:
+            done.append(distill(store, name, config, options, echo))
+    return {"distilled": done, "skipped": skipped, "up_to_date": fresh}
+
+
+def export(store: RegistryStore, task: str, out: str | Path, fmt: str = "onnx") -> dict[str, Any]:
+    """Copy TASK's latest deployable bundle to OUT (hash-checked, atomically)."""
+    from mothermodel.distill import bundle
+
+    if fmt != "onnx":
+        raise UserError(f"--format: {fmt!r} is not supported (onnx)")
+    store.task(task)
+    rec = store.latest_deployable(task)
+    if rec is None:
+        raise UserError(f"TASK: {task} has no deployable yet; run `mothermodel distill {task}`")
+    src = store.ws.home / rec.path
+    if not (src / "manifest.json").is_file() or sha256_file(src / "manifest.json") != rec.content_hash:
+        raise UserError(f"TASK: deployable {task} v{rec.version} at {src} is missing or its manifest differs from "
+                        f"what the registry recorded; run `mothermodel distill {task}` again")
+    manifest = bundle.copy_to(src, Path(out))
+    st = next(x for x in store.status()["tasks"] if x["name"] == task)["deployable"]
+    return {"task": task, "out": str(Path(out).resolve()), "format": fmt, "deployable_version": rec.version,
+            "model_version": rec.model_version, "student": rec.student, "registered_version": rec.mlflow_model_version,
+            "files": sorted([*manifest["files"], "manifest.json"]), "metrics": manifest["metrics"],
+            "onnx_check": manifest["onnx_check"], "stale": st["stale"], "stale_reason": st.get("reason")}
