@@ -193,7 +193,9 @@ def _distill(store: RegistryStore, t, model_rec, config: DistillConfig, options:
     metrics = _flat_metrics(task, t.dataset, scores["student"], scores["teacher"])
 
     def build(tmp: Path) -> dict[str, Any]:
-        return _write_files(tmp, student, tokenizer, tokens, t.classes, max_length, pad_id, config, echo) | {
+        files = _write_files(tmp, student, tokenizer, tokens, t.classes, max_length, pad_id, config, echo)
+        fault_point("distill_bundle")  # kill tests: files written into the .tmp- folder, not yet renamed
+        return files | {
             "task": task, "classes": list(t.classes), "student": config.student, **lineage,
             "student_shape": student.shape, "max_length": max_length, "pad_id": pad_id,
             "param_count": n_params, "teacher_param_count": teacher_params, "metrics": scores,

@@ -201,19 +201,7 @@ def test_kill_9_during_distill_leaves_nothing_half_done(dws, tmp_path):
     before = {d.version for d in reg.store.deployables("spam")}
     client = _client(dws)
     versions_before = {v.version for v in client.search_model_versions("name = 'spam'")}
-    marker = tmp_path / "at-fault"
-    proc = subprocess.Popen([*_cli(), "-w", str(dws), "distill", "spam", *FAST],
-                            env={**os.environ, "MOTHERMODEL_FAULT": f"distill_registered:{marker}"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(600):
-            if marker.exists() or proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        assert marker.exists(), "the distillation never reached the fault point"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    _distill_killed_at(dws, "distill_registered", tmp_path / "at-fault")
     orphan = set(v.version for v in client.search_model_versions("name = 'spam'")) - versions_before
     assert len(orphan) == 1  # registered, never recorded
     recorded = {Path(d.path).name for d in reg.store.deployables("spam")}
@@ -230,6 +218,47 @@ def test_kill_9_during_distill_leaves_nothing_half_done(dws, tmp_path):
     killed = client.search_runs([client.get_experiment_by_name("mothermodel").experiment_id],
                                 "tags.`mothermodel.kind` = 'distill' AND attributes.status = 'KILLED'")
     assert len(killed) == 1
+
+
+def test_kill_9_while_the_bundle_is_written_leaves_nothing(dws, tmp_path):
+    """Killed with the bundle's files in its hidden .tmp- folder: no bundle, registered version or deployable
+    appears; the re-run removes the leftover folder and completes."""
+    from mothermodel.api import Registry
+
+    reg = Registry.open(dws)
+    before = {d.version for d in reg.store.deployables("spam")}
+    client = _client(dws)
+    versions_before = {v.version for v in client.search_model_versions("name = 'spam'")}
+    folder = dws / ".mothermodel" / "deployables" / "spam"
+    dirs_before = {p.name for p in folder.iterdir() if p.is_dir()}
+    _distill_killed_at(dws, "distill_bundle", tmp_path / "at-fault")
+    new = {p.name for p in folder.iterdir() if p.is_dir()} - dirs_before
+    assert new and all(n.startswith(".tmp-") for n in new)  # only the hidden, half-written folder
+    assert {v.version for v in client.search_model_versions("name = 'spam'")} == versions_before
+    assert {d.version for d in reg.store.deployables("spam")} == before
+
+    r = run_cli("distill", "spam", *FAST, "--json", ws=dws)
+    assert r.code == 0, r
+    recs = reg.store.deployables("spam")
+    assert len(recs) == len(before) + 1
+    assert {p.name for p in folder.iterdir() if p.is_dir()} == {Path(d.path).name for d in recs}
+    assert {str(v.version) for v in client.search_model_versions("name = 'spam'")} == {d.mlflow_model_version for d in recs}
+
+
+def _distill_killed_at(ws, point: str, marker: Path) -> None:
+    """`distill spam` in a child process, SIGKILLed once it reaches fault point `point`."""
+    proc = subprocess.Popen([*_cli(), "-w", str(ws), "distill", "spam", *FAST],
+                            env={**os.environ, "MOTHERMODEL_FAULT": f"{point}:{marker}"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            if marker.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert marker.exists(), "the distillation never reached the fault point"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
 
 
 def _cli():
