@@ -2,7 +2,7 @@
 
     python bench/train.py [--parts speed,quality,yardstick,incremental,alone] [--device auto]
                           [--snorkel-python /tmp/snorkelvenv/bin/python] [--ws-root /tmp/mm-bench-train]
-                          [--ws FITTED_WS] [--out bench/results/train.json]
+                          [--ws FITTED_WS] [--out bench/results/trainer.json]
 
 Data: WRENCH youtube (task `spam`) and trec (task `trec`) from ../shared/data,
 imported and label-fitted with the CLI into a fresh workspace. Training reads the
@@ -445,7 +445,7 @@ def main() -> None:
                     help="a workspace with spam and trec label-fitted, for speed/yardstick alone (default: a fresh one)")
     ap.add_argument("--steps", type=int, default=20, help="timed steps of each loop in `speed`")
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "train.json")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "trainer.json")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
