@@ -7,10 +7,11 @@ tiny values.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from mothermodel.defaults import DEFAULT_SEED
+from mothermodel.trainer.config import Config
 
 __all__ = ["DistillConfig", "STUDENTS"]
 
@@ -18,7 +19,7 @@ STUDENTS = ("tiny", "ngram")
 
 
 @dataclass(frozen=True)
-class DistillConfig:
+class DistillConfig(Config):
     """Settings of one distillation (student architecture, KD training, export checks).
 
     Attributes:
@@ -103,18 +104,4 @@ class DistillConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (JSON- and MLflow-params-ready)."""
-        d = asdict(self)
-        d["ngram_orders"] = list(self.ngram_orders)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "DistillConfig":
-        """The inverse of `to_dict`; unknown keys are refused."""
-        known = {f.name for f in fields(cls)}
-        extra = sorted(set(d) - known)
-        if extra:
-            raise ValueError(f"DistillConfig: unknown field(s) {', '.join(extra)}")
-        return cls(**d)
-
-    def replace(self, **changes: Any) -> "DistillConfig":
-        return DistillConfig.from_dict({**self.to_dict(), **changes})
+        return {**super().to_dict(), "ngram_orders": list(self.ngram_orders)}

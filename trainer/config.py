@@ -17,15 +17,36 @@ from typing import Any, Optional
 
 from mothermodel.defaults import DEFAULT_SEED
 
-__all__ = ["TrainConfig", "POOLINGS", "LAYOUTS", "MIXINGS", "native_bf16"]
+__all__ = ["Config", "TrainConfig", "POOLINGS", "LAYOUTS", "MIXINGS", "native_bf16"]
 
 POOLINGS = ("mean", "cls")
 LAYOUTS = ("flat", "hierarchical")
 MIXINGS = ("heterogeneous", "homogeneous")
 
 
+class Config:
+    """Dict round trips for the frozen config dataclasses (TrainConfig here, distill's DistillConfig)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (JSON- and MLflow-params-ready)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        """The inverse of `to_dict`; unknown keys are refused (a typo must not pass silently)."""
+        known = {f.name for f in fields(cls)}
+        extra = sorted(set(d) - known)
+        if extra:
+            raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(extra)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any):
+        """A copy with `changes`, checked like a new one."""
+        return type(self).from_dict({**self.to_dict(), **changes})
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Config):
     """Settings of one mother-model training run.
 
     Attributes:
@@ -193,24 +214,6 @@ class TrainConfig:
             raise bad("log_every", "must be >= 1")
         if self.eval_batch_size < 1:
             raise bad("eval_batch_size", "must be >= 1")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values (JSON- and MLflow-params-ready)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        """The inverse of `to_dict`; unknown keys are refused (a typo must not pass silently)."""
-        known = {f.name for f in fields(cls)}
-        extra = sorted(set(d) - known)
-        if extra:
-            raise ValueError(f"TrainConfig: unknown field(s) {', '.join(extra)}")
-        return cls(**d)
-
-    def replace(self, **changes: Any) -> "TrainConfig":
-        d = self.to_dict()
-        d.update(changes)
-        return TrainConfig.from_dict(d)
 
 
 def native_bf16(device) -> bool:
