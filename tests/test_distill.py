@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, run_cli, run_proc
-from test_train import SPEC, WORDS, make_mail
+from test_train import fitted_mail_workspace
 
 RUNNER = REPO / "distill" / "run_bundle.py"
 FAST = ("--epochs", "4")
@@ -25,17 +25,8 @@ FAST = ("--epochs", "4")
 @pytest.fixture(scope="module")
 def dws(tmp_path_factory):
     """A workspace with task `spam` (dataset `mail`), labels fit and a tiny mother model trained."""
-    from mothermodel.trainer.encoder import write_tiny_encoder
-
     tmp = tmp_path_factory.mktemp("distill")
-    root = tmp / "ws"
-    assert run_cli("init", root).code == 0
-    pq.write_table(make_mail(), tmp / "mail.parquet")
-    assert run_cli("dataset", "add", "mail", tmp / "mail.parquet", "--gold-field", "label", ws=root).code == 0
-    (tmp / "spam.py").write_text(SPEC)
-    assert run_cli("task", "submit", tmp / "spam.py", ws=root).code == 0
-    assert run_cli("label", "fit", "spam", "--model", "majority", ws=root).code == 0
-    write_tiny_encoder(tmp / "enc", words=sum(WORDS.values(), []))
+    root = fitted_mail_workspace(tmp)
     r = run_cli("train", "--encoder", tmp / "enc", "--max-steps", 40, "--batch-size", 16, "--max-length", 16,
                 "--lr", "1e-3", "--json", ws=root)
     assert r.code == 0, r

@@ -35,16 +35,22 @@ def make_mail(n=240, seed=0):
 @pytest.fixture
 def tws(tmp_path):
     """A workspace with task `spam` fitted, and a tiny random encoder folder beside it."""
+    return fitted_mail_workspace(tmp_path)
+
+
+def fitted_mail_workspace(folder):
+    """FOLDER/ws with dataset `mail` and task `spam` (majority-vote labels fit), and FOLDER/enc: a tiny random
+    encoder knowing the mail words. Returns the workspace root."""
     from mothermodel.trainer.encoder import write_tiny_encoder
 
-    root = tmp_path / "ws"
+    root = folder / "ws"
     assert run_cli("init", root).code == 0
-    pq.write_table(make_mail(), tmp_path / "mail.parquet")
-    assert run_cli("dataset", "add", "mail", tmp_path / "mail.parquet", "--gold-field", "label", ws=root).code == 0
-    (tmp_path / "spam.py").write_text(SPEC)
-    assert run_cli("task", "submit", tmp_path / "spam.py", ws=root).code == 0
+    pq.write_table(make_mail(), folder / "mail.parquet")
+    assert run_cli("dataset", "add", "mail", folder / "mail.parquet", "--gold-field", "label", ws=root).code == 0
+    (folder / "spam.py").write_text(SPEC)
+    assert run_cli("task", "submit", folder / "spam.py", ws=root).code == 0
     assert run_cli("label", "fit", "spam", "--model", "majority", ws=root).code == 0
-    write_tiny_encoder(tmp_path / "enc", words=sum(WORDS.values(), []))
+    write_tiny_encoder(folder / "enc", words=sum(WORDS.values(), []))
     return root
 
 
