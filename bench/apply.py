@@ -37,7 +37,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
-DEFAULT_SNORKEL = "/tmp/snorkelvenv/bin/python"
+from snorkel_peer import DEFAULT_SNORKEL  # noqa: E402 (bench/ is sys.path[0])
 SEED = 7
 
 # The LFs, as source text both sides exec: plain functions, wrapped by each side's own

@@ -37,8 +37,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
+from snorkel_peer import DEFAULT_SNORKEL, snorkel_interpreter  # noqa: E402 (bench/ is sys.path[0])
 DEFAULT_DATA = REPO.parent / "shared" / "data"
-DEFAULT_SNORKEL = "/tmp/snorkelvenv/bin/python"
 SEED = 123
 
 
@@ -323,10 +323,7 @@ def main() -> None:
         print(json.dumps(res))
         return
 
-    snorkel = None if args.skip_snorkel else args.snorkel_python
-    if snorkel and not Path(snorkel).exists():
-        print(f"snorkel python {snorkel} not found: skipping Snorkel", file=sys.stderr)
-        snorkel = None
+    snorkel = snorkel_interpreter(args.snorkel_python, args.skip_snorkel)
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
                "command": " ".join([Path(sys.executable).name, *sys.argv])}
 

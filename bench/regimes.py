@@ -43,7 +43,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
-DEFAULT_SNORKEL = "/tmp/snorkelvenv/bin/python"
+from snorkel_peer import DEFAULT_SNORKEL, snorkel_interpreter  # noqa: E402 (bench/ is sys.path[0])
 REGIMES = ("tiny_precise", "weak_short", "youtube_like", "trec_like", "correlated")
 
 
@@ -418,10 +418,7 @@ def main() -> None:
         print(json.dumps({name: [run_snorkel(GENERATORS[name](s)) for s in args.seeds] for name in args.regimes}))
         return
 
-    snorkel = None if args.skip_snorkel else args.snorkel_python
-    if snorkel and not Path(snorkel).exists():
-        print(f"snorkel python {snorkel} not found: skipping Snorkel", file=sys.stderr)
-        snorkel = None
+    snorkel = snorkel_interpreter(args.snorkel_python, args.skip_snorkel)
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
                "command": " ".join(["python", "bench/regimes.py", *sys.argv[1:]]),
                "seeds": args.seeds, "model_seed": 123, "regimes": {}}

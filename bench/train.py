@@ -56,8 +56,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
+from snorkel_peer import DEFAULT_SNORKEL  # noqa: E402 (bench/ is sys.path[0])
 DEFAULT_DATA = REPO.parent / "shared" / "data"
-DEFAULT_SNORKEL = "/tmp/snorkelvenv/bin/python"
 WRENCH = {"spam": "youtube", "trec": "trec"}
 LINKS_SPEC = '''
 from mothermodel import KeywordLF, Task
