@@ -103,17 +103,6 @@ def task_data(ws: Path, task: str, data: Path):
                     gold=gold, dataset=task), fit
 
 
-def parse_sets(items: list[str]) -> dict:
-    out = {}
-    for it in items:
-        k, _, v = it.partition("=")
-        try:
-            out[k] = json.loads(v)
-        except ValueError:
-            out[k] = v
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ws", type=Path, default=Path("/tmp/mm-train-quality"))
@@ -132,7 +121,9 @@ def main() -> None:
     from mothermodel.trainer.selftrain import fit
     from mothermodel.trainer.model import build_model, head_specs
 
-    overrides = {"device": "cpu", **parse_sets(args.set)}
+    from mothermodel.trainer.config import parse_settings
+
+    overrides = {"device": "cpu", **parse_settings(args.set)}
     cfg = TrainConfig(**overrides)
     loaded = [task_data(args.ws.resolve(), t, args.data) for t in tasks]
     data, fits = [d for d, _ in loaded], {d.name: f for d, f in loaded}

@@ -7,7 +7,6 @@ transformers; heavy imports happen inside the commands that need them.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -445,25 +444,14 @@ def train_options(f):
     return f
 
 
-def _settings(items) -> dict:
-    """`--set field=value` pairs; values parsed as JSON where they are (1, 0.5, true, null), else strings."""
-    out = {}
-    for it in items:
-        k, eq, v = it.partition("=")
-        if not eq or not k.strip():
-            raise UserError(f"--set: expected FIELD=VALUE, got {it!r}")
-        try:
-            out[k.strip()] = json.loads(v)
-        except ValueError:
-            out[k.strip()] = v
-    return out
-
-
 def _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, self_train_rounds,
                   seed, checkpoint_every, settings=()):
-    from mothermodel.trainer.config import TrainConfig
+    from mothermodel.trainer.config import TrainConfig, parse_settings
 
-    extra = _settings(settings)
+    try:
+        extra = parse_settings(settings)
+    except ValueError as e:
+        raise UserError(f"--set: {e}") from None
     known = set(TrainConfig.__dataclass_fields__)
     for k in extra:
         if k not in known:

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from mothermodel.defaults import DEFAULT_SEED
 
-__all__ = ["Config", "TrainConfig", "POOLINGS", "LAYOUTS", "MIXINGS", "native_bf16"]
+__all__ = ["Config", "TrainConfig", "POOLINGS", "LAYOUTS", "MIXINGS", "native_bf16", "parse_settings"]
 
 POOLINGS = ("mean", "cls")
 LAYOUTS = ("flat", "hierarchical")
@@ -214,6 +214,23 @@ class TrainConfig(Config):
             raise bad("log_every", "must be >= 1")
         if self.eval_batch_size < 1:
             raise bad("eval_batch_size", "must be >= 1")
+
+
+def parse_settings(items) -> dict[str, Any]:
+    """`field=value` strings (`train --set`, the benchmarks' `--set`) as a dict; values are JSON where they
+    parse (1, 0.5, true, null), else strings. A malformed item raises ValueError."""
+    import json
+
+    out: dict[str, Any] = {}
+    for it in items:
+        k, eq, v = it.partition("=")
+        if not eq or not k.strip():
+            raise ValueError(f"expected FIELD=VALUE, got {it!r}")
+        try:
+            out[k.strip()] = json.loads(v)
+        except ValueError:
+            out[k.strip()] = v
+    return out
 
 
 def native_bf16(device) -> bool:

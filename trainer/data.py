@@ -284,8 +284,9 @@ def round_units(ts: "TrainingSet", focus: Optional[Sequence[int]] = None, replay
     datasets' units plus the replay draws that come with them."""
     if focus is None:
         return ts.num_units
-    n = sum(len(ts.unit_rows[d]) for d in set(focus))
-    others = any(len(r) for d, r in enumerate(ts.unit_rows) if d not in set(focus))
+    focus = set(focus)
+    n = sum(len(ts.unit_rows[d]) for d in focus)
+    others = any(len(r) for d, r in enumerate(ts.unit_rows) if d not in focus)
     return max(1, int(np.ceil(n / (1.0 - replay)))) if others else max(1, n)
 
 

@@ -81,6 +81,12 @@ def refresh_targets(model: Any, tokenizer: Any, tasks: Sequence[TaskData], *, th
     return out
 
 
+def stage_count(config: TrainConfig, focused: bool) -> int:
+    """Stages of a run: the first plus the self-training rounds (fewer in a focused warm run)."""
+    rounds = config.self_train_rounds
+    return 1 + (min(rounds, config.warm_self_train_rounds) if focused else rounds)
+
+
 def keep_targets(model: Any, tokenizer: Any, tasks: Sequence[TaskData], focus: Sequence[str], config: TrainConfig,
                  tokens: Optional[dict[str, Tokenized]] = None) -> list[TaskData]:
     """Targets for the tasks a warm run does not train for: the warm model's own predictions.
@@ -100,7 +106,7 @@ def keep_targets(model: Any, tokenizer: Any, tasks: Sequence[TaskData], focus: S
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     focus_ds = {t.dataset for t in tasks if t.name in focus}
     focus_rows = sum(int((t.split == "train").sum()) for t in {t.dataset: t for t in tasks if t.name in focus}.values())
-    stages = 1 + min(config.self_train_rounds, config.warm_self_train_rounds)
+    stages = stage_count(config, focused=True)
     pool = max(config.batch_size, int(np.ceil(config.replay / (1 - config.replay) * focus_rows * config.warm_epochs * stages)))
     rng = np.random.default_rng([int(config.seed), 17])
     new: dict[str, TaskData] = {}
@@ -146,8 +152,7 @@ def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConf
     stage_tasks: Sequence[TaskData] = tasks
     offset = 0
     tokens: dict[str, Tokenized] = {}
-    stages = 1 + (config.self_train_rounds if focus is None
-                  else min(config.self_train_rounds, config.warm_self_train_rounds))
+    stages = stage_count(config, focused=focus is not None)
     if focus is not None:
         tasks = keep_targets(model, tokenizer, tasks, focus, config, tokens)  # the warm model's, before any stage
     for stage in range(stages):
