@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from mothermodel.defaults import DEFAULT_SEED
+from mothermodel.defaults import DEFAULT_SEED, UI_HOST, UI_PORT
 from mothermodel.errors import UserError
 from mothermodel.registry.records import TaskSpec
 from mothermodel.registry.store import RegistryStore
@@ -204,6 +204,18 @@ class Registry:
         from mothermodel.distill.run import export
 
         return export(self.store, task, out, fmt)
+
+    def ui(self, host: str = UI_HOST, port: int = UI_PORT, wait: bool = True, output=None):
+        """`ui [--host H] [--port N]`: MLflow's server and UI over this workspace's runs, artifacts and registered
+        models, started as a child process (default 127.0.0.1:5000). Returns a `mothermodel.ui.UIServer`
+        (`.url`; `.serve()` blocks, `.stop()` ends it; a context manager):
+
+            >>> with reg.ui(port=5001) as server:
+            ...     print(server.url)
+        """
+        from mothermodel import ui
+
+        return ui.start(self.ws, host, port, wait=wait, output=output)
 
     def watch(self, every: str | None = None, once: bool = False, config=None, options=None,
               echo=print, distill_config=None) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import click  # noqa: E402
 
 from mothermodel import console  # noqa: E402
-from mothermodel.defaults import DEFAULT_SEED  # noqa: E402
+from mothermodel.defaults import DEFAULT_SEED, UI_HOST, UI_PORT  # noqa: E402
 from mothermodel.errors import CommandFailed, UserError  # noqa: E402
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
@@ -662,6 +662,29 @@ def status(ctx, as_json) -> None:
     console.table([(t["name"], t["version"], yes(t["labels"]["stale"]), yes(t["model"]["stale"]),
                     yes(t["deployable"]["stale"]) + ver(t["deployable"]), why(t)) for t in res["tasks"]],
                   ["task", "version", "labels", "model", "deployable", "first reason"])
+
+
+@cli.command()
+@click.option("--port", type=int, default=UI_PORT, show_default=True, help="Port to listen on.")
+@click.option("--host", default=UI_HOST, show_default=True,
+              help="Interface to bind (loopback by default; 0.0.0.0 exposes the UI to your network).")
+@click.pass_context
+def ui(ctx, port, host) -> None:
+    """Serve the MLflow UI for this workspace: training and distillation runs, metrics, artifacts and the
+    registered per-task models. Ctrl-C stops it."""
+    reg = _registry(ctx)
+    console.info(f"starting the MLflow UI for {reg.ws.root} ...")
+    sys.stdout.flush()  # before the server's own log lines
+    server = reg.ui(host, port)
+    console.info(f"MLflow UI: {server.url}  (Ctrl-C stops it)\n"
+                 f"  runs:   {server.url}#/experiments  (experiment 'mothermodel')\n"
+                 f"  models: {server.url}#/models  (one registered model per distilled task)\n"
+                 f"  store:  {server.tracking_uri}")
+    sys.stdout.flush()
+    code = server.serve()
+    if code:
+        raise CommandFailed(f"mlflow server exited with code {code}")
+    console.info("MLflow UI stopped")
 
 
 @cli.command()

@@ -12,6 +12,12 @@ ABSTAIN = -1
 DEFAULT_SEED = 123
 """The seed of every fit, tie-break and training run unless the user picks one."""
 
+UI_HOST = "127.0.0.1"
+"""`mothermodel ui` binds to loopback unless told otherwise (--host)."""
+
+UI_PORT = 5000
+"""`mothermodel ui`'s port unless told otherwise (--port): MLflow's own default."""
+
 
 def resolve_device(device: str = "auto"):
     """'auto' | 'cpu' | 'cuda' | 'cuda:i' -> a torch.device ('auto' takes a GPU when there is one)."""

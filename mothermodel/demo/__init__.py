@@ -119,7 +119,7 @@ def run(directory: Path, epochs: float = 4.0, encoder: Path | None = None,
     reg = Registry.open(directory)
     _summary(reg)
     print(f"\nDemo workspace: {directory}  (DAG picture: {directory / 'dag.png'})")
-    print(f"MLflow runs: mlflow ui --backend-store-uri {reg.ws.mlflow_tracking_uri}")
+    print(f"MLflow runs and registered models: mothermodel -w {directory} ui  (then open http://127.0.0.1:5000/)")
     print(f"Bundles: {directory / 'bundles'}  (run one: python -m mothermodel.distill.run_bundle "
           f"{directory / 'bundles' / 'urgency'} --text 'the app crashes, urgent!')")
     return directory
