@@ -85,6 +85,10 @@ def _check_model(store: RegistryStore, task: str):
     if state["model"]["stale"]:
         raise UserError(f"TASK: cannot distill {task}: the mother model is stale for it ({state['model']['reason']}); "
                         "run `mothermodel train --if-changed` (or `mothermodel watch --once`) first")
+    from mothermodel.trainer import checkpoint as ckpt
+
+    # Before any MLflow run or bundle folder exists: a corrupted teacher changes nothing.
+    ckpt.verify_recorded(store.ws.home / model.path, model.content_hash)
     return model
 
 
@@ -155,7 +159,8 @@ def _distill(store: RegistryStore, t, model_rec, config: DistillConfig, options:
     mt = model_rec.tasks[task]
     pl_rec = store.prob_labels(task, mt.prob_label_version)
     pl = store.read_prob_labels(pl_rec, with_text=True)
-    teacher, tokenizer, teacher_manifest = ckpt.load_model(ws.home / model_rec.path)
+    # verify_all=False: _check_model verified every file against the recorded manifest
+    teacher, tokenizer, teacher_manifest = ckpt.load_model(ws.home / model_rec.path, verify_all=False)
     max_length = config.max_length or (teacher_manifest.get("config") or {}).get("max_length", 128)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     tokens = tokenize(tokenizer, [x or "" for x in pl.texts], max_length)

@@ -64,6 +64,11 @@ def verify(folder: str | Path) -> dict:
         if name not in manifest["files"]:
             raise BundleError(f"{mpath}: lists no {name}")
     for name, entry in manifest["files"].items():
+        # Plain file names only: a listed "../x" would make the check (and export's copy) leave the folder.
+        if not isinstance(name, str) or not name or name.startswith(".") or any(c in name for c in "/\\\0"):
+            raise BundleError(f"{mpath}: lists {name!r}, not a plain file name")
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise BundleError(f"{mpath}: the entry for {name} has no sha256")
         p = folder / name
         if not p.is_file():
             raise BundleError(f"{p}: missing (the manifest lists it)")

@@ -4,15 +4,19 @@
   runs in a single pass over the table: no Python call per row.
 - Python LFs run in a process pool over chunks of rows, every core busy.
 - Fault isolation: an LF that raises, returns a non-integer or out-of-range
-  label, or runs past its time limit on a row is reported per LF (rows
-  affected, first traceback); those outputs become abstains and every other
-  output is kept. Nothing here writes files: the label store does, atomically.
+  label, runs past its time limit on a row, or allocates past its worker's
+  memory limit (MemoryError) is reported per LF (rows affected, first
+  traceback); those outputs become abstains and every other output is kept.
+  Nothing here writes files: the label store does, atomically.
+- Worker processes die with the applier: a `label apply` killed with SIGKILL
+  leaves no orphaned worker behind (Linux: PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import traceback
 from collections import namedtuple
 from concurrent.futures import ProcessPoolExecutor
@@ -29,10 +33,20 @@ class ApplyConfig:
     """How LFs are applied.
 
     Attributes:
-        n_jobs: worker processes for Python LFs (None: every core; 1: in this process).
+        n_jobs: worker processes for Python LFs (None: every core; 1: one worker, or this
+            process itself when lf_memory_mb is 0).
         chunk_size: rows per work unit sent to a worker.
         lf_timeout_s: time limit for one LF on one row; past it the row is an abstain
             and the LF is reported (0 disables the limit).
+        lf_memory_mb: memory limit for each worker process running Python LFs, in MB of
+            address space on top of what the worker inherits from the applier when it is
+            forked (RLIMIT_AS, on platforms that have it). An allocation past it raises
+            MemoryError inside the LF: that row is an abstain and the LF is reported as
+            raising, like any failing LF. When set, Python LFs always run in a worker
+            process (never in the applier itself, whose memory the limit would cap).
+            0 disables the limit (needed by LFs that initialise CUDA, which reserves far
+            more address space than it uses). Engine "local" only (a Dask worker has its
+            own memory_limit).
         progress: show a progress bar (rich) on a terminal, plain lines otherwise.
         engine: "local" (this machine's cores) or "dask" (a Dask cluster; see dask_apply).
         scheduler: with engine "dask", the scheduler address (None: a LocalCluster).
@@ -41,6 +55,7 @@ class ApplyConfig:
     n_jobs: int | None = None
     chunk_size: int = 2000
     lf_timeout_s: float = 5.0
+    lf_memory_mb: int = 4096
     progress: bool = True
     engine: str = "local"
     scheduler: str | None = None
@@ -85,6 +100,53 @@ class Applied:
     labels: np.ndarray
     sources: list[str]
     reports: dict[str, LFReport] = field(default_factory=dict)
+
+
+def _vm_bytes() -> int | None:
+    """This process's current address-space size (Linux /proc), or None where unknown."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _init_worker(parent_pid: int, memory_mb: int) -> None:
+    """Pool initializer: die with the applier, and cap this worker's memory.
+
+    Without the first, a SIGKILLed `label apply` left its workers blocked on
+    the task queue forever. The cap counts from the size the worker inherited
+    at fork (the applier's numpy/pyarrow/duckdb mappings are already there),
+    so `memory_mb` is what LFs may add.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the applier died before prctl took effect
+        os._exit(1)
+    if memory_mb and memory_mb > 0:
+        try:
+            import resource
+        except ImportError:  # no rlimits on this platform
+            return
+        if not hasattr(resource, "RLIMIT_AS"):
+            return
+        base = _vm_bytes() or 0
+        limit = base + int(memory_mb) * 1024 * 1024
+        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+        except (ValueError, OSError):  # e.g. macOS refuses RLIMIT_AS: run without the cap
+            pass
 
 
 class _LFTimeout(BaseException):
@@ -262,17 +324,29 @@ def apply_python_lfs(table, lfs: Sequence[LabelingFunction], cardinality: int,
     parts = []
     bar = progress_bar(n, label, config.progress)
     try:
-        if n_jobs == 1 or len(chunks) == 1:
+        # A memory limit needs a worker process: it would otherwise cap the applier itself.
+        in_process = (n_jobs == 1 or len(chunks) == 1) and not config.lf_memory_mb
+        if in_process:
             for s, e in chunks:
                 parts.append(_run_chunk(s, e))
                 bar.advance(e - s)
         else:
             # fork: workers inherit _STATE (LFs, columns) instead of unpickling it.
-            with ProcessPoolExecutor(max_workers=min(n_jobs, len(chunks)), mp_context=mp.get_context("fork")) as pool:
+            with ProcessPoolExecutor(max_workers=min(n_jobs, len(chunks)), mp_context=mp.get_context("fork"),
+                                     initializer=_init_worker,
+                                     initargs=(os.getpid(), config.lf_memory_mb)) as pool:
                 futures = [(pool.submit(_run_chunk, s, e), e - s) for s, e in chunks]
-                for fut, size in futures:
-                    parts.append(fut.result())
-                    bar.advance(size)
+                try:
+                    for fut, size in futures:
+                        parts.append(fut.result())
+                        bar.advance(size)
+                except BaseException:
+                    # Ctrl-C or SIGTERM: stop the workers now instead of waiting for their chunks.
+                    procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    for proc in procs:
+                        proc.terminate()
+                    raise
     finally:
         bar.close()
         _STATE.clear()

@@ -277,6 +277,9 @@ def label() -> None:
 @click.option("--jobs", "-j", type=int, default=None, help="Worker processes for Python LFs (default: every core).")
 @click.option("--timeout", "lf_timeout", type=float, default=5.0, show_default=True,
               help="Time limit in seconds for one LF on one row (0: none).")
+@click.option("--memory-mb", "memory_mb", type=int, default=4096, show_default=True,
+              help="Memory limit in MB for each worker process running Python LFs, on top of what it inherits "
+                   "(0: none); an LF past it fails with MemoryError and is reported.")
 @click.option("--force", is_flag=True, help="Recompute every source even when nothing changed.")
 @click.option("--strict", is_flag=True, help="Exit 1, recording nothing for that task, if any LF fails on any row.")
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
@@ -284,14 +287,16 @@ def label() -> None:
 @click.option("--scheduler", default=None, help="With --engine dask: scheduler address (default: a local cluster).")
 @json_option
 @click.pass_context
-def label_apply(ctx, tasks, jobs, lf_timeout, force, strict, engine, scheduler, as_json) -> None:
+def label_apply(ctx, tasks, jobs, lf_timeout, memory_mb, force, strict, engine, scheduler, as_json) -> None:
     """Run every stale source of TASKS (default: all) in DAG order into new label-matrix versions."""
     from mothermodel.labeling.apply import ApplyConfig
 
     if scheduler and engine != "dask":
         raise UserError("--scheduler: only with --engine dask")
-    cfg = ApplyConfig(n_jobs=jobs, lf_timeout_s=lf_timeout, progress=not as_json, engine=engine,
-                      scheduler=scheduler)
+    if memory_mb < 0:
+        raise UserError(f"--memory-mb: must be >= 0 (0: no limit), got {memory_mb}")
+    cfg = ApplyConfig(n_jobs=jobs, lf_timeout_s=lf_timeout, lf_memory_mb=memory_mb, progress=not as_json,
+                      engine=engine, scheduler=scheduler)
     res = _registry(ctx).label_apply(list(tasks) or None, cfg, force=force, strict=strict)
     if as_json:
         console.emit_json(res)

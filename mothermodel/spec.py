@@ -20,7 +20,7 @@ from typing import Any
 
 from mothermodel.errors import UserError
 from mothermodel.labeling.lf import DeclarativeLF, LabelingFunction
-from mothermodel.registry.records import NAME_RE, SOURCE_NAME_RE, SourceSpec, TaskSpec
+from mothermodel.registry.records import NAME_RE, SourceSpec, TaskSpec, is_name, is_source_name
 
 
 
@@ -93,10 +93,10 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>",
     Checks here need no registry: name pattern, classes, source shapes,
     duplicate source names. Registry checks (dataset, parent, cycles) come at submit.
     """
-    if not isinstance(task.name, str) or not NAME_RE.match(task.name):
+    if not is_name(task.name):
         raise _err(origin, "name", f"{task.name!r} does not match {NAME_RE.pattern}")
-    if not isinstance(task.dataset, str) or not task.dataset:
-        raise _err(origin, "dataset", "must be a registered dataset's name")
+    if not is_name(task.dataset):
+        raise _err(origin, "dataset", f"{task.dataset!r} is not a dataset name (must match {NAME_RE.pattern})")
     classes = task.classes
     if isinstance(classes, str) or not isinstance(classes, (list, tuple)) or not classes:
         raise _err(origin, "classes", "must be a non-empty list of class names")
@@ -108,18 +108,22 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>",
     dup = sorted({c for c in classes if list(classes).count(c) > 1})
     if dup:
         raise _err(origin, "classes", f"duplicate class name {dup[0]!r}")
-    if task.parent is not None and (not isinstance(task.parent, str) or not NAME_RE.match(task.parent)):
+    if task.parent is not None and not is_name(task.parent):
         raise _err(origin, "parent", f"{task.parent!r} is not a task name")
     if task.parent_class is not None and (task.parent is None or not isinstance(task.parent_class, str)):
         raise _err(origin, "parent_class", "needs a parent, and must be one of the parent's class names")
     if task.parent == task.name:
         raise _err(origin, "parent", f"dependency cycle {task.name} -> {task.name}")
+    if task.description is not None and not isinstance(task.description, str):
+        raise _err(origin, "description", f"must be text, not {type(task.description).__name__}")
+    if task.owner is not None and not isinstance(task.owner, str):
+        raise _err(origin, "owner", f"must be text, not {type(task.owner).__name__}")
 
     sources: list[SourceSpec] = []
     for i, s in enumerate(task.sources or []):
         where = f"sources[{i}]"
         if isinstance(s, TaskOutput):
-            if not isinstance(s.task, str) or not NAME_RE.match(s.task):
+            if not is_name(s.task):
                 raise _err(origin, f"{where}.task", f"{s.task!r} is not a task name")
             if s.task == task.name:
                 raise _err(origin, f"{where}.task", f"dependency cycle {task.name} -> {task.name}")
@@ -135,8 +139,8 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>",
                 raise _err(origin, f"{where}.column", "must be a column name")
             sources.append(SourceSpec(name=s.name or s.column, kind="column", ref=s.column))
         elif isinstance(s, Model):
-            if not s.uri or not s.name:
-                raise _err(origin, where, "a model source needs a uri and a name")
+            if not isinstance(s.uri, str) or not s.uri or not isinstance(s.name, str) or not s.name:
+                raise _err(origin, where, "a model source needs a uri and a name (text)")
             sources.append(SourceSpec(name=s.name, kind="model", ref=s.uri))
         elif isinstance(s, LabelingFunction):
             lfs = [*lfs, s]
@@ -150,7 +154,7 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>",
         sources.append(SourceSpec(name=lf.name, kind="lf", code=lf.code, code_hash=code_hash))
     seen: set[str] = set()
     for i, s in enumerate(sources):
-        if not SOURCE_NAME_RE.match(s.name):
+        if not is_source_name(s.name):
             raise _err(origin, f"sources[{i}].name", f"{s.name!r} is not a valid source name")
         if s.name in seen:
             raise _err(origin, "sources", f"duplicate source name {s.name!r}")
@@ -261,7 +265,7 @@ def _from_mapping(data: Any, origin: str) -> TaskSpec:
     if not isinstance(data, dict):
         raise UserError(f"{origin}: the spec must be a mapping of fields")
     known = {"name", "dataset", "classes", "parent", "parent_class", "description", "owner", "sources"}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(set(data) - known, key=str)  # YAML keys may be numbers too
     if unknown:
         raise _err(origin, unknown[0], "unknown field")
     for required in ("name", "dataset", "classes"):
@@ -296,7 +300,7 @@ def _from_mapping(data: Any, origin: str) -> TaskSpec:
         parent=data.get("parent"),
         parent_class=data.get("parent_class"),
         sources=sources,
-        description=data.get("description") or "",
+        description=data.get("description", ""),  # normalise checks its type
         owner=data.get("owner"),
     )
     return normalise(task, [], origin=origin)

@@ -100,6 +100,7 @@ def watch(reg, every_s: float | None, once: bool, train_config, train_options,
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, on_term)
+    old_int = signal.signal(signal.SIGINT, on_term)
     try:
         while True:
             started = time.monotonic()
@@ -109,5 +110,12 @@ def watch(reg, every_s: float | None, once: bool, train_config, train_options,
             wait = max(0.0, every_s - (time.monotonic() - started))
             echo(f"next tick in {wait:.0f}s (Ctrl-C stops)")
             time.sleep(wait)
+    except BaseException:
+        # The signal may land inside a DuckDB query, which turns the KeyboardInterrupt into its own
+        # "Query interrupted" error (the transaction rolls back all the same): still a stop, not a failure.
+        if stop["now"]:
+            raise KeyboardInterrupt from None
+        raise
     finally:
         signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)

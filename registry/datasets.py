@@ -14,7 +14,7 @@ from typing import Any
 
 from mothermodel.errors import UserError
 from mothermodel.registry.files import write_parquet_addressed
-from mothermodel.registry.records import NAME_RE
+from mothermodel.registry.records import NAME_RE, is_name
 
 READERS = {".parquet": "read_parquet", ".csv": "read_csv_auto", ".jsonl": "read_json_auto", ".ndjson": "read_json_auto"}
 ROW = "_row"
@@ -51,7 +51,7 @@ def stage(ws, name: str, table, text_field: str | None, split_field: str | None,
     """
     import pyarrow as pa
 
-    if not NAME_RE.match(name):
+    if not is_name(name):
         raise UserError(f"NAME: {name!r} does not match {NAME_RE.pattern}")
     cols = [c for c in table.column_names if c != ROW]
     if text_field is None and "text" in cols:

@@ -18,6 +18,18 @@ from typing import Any
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 """Task and dataset names: they become folder names, so no path tricks fit."""
 SOURCE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+
+
+def is_name(value: object) -> bool:
+    """Whether `value` is a valid task or dataset name. fullmatch, not match: `$` also
+    matches before a trailing newline, so NAME_RE.match accepts "spam\n"."""
+    return isinstance(value, str) and NAME_RE.fullmatch(value) is not None
+
+
+def is_source_name(value: object) -> bool:
+    """Whether `value` is a valid source name (the whole string; see `is_name`)."""
+    return isinstance(value, str) and SOURCE_NAME_RE.fullmatch(value) is not None
+
 SOURCE_KINDS = ("lf", "column", "task_output", "model")
 EDGE_KINDS = ("parent", "task_output")
 

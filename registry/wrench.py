@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from mothermodel.errors import UserError
-from mothermodel.registry.records import NAME_RE, SourceSpec, TaskSpec
+from mothermodel.registry.records import NAME_RE, SourceSpec, TaskSpec, is_name
 
 SPLITS = ("train", "valid", "test")
 
@@ -71,7 +71,7 @@ def read(folder: str | Path):
 
 def task_for(name: str, classes: list[str], m: int, origin: str) -> TaskSpec:
     """Task NAME on dataset NAME with one column source per WRENCH LF (`lf_0` .. `lf_{m-1}`)."""
-    if not NAME_RE.match(name):
+    if not is_name(name):
         raise UserError(f"{origin}: name: {name!r} does not match {NAME_RE.pattern}")
     return TaskSpec(name=name, dataset=name, classes=tuple(classes), parent=None,
                     description=f"Imported from WRENCH folder {Path(origin).name}", owner=None,

@@ -45,6 +45,36 @@ def run_proc(*args, ws=None, env=None, **kw) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, **kw)
 
 
+def kill_at_fault(args, ws, marker: Path, point: str = "before_commit", timeout: float = 60, env=None) -> None:
+    """Start `mothermodel -w ws args...`, wait until it hangs at fault point `point` (registry/db.py
+    `fault_point`; before_commit: inside its write transaction), and SIGKILL it."""
+    import signal
+    import time
+
+    import tempfile
+
+    env = {**os.environ, **(env or {}), "MOTHERMODEL_FAULT": f"{point}:{marker}"}
+    # stderr to a file, not a pipe: a chatty command must not block on a full pipe before the fault point
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.Popen(cli_exe() + ["-w", str(ws), *map(str, args)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.time() + timeout
+            while not Path(marker).exists():
+                if p.poll() is not None:
+                    err.seek(0)
+                    raise AssertionError(f"exited {p.returncode} first: {err.read().decode()[-2000:]}")
+                assert time.time() < deadline, f"never reached the fault point {point}"
+                time.sleep(0.05)
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait(30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert p.returncode == -signal.SIGKILL
+
+
 def snapshot(ws) -> dict:
     """Every registry table's rows, for 'nothing changed' assertions."""
     import duckdb

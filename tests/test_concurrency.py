@@ -1,14 +1,12 @@
 """Concurrent CLI processes and a real kill in the middle of a write."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
-from conftest import SHARED_DATA, cli_exe, run_proc, snapshot, write_spec
+from conftest import SHARED_DATA, cli_exe, kill_at_fault, run_proc, snapshot, write_spec
 
 
 def test_16_concurrent_submits_while_a_reader_loops(ws, tmp_path):
@@ -43,28 +41,12 @@ def test_16_concurrent_submits_while_a_reader_loops(ws, tmp_path):
     assert names == [f"task_{i:02d}" for i in range(16)]
 
 
-def _kill_at_fault(args, ws, tmp_path):
-    """Start `mothermodel args`, wait until it hangs inside its write transaction, SIGKILL it."""
-    marker = tmp_path / "in_txn"
-    env = {**os.environ, "MOTHERMODEL_FAULT": f"before_commit:{marker}"}
-    p = subprocess.Popen(cli_exe() + ["-w", str(ws), *map(str, args)], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while not marker.exists():
-        assert p.poll() is None, p.stderr.read()
-        assert time.time() < deadline, "never reached the fault point"
-        time.sleep(0.05)
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
-    assert p.returncode == -signal.SIGKILL
-
-
 def test_kill_during_submit_leaves_registry_as_before(ws, tmp_path):
     spec = write_spec(tmp_path / "a.py", name="a")
     assert run_proc("task", "submit", spec, ws=ws).returncode == 0
     before = snapshot(ws)
     write_spec(spec, name="a", lf_body="0")  # a change: the killed replace would bump versions
-    _kill_at_fault(["task", "submit", spec, "--replace"], ws, tmp_path)
+    kill_at_fault(["task", "submit", spec, "--replace"], ws, tmp_path / "in_txn")
     assert snapshot(ws) == before
     # The registry still works for readers and writers afterwards.
     assert run_proc("task", "submit", spec, "--replace", ws=ws).returncode == 0
@@ -74,7 +56,7 @@ def test_kill_during_submit_leaves_registry_as_before(ws, tmp_path):
 @pytest.mark.skipif(not (SHARED_DATA / "youtube").is_dir(), reason="../shared/data absent")
 def test_kill_during_wrench_import(ws, tmp_path):
     before = snapshot(ws)
-    _kill_at_fault(["import", "wrench", SHARED_DATA / "youtube", "--task", "spam"], ws, tmp_path)
+    kill_at_fault(["import", "wrench", SHARED_DATA / "youtube", "--task", "spam"], ws, tmp_path / "in_txn")
     assert snapshot(ws) == before
     p = run_proc("task", "list", "--json", ws=ws)
     assert p.returncode == 0 and json.loads(p.stdout) == []

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, run_cli, run_proc
+from conftest import REPO, kill_at_fault, run_cli, run_proc
 from test_train import fitted_mail_workspace
 
 RUNNER = REPO / "distill" / "run_bundle.py"
@@ -192,7 +192,7 @@ def test_kill_9_during_distill_leaves_nothing_half_done(dws, tmp_path):
     before = {d.version for d in reg.store.deployables("spam")}
     client = _client(dws)
     versions_before = {v.version for v in client.search_model_versions("name = 'spam'")}
-    _distill_killed_at(dws, "distill_registered", tmp_path / "at-fault")
+    kill_at_fault(["distill", "spam", *FAST], dws, tmp_path / "at-fault", point="distill_registered", timeout=120)
     orphan = set(v.version for v in client.search_model_versions("name = 'spam'")) - versions_before
     assert len(orphan) == 1  # registered, never recorded
     recorded = {Path(d.path).name for d in reg.store.deployables("spam")}
@@ -222,7 +222,7 @@ def test_kill_9_while_the_bundle_is_written_leaves_nothing(dws, tmp_path):
     versions_before = {v.version for v in client.search_model_versions("name = 'spam'")}
     folder = dws / ".mothermodel" / "deployables" / "spam"
     dirs_before = {p.name for p in folder.iterdir() if p.is_dir()}
-    _distill_killed_at(dws, "distill_bundle", tmp_path / "at-fault")
+    kill_at_fault(["distill", "spam", *FAST], dws, tmp_path / "at-fault", point="distill_bundle", timeout=120)
     new = {p.name for p in folder.iterdir() if p.is_dir()} - dirs_before
     assert new and all(n.startswith(".tmp-") for n in new)  # only the hidden, half-written folder
     assert {v.version for v in client.search_model_versions("name = 'spam'")} == versions_before
@@ -234,27 +234,6 @@ def test_kill_9_while_the_bundle_is_written_leaves_nothing(dws, tmp_path):
     assert len(recs) == len(before) + 1
     assert {p.name for p in folder.iterdir() if p.is_dir()} == {Path(d.path).name for d in recs}
     assert {str(v.version) for v in client.search_model_versions("name = 'spam'")} == {d.mlflow_model_version for d in recs}
-
-
-def _distill_killed_at(ws, point: str, marker: Path) -> None:
-    """`distill spam` in a child process, SIGKILLed once it reaches fault point `point`."""
-    proc = subprocess.Popen([*_cli(), "-w", str(ws), "distill", "spam", *FAST],
-                            env={**os.environ, "MOTHERMODEL_FAULT": f"{point}:{marker}"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(600):
-            if marker.exists() or proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        assert marker.exists(), "the distillation never reached the fault point"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-
-
-def _cli():
-    exe = Path(sys.executable).parent / "mothermodel"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "mothermodel.cli"]
 
 
 def _free_port() -> int:

@@ -38,8 +38,8 @@ from typing import Any, Optional, Sequence
 
 from mothermodel.errors import IntegrityError
 
-__all__ = ["FORMAT", "save", "verify", "read_manifest", "load_model", "load_weights", "load_optimizer",
-           "optimizer_tensors", "CheckpointDir"]
+__all__ = ["FORMAT", "save", "verify", "verify_recorded", "read_manifest", "load_model", "load_weights",
+           "load_optimizer", "optimizer_tensors", "CheckpointDir"]
 
 FORMAT = "mothermodel-checkpoint"
 FORMAT_VERSION = 1
@@ -227,6 +227,25 @@ def verify(folder: str | os.PathLike) -> dict[str, Any]:
     for name in m["files"]:
         _read_checked(folder, name, m)
     return m
+
+
+def verify_recorded(folder: str | os.PathLike, manifest_sha256: Optional[str]) -> dict[str, Any]:
+    """`verify`, and the manifest is the one the registry recorded for this model (its sha256).
+
+    A checkpoint whose files and manifest were replaced together passes `verify`
+    alone; the recorded hash catches that too. Callers run this before they write
+    anything (a run folder, an MLflow run), so a corrupted model changes nothing.
+    `manifest_sha256` None (a record without a hash): `verify` only.
+    """
+    from mothermodel.registry.files import sha256_file
+
+    folder = Path(folder)
+    read_manifest(folder)
+    got = sha256_file(folder / MANIFEST)
+    if manifest_sha256 is not None and got != manifest_sha256:
+        raise IntegrityError(f"checkpoint {folder}: {MANIFEST} has sha256 {got[:12]}..., the registry records "
+                             f"{manifest_sha256[:12]}...: the file was changed; refusing to load it")
+    return verify(folder)
 
 
 def load_weights(folder: str | os.PathLike, manifest: Optional[dict] = None, name: str = "model.safetensors"

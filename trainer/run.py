@@ -147,8 +147,13 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
             and not (ch["new"] or ch["changed"] or ch["removed"]):
         return {"model_version": latest.version, "trained": False, "status": "up to date", "changes": ch,
                 "metrics": latest.metrics}
-    run_dir, resume, config = _run_dir(ws, lin, config, options)
     from mothermodel.trainer import checkpoint as ckpt
+
+    # The model a warm start will load: a corrupted one stops the run before it writes anything
+    # (--resume takes its encoder from the interrupted run, so check whenever it resumes).
+    if latest is not None and (options.resume or _same_encoder(ws, latest, config)):
+        ckpt.verify_recorded(ws.home / latest.path, latest.content_hash)
+    run_dir, resume, config = _run_dir(ws, lin, config, options)
     from mothermodel.trainer.evaluate import evaluate, metric_keys
     from mothermodel.trainer.model import build_model, head_specs, warm_start
     from mothermodel.trainer.selftrain import fit
@@ -307,7 +312,9 @@ def predict(store: RegistryStore, task: str, *, split: Optional[str] = None, inp
             table = table.filter(pc.equal(table.column(ds.split_field), split))
         texts = table.column(ds.text_field).to_pylist()
         ids = table.column("_row")
-    model, tokenizer, manifest = ckpt.load_model(store.ws.home / model_rec.path)
+    folder = store.ws.home / model_rec.path
+    ckpt.verify_recorded(folder, model_rec.content_hash)
+    model, tokenizer, manifest = ckpt.load_model(folder, verify_all=False)  # verified just above
     max_length = (manifest.get("config") or {}).get("max_length", 128)
     probs = predict_proba(model, tokenizer, [x or "" for x in texts], tasks=[task], max_length=max_length,
                           batch_size=batch_size, device=device)[task]
