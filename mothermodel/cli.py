@@ -693,17 +693,24 @@ def ui(ctx, port, host) -> None:
 
 
 @cli.command()
-@click.option("--dir", "directory", type=click.Path(file_okay=False), default="mothermodel-demo",
-              show_default=True, help="Where to build the demo workspace (recreated if it is a demo).")
+@click.option("--workspace", "directory", type=click.Path(file_okay=False), default=None,
+              help="Where to build the demo workspace (default: ./mothermodel-demo; recreated if a demo made it).")
+@click.option("--dir", "old_dir", type=click.Path(file_okay=False), default=None, hidden=True)  # the old name
 @click.option("--epochs", type=float, default=4.0, show_default=True, help="Mother-model training epochs.")
 @click.option("--encoder", type=click.Path(file_okay=False), default=None,
               help="Encoder folder for the mother model (default: the bundled all-MiniLM-L6-v2).")
 @click.option("--distill-epochs", type=float, default=4.0, show_default=True, help="Distillation epochs per task.")
-def demo(directory: str, epochs: float, encoder: str | None, distill_epochs: float) -> None:
-    """Run the whole pipeline (as far as it is built) on a bundled synthetic world."""
+@click.pass_context
+def demo(ctx, directory: str | None, old_dir: str | None, epochs: float, encoder: str | None,
+         distill_epochs: float) -> None:
+    """Run the whole pipeline on a bundled synthetic world: six tasks, from weak labels to ONNX students."""
     from mothermodel.demo import run
 
-    run(Path(directory), epochs=epochs, encoder=Path(encoder) if encoder else None, distill_epochs=distill_epochs)
+    if directory and old_dir and Path(directory).resolve() != Path(old_dir).resolve():
+        raise UserError("--workspace: given twice (--workspace and its old name --dir) with different folders")
+    # `mothermodel -w DIR demo` works too: every command takes the group's -w.
+    target = directory or old_dir or ctx.obj.get("workspace") or "mothermodel-demo"
+    run(Path(target), epochs=epochs, encoder=Path(encoder) if encoder else None, distill_epochs=distill_epochs)
 
 
 def main(argv: list[str] | None = None) -> None:

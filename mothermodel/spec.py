@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mothermodel.errors import UserError
-from mothermodel.labeling.lf import DeclarativeLF, LabelingFunction
+from mothermodel.labeling.lf import DeclarativeLF, KeywordLF, LabelingFunction, RegexLF
 from mothermodel.registry.records import NAME_RE, SourceSpec, TaskSpec, is_name, is_source_name
 
 
@@ -143,15 +143,11 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>",
                 raise _err(origin, where, "a model source needs a uri and a name (text)")
             sources.append(SourceSpec(name=s.name, kind="model", ref=s.uri))
         elif isinstance(s, LabelingFunction):
-            lfs = [*lfs, s]
+            # In place, so sources[i] in a registry-side error is the i-th source as written.
+            sources.append(_lf_source(s, shared_hash))
         else:
             raise _err(origin, where, f"unknown source type {type(s).__name__}")
-    for lf in lfs:
-        code_hash = lf.code_hash
-        if shared_hash and not isinstance(lf, DeclarativeLF):
-            # A Python LF also depends on the module code around it (constants, helpers).
-            code_hash = hashlib.sha256(f"{code_hash}\0{shared_hash}".encode()).hexdigest()
-        sources.append(SourceSpec(name=lf.name, kind="lf", code=lf.code, code_hash=code_hash))
+    sources += [_lf_source(lf, shared_hash) for lf in lfs]
     seen: set[str] = set()
     for i, s in enumerate(sources):
         if not is_source_name(s.name):
@@ -171,6 +167,14 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>",
         source_text=source_text,
         parent_class=task.parent_class,
     )
+
+
+def _lf_source(lf: LabelingFunction, shared_hash: str | None) -> SourceSpec:
+    code_hash = lf.code_hash
+    if shared_hash and not isinstance(lf, DeclarativeLF):
+        # A Python LF also depends on the module code around it (constants, helpers).
+        code_hash = hashlib.sha256(f"{code_hash}\0{shared_hash}".encode()).hexdigest()
+    return SourceSpec(name=lf.name, kind="lf", code=lf.code, code_hash=code_hash)
 
 
 # --- reading spec files ------------------------------------------------------
@@ -271,36 +275,100 @@ def _from_mapping(data: Any, origin: str) -> TaskSpec:
     for required in ("name", "dataset", "classes"):
         if required not in data:
             raise _err(origin, required, "missing")
-    raw_sources = data.get("sources") or []
-    if not isinstance(raw_sources, list):
-        raise _err(origin, "sources", "must be a list")
-    sources: list[Any] = []
-    for i, s in enumerate(raw_sources):
-        where = f"sources[{i}]"
-        if not isinstance(s, dict) or "kind" not in s:
-            raise _err(origin, where, "each source needs a kind (column | task_output | model)")
-        kind = s["kind"]
-        try:
-            if kind == "column":
-                sources.append(Column(column=s["column"], name=s.get("name")))
-            elif kind == "task_output":
-                sources.append(TaskOutput(task=s["task"], name=s.get("name"), map=s.get("map")))
-            elif kind == "model":
-                sources.append(Model(uri=s["uri"], name=s["name"]))
-            elif kind == "lf":
-                raise _err(origin, f"{where}.kind", "LFs need code: write the spec as a .py file")
-            else:
-                raise _err(origin, f"{where}.kind", f"unknown kind {kind!r}")
-        except KeyError as e:
-            raise _err(origin, f"{where}.{e.args[0]}", "missing") from None
     task = Task(
         name=data["name"],
         dataset=data["dataset"],
         classes=data["classes"],
         parent=data.get("parent"),
         parent_class=data.get("parent_class"),
-        sources=sources,
+        sources=[],
         description=data.get("description", ""),  # normalise checks its type
         owner=data.get("owner"),
     )
+    normalise(task, [], origin=origin)  # the task's own fields first: a source's label needs valid classes
+    raw_sources = data.get("sources") or []
+    if not isinstance(raw_sources, list):
+        raise _err(origin, "sources", "must be a list")
+    for i, s in enumerate(raw_sources):
+        task.sources.append(_source_from_mapping(s, f"sources[{i}]", i, list(task.classes), origin))
     return normalise(task, [], origin=origin)
+
+
+# Per source kind: its required and optional fields in a YAML/TOML spec.
+_SOURCE_FIELDS = {
+    "column": ({"column"}, {"name"}),
+    "task_output": ({"task"}, {"name", "map"}),
+    "model": ({"uri", "name"}, set()),
+    "keyword": ({"keywords", "label"}, {"name", "field", "case_sensitive"}),
+    "regex": ({"pattern", "label"}, {"name", "field", "ignore_case"}),
+}
+
+
+def _source_from_mapping(s: Any, where: str, i: int, classes: list[str], origin: str) -> Any:
+    kinds = " | ".join(_SOURCE_FIELDS)
+    if not isinstance(s, dict) or "kind" not in s:
+        raise _err(origin, where, f"each source needs a kind ({kinds})")
+    kind = s["kind"]
+    if kind == "lf":
+        raise _err(origin, f"{where}.kind", "LFs need code: write the spec as a .py file (or use kind keyword | regex)")
+    if kind not in _SOURCE_FIELDS:
+        raise _err(origin, f"{where}.kind", f"unknown kind {kind!r} ({kinds})")
+    required, optional = _SOURCE_FIELDS[kind]
+    missing, unknown = sorted(required - set(s)), sorted(set(s) - required - optional - {"kind"})
+    if missing:
+        raise _err(origin, f"{where}.{missing[0]}", "missing")
+    if unknown:
+        raise _err(origin, f"{where}.{unknown[0]}", f"unknown field for a {kind} source")
+    if kind == "column":
+        return Column(column=s["column"], name=s.get("name"))
+    if kind == "task_output":
+        return TaskOutput(task=s["task"], name=s.get("name"), map=s.get("map"))
+    if kind == "model":
+        return Model(uri=s["uri"], name=s["name"])
+    # Declarative LFs: checked here, so a bad one is refused at submit rather than failing at apply.
+    name = s.get("name", f"{kind}_{i}")
+    if not isinstance(name, str):
+        raise _err(origin, f"{where}.name", f"{name!r} is not a valid source name")
+    label = _label_index(s["label"], classes, origin, f"{where}.label")
+    fld = s.get("field", "text")
+    if not isinstance(fld, str) or not fld:
+        raise _err(origin, f"{where}.field", "must be a column name")
+    flag = "case_sensitive" if kind == "keyword" else "ignore_case"
+    if not isinstance(s.get(flag, False), bool):
+        raise _err(origin, f"{where}.{flag}", "must be true or false")
+    if kind == "keyword":
+        kws = s["keywords"]
+        if not isinstance(kws, list) or not kws or not all(isinstance(k, str) and k for k in kws):
+            raise _err(origin, f"{where}.keywords", "must be a non-empty list of non-empty strings")
+        return KeywordLF(name, kws, label, field=fld, case_sensitive=s.get(flag, False))
+    pattern = s["pattern"]
+    if not isinstance(pattern, str) or not pattern:
+        raise _err(origin, f"{where}.pattern", "must be a non-empty regular expression")
+    _check_regex(pattern, origin, f"{where}.pattern")
+    return RegexLF(name, pattern, label, field=fld, ignore_case=s.get(flag, False))
+
+
+def _label_index(label: Any, classes: list[str], origin: str, where: str) -> int:
+    """A class name or a class index, as the class index."""
+    if isinstance(label, str):
+        if label not in classes:
+            raise _err(origin, where, f"{label!r} is not a class of this task ({', '.join(classes)})")
+        return classes.index(label)
+    if isinstance(label, int) and not isinstance(label, bool):
+        if not 0 <= label < len(classes):
+            raise _err(origin, where, f"class index {label} is outside 0..{len(classes) - 1}")
+        return label
+    raise _err(origin, where, "must be a class name or a class index")
+
+
+def _check_regex(pattern: str, origin: str, where: str) -> None:
+    """Python's re must compile it (the LF's row-at-a-time path) and DuckDB's RE2 must accept it (the SQL path)."""
+    import re
+
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise _err(origin, where, f"not a valid regular expression: {e}") from None
+    # RE2 has no lookaround and no backreferences; Python accepts both.
+    if re.search(r"\(\?<?[=!]|\\[1-9]", pattern):
+        raise _err(origin, where, "lookarounds and backreferences are not supported (RE2 syntax)")

@@ -100,6 +100,9 @@ def to_png(g, out_path) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 3.2 * n_layers), max(3, 0.9 * widest + 1)))
     if g.number_of_nodes():
         pos = nx.multipartite_layout(g, subset_key="layer")
+        # Labels do not count for the axes' limits: invisible points make every node's place count,
+        # or a task without edges beyond the others' extent is cut off.
+        ax.scatter([p[0] for p in pos.values()], [p[1] for p in pos.values()], s=0)
         parent_edges = [(u, v) for u, v, d in g.edges(data=True) if d.get("kind") == "parent"]
         output_edges = [(u, v) for u, v, d in g.edges(data=True) if d.get("kind") != "parent"]
         nx.draw_networkx_edges(g, pos, edgelist=parent_edges, ax=ax, arrows=True, arrowsize=16,

@@ -8,6 +8,7 @@ anything is written, so the transaction rolls back and the registry is untouched
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Mapping, Sequence
@@ -91,6 +92,17 @@ def plan_submit(specs: Sequence[TaskSpec], state: SubmitState, replace: bool,
                       [n for n in names if n in state.existing])
 
 
+def declarative_field(src) -> str | None:
+    """The column a declarative (keyword/regex/threshold) LF reads, or None for other sources."""
+    if src.kind != "lf" or not src.code or not src.code.startswith("{"):
+        return None
+    try:
+        fld = json.loads(src.code).get("field")
+    except ValueError:
+        return None
+    return fld if isinstance(fld, str) else None
+
+
 def check_batch(specs: Sequence[TaskSpec], state: SubmitState, replace: bool) -> None:
     """Registry checks: datasets, columns, existing names, parents, upstream tasks."""
     seen: set[str] = set()
@@ -107,6 +119,10 @@ def check_batch(specs: Sequence[TaskSpec], state: SubmitState, replace: bool) ->
         for i, src in enumerate(s.sources):
             if src.kind == "column" and src.ref not in cols:
                 raise UserError(f"{s.origin}: sources[{i}].column: dataset {s.dataset!r} has no column {src.ref!r}")
+            fld = declarative_field(src)
+            if fld is not None and fld not in cols:
+                raise UserError(f"{s.origin}: sources[{i}].field: dataset {s.dataset!r} has no column {fld!r} "
+                                f"(LF {src.name})")
         if s.name in state.existing and not replace:
             raise UserError(f"{s.origin}: name: task {s.name!r} already exists (use --replace to change it)")
         if s.parent and s.parent not in state.existing and s.parent not in by_name:

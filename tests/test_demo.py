@@ -1,8 +1,11 @@
 """`mothermodel demo` runs end to end in a fresh folder and leaves a real workspace."""
 
 import json
+import re
 
 from conftest import run_cli, run_proc
+
+TASKS = {"ticket_topic", "billing_kind", "refund_reason", "urgency", "sentiment", "review_aspect"}
 
 
 def test_demo(tmp_path):
@@ -13,24 +16,58 @@ def test_demo(tmp_path):
     words = sorted({w.lower().strip(",.!?") for r in world.tickets(n=200).column("text").to_pylist() for w in r.split()})
     enc = write_tiny_encoder(tmp_path / "enc", words=words)
     d = tmp_path / "demo"
-    p = run_proc("demo", "--dir", d, "--encoder", enc)
+    p = run_proc("demo", "--workspace", d, "--encoder", enc, "--distill-epochs", "2")
     assert p.returncode == 0, p.stderr
     assert "ticket_topic v2 (updated)" in p.stdout and "mentions_money (lf) -> v2 (updated)" in p.stdout
     assert (d / "dag.png").read_bytes()[:4] == b"\x89PNG"
     res = json.loads(run_cli("status", "--json", ws=d).out)
-    assert {t["name"] for t in res["tasks"]} == {"ticket_topic", "billing_kind", "urgency", "sentiment"}
-    # The watch tick relabelled, refitted, retrained and redistilled what the LF edit made stale: nothing
-    # is left stale, and every task's deployable was exported as a bundle.
+    assert {t["name"] for t in res["tasks"]} == TASKS
+
+    # A three-level task tree, fitted by one hierarchical label model.
+    tasks = {n: json.loads(run_cli("task", "show", n, "--json", ws=d).out) for n in TASKS}
+    assert (tasks["refund_reason"]["parent"], tasks["refund_reason"]["parent_class"]) == ("billing_kind", "REFUND")
+    assert (tasks["billing_kind"]["parent"], tasks["billing_kind"]["parent_class"]) == ("ticket_topic", "BILLING")
+    assert tasks["ticket_topic"]["parent"] is None
+    log = json.loads(run_cli("label", "log", "refund_reason", "--json", ws=d).out)
+    assert "hierarchical" in json.dumps(log)
+
+    # Every kind of source is in the registry: Python LFs, declarative keyword and regex LFs
+    # (from YAML and from Python), a weak-label column, another task's output.
+    from mothermodel import Registry
+
+    store = Registry.open(d).store
+    kinds = {(t, s.kind) for t in TASKS for s in store.task(t).sources}
+    codes = {t: {s.name: s.code or "" for s in store.task(t).sources} for t in TASKS}
+    assert ("sentiment", "column") in kinds and ("urgency", "task_output") in kinds
+    assert '"kind": "keyword"' in codes["refund_reason"]["mentions_cancelling"]
+    assert '"kind": "regex"' in codes["refund_reason"]["paid_twice"]
+    assert '"kind": "regex"' in codes["review_aspect"]["talks_shipping"]
+    assert "def mentions_money" in codes["ticket_topic"]["mentions_money"]
+
+    # The watch tick relabelled exactly what the LF edit made stale (the ticket tree and urgency, not the
+    # review tasks), retrained, and redistilled every student (the new model supersedes them all): nothing
+    # is left stale, and every task has a deployable exported as a bundle.
+    rebuilt = re.search(r"What the watch tick rebuilt:\n  labels: +(.*?) \(what the LF edit made stale; (.*?) kept"
+                        r".*\n  model: +v1 -> v2 .*\n  students: +(.*?) \(all", p.stdout)
+    assert rebuilt, p.stdout[-3000:]
+    assert rebuilt.group(1).split(", ") == ["billing_kind", "refund_reason", "ticket_topic", "urgency"]
+    assert rebuilt.group(2).split(", ") == ["review_aspect", "sentiment"]
+    assert set(rebuilt.group(3).split(", ")) == TASKS
+    impact = json.loads(run_cli("dag", "impact", "ticket_topic.mentions_money", "--json", ws=d).out)
+    assert {t["name"] for t in impact["tasks"]} == set(rebuilt.group(1).split(", "))
     assert res["latest_model_version"] == 2
     assert not any(t["labels"]["stale"] or t["model"]["stale"] or t["deployable"]["stale"] for t in res["tasks"])
-    for task in ("ticket_topic", "billing_kind", "urgency", "sentiment"):
+    for task in TASKS:
+        assert store.latest_deployable(task).version == 2
         assert (d / "bundles" / task / "model.onnx").is_file() and (d / "bundles" / task / "manifest.json").is_file()
     assert "student acc." in p.stdout and "student ms/text" in p.stdout
     assert "mother model acc." in p.stdout and "train: model v2 trained" in p.stdout
-    # Running it again rebuilds the demo folder; a non-demo folder is refused.
+    assert f"mothermodel ui -w {d}" in p.stdout and "mlflow ui --backend-store-uri" in p.stdout
+    # Running it again rebuilds the demo folder (--dir: the option's old name); a non-demo folder is refused.
     assert run_proc("demo", "--dir", d, "--epochs", "0.05", "--distill-epochs", "0.5", "--encoder", enc).returncode == 0
     other = tmp_path / "mine"
     other.mkdir()
     (other / "keep.txt").write_text("x")
-    p = run_proc("demo", "--dir", other)
+    p = run_proc("demo", "--workspace", other)
     assert p.returncode == 2 and (other / "keep.txt").exists()
+    assert p.stderr.startswith("error: --workspace: ") and p.stderr.count("\n") == 1

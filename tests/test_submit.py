@@ -207,3 +207,72 @@ def test_parent_class(ws, tmp_path):
     kid.write_text(kid.read_text().replace("'SALES'", "'BILLING'"))
     assert run_cli("task", "submit", kid, ws=ws).code == 0
     assert show(ws, "kind")["parent_class"] == "BILLING"
+
+
+def test_yaml_keyword_and_regex_sources(ws, tmp_path):
+    """Declarative LFs without Python: a label by class name or index, optional field and case flags."""
+    (tmp_path / "kw.yaml").write_text(
+        "name: by_kw\ndataset: docs\nclasses: [HAM, SPAM]\nsources:\n"
+        "  - {kind: column, column: lf_a}\n"
+        "  - {kind: keyword, name: money_words, keywords: [Money, cash], label: SPAM}\n"
+        "  - {kind: keyword, keywords: [Money], label: 1, case_sensitive: true}\n"
+        "  - {kind: regex, name: link, pattern: 'HTTPS?://', label: 1, field: text, ignore_case: true}\n"
+        "  - {kind: regex, name: greeting, pattern: '^(hello|see)\\b', label: HAM}\n"
+    )
+    r = run_cli("task", "submit", tmp_path / "kw.yaml", ws=ws)
+    assert r.code == 0, r
+    t = show(ws, "by_kw")
+    assert sorted((s["name"], s["kind"]) for s in t["sources"]) == [
+        ("greeting", "lf"), ("keyword_2", "lf"), ("lf_a", "column"), ("link", "lf"), ("money_words", "lf")]
+    r = run_cli("label", "apply", "by_kw", "--json", ws=ws)
+    assert r.code == 0, r
+    from mothermodel import Registry
+    from mothermodel.labeling.sources import build_lfs
+
+    lfs = build_lfs(Registry.open(ws).store.task("by_kw"))
+    row = lambda text: type("Row", (), {"text": text})()  # noqa: E731
+    votes = {n: [lf(row(x)) for x in ("buy now http://x", "hello friend", "win money")] for n, lf in lfs.items()}
+    assert votes == {"money_words": [-1, -1, 1], "keyword_2": [-1, -1, -1], "link": [1, -1, -1],
+                     "greeting": [-1, 0, -1]}
+    # Same field, same keywords, other case flag: a new LF version (the hash covers every parameter).
+    (tmp_path / "kw.yaml").write_text((tmp_path / "kw.yaml").read_text().replace("case_sensitive: true", "case_sensitive: false"))
+    r = run_cli("task", "submit", tmp_path / "kw.yaml", "--replace", "--json", ws=ws)
+    assert {s["name"]: s["version"] for s in json.loads(r.out)["sources"]}["keyword_2"] == 2
+
+
+KW = "  - {kind: keyword, keywords: [money], label: SPAM}\n"
+BAD_YAML_SOURCES = [
+    ("  - {kind: keyword, keywords: [money], label: EGGS}\n", "sources[0].label: 'EGGS' is not a class of this task (HAM, SPAM)"),
+    ("  - {kind: keyword, keywords: [money], label: 2}\n", "sources[0].label: class index 2 is outside 0..1"),
+    ("  - {kind: keyword, keywords: [money], label: true}\n", "sources[0].label: must be a class name or a class index"),
+    ("  - {kind: keyword, keywords: [money]}\n", "sources[0].label: missing"),
+    ("  - {kind: keyword, keywords: [], label: 1}\n", "sources[0].keywords: must be a non-empty list"),
+    ("  - {kind: keyword, keywords: money, label: 1}\n", "sources[0].keywords: must be a non-empty list"),
+    ("  - {kind: keyword, keywords: [money], label: 1, case_sensitive: maybe}\n", "sources[0].case_sensitive: must be true or false"),
+    ("  - {kind: keyword, keywords: [money], label: 1, ignore_case: true}\n", "sources[0].ignore_case: unknown field for a keyword source"),
+    (KW + "  - {kind: keyword, keywords: [money], label: 1, field: body}\n", "sources[1].field: dataset 'docs' has no column 'body'"),
+    ("  - {kind: regex, pattern: '(unclosed', label: 1}\n", "sources[0].pattern: not a valid regular expression"),
+    ("  - {kind: regex, pattern: 'a(?=b)', label: 1}\n", "sources[0].pattern: lookarounds and backreferences are not supported"),
+    ("  - {kind: regex, label: 1}\n", "sources[0].pattern: missing"),
+    ("  - {kind: regex, pattern: x, label: 1, ignore_case: 1}\n", "sources[0].ignore_case: must be true or false"),
+    (KW + "  - {kind: regex, name: keyword_0, pattern: x, label: 1}\n", "sources: duplicate source name 'keyword_0'"),
+    ("  - {kind: keyword, name: 'bad name', keywords: [x], label: 1}\n", "sources[0].name: 'bad name' is not a valid source name"),
+    ("  - {kind: lf}\n", "sources[0].kind: LFs need code"),
+    ("  - {kind: column, column: lf_a, colour: red}\n", "sources[0].colour: unknown field for a column source"),
+]
+
+
+@pytest.mark.parametrize("sources,needle", BAD_YAML_SOURCES)
+def test_bad_yaml_sources_exit_2_and_change_nothing(ws, tmp_path, sources, needle):
+    before = snapshot(ws)
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: bad\ndataset: docs\nclasses: [HAM, SPAM]\nsources:\n" + sources)
+    r = run_cli("task", "submit", spec, ws=ws)
+    assert r.code == 2 and needle in r.err and r.err.count("\n") == 1, r.err
+    assert f"{spec}: " in r.err and snapshot(ws) == before
+
+
+def test_declarative_lf_field_is_checked_against_the_dataset(ws, tmp_path):
+    spec = write_spec(tmp_path / "f.py", extra_lfs="from mothermodel import KeywordLF\nkw = KeywordLF('kw', ['x'], 1, field='body')\n")
+    r = run_cli("task", "submit", spec, ws=ws)
+    assert r.code == 2 and "f.py: sources[2].field: dataset 'docs' has no column 'body' (LF kw)" in r.err, r.err

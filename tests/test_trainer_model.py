@@ -113,6 +113,24 @@ def test_hierarchical_child_reads_parent_output(enc_dir):
     assert flat.heads["child"].out.in_features == model.hidden  # flat: every head reads h only
 
 
+def test_hierarchical_three_levels(enc_dir):
+    """A grandchild (the demo's refund_reason) reads its parent, which reads the root: any order in, parents first."""
+    enc, _ = load_encoder(enc_dir)
+    specs = [HeadSpec("reason", ("dup", "cancel", "lost"), parent="kind", parent_class=0),
+             HeadSpec("topic", ("billing", "tech")), HeadSpec("kind", ("refund", "invoice"), parent="topic", parent_class=0)]
+    model = MotherModel(enc, specs, layout="hierarchical", dropout=0.0)
+    assert model.task_names == ["topic", "kind", "reason"]
+    assert model.heads["kind"].out.in_features == model.hidden + 2
+    assert model.heads["reason"].out.in_features == model.hidden + 2
+    h = torch.randn(4, model.hidden)
+    out = model.heads_forward(h)
+    with torch.no_grad():  # move the root: the grandchild moves through its parent
+        model.heads["topic"].out.bias += torch.tensor([6.0, -6.0])
+    assert not torch.allclose(model.heads_forward(h)["reason"]["logits"], out["reason"]["logits"])
+    rebuilt = MotherModel.from_description(enc, model.describe())
+    assert rebuilt.task_names == model.task_names
+
+
 def _trainset(tasks, enc_dir, max_length=32):
     _, tok = load_encoder(enc_dir)
     return TrainingSet(tasks, tok, max_length), tok

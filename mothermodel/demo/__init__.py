@@ -1,7 +1,11 @@
-"""`mothermodel demo`: the whole pipeline, as far as it is built, on a bundled synthetic world.
+"""`mothermodel demo`: the whole pipeline on a bundled synthetic world.
 
-Labels, the mother model (the bundled MiniLM, CPU, four epochs of the small world plus self-training), a
-distilled student per task (exported as an ONNX bundle and registered in MLflow) and the watch loop.
+Six tasks over two datasets (a three-level task tree, a task that reads another
+task's output, tasks with Python LFs, declarative keyword/regex LFs and a weak
+label column), weak labels, the mother model (the bundled MiniLM, CPU, four
+epochs of the small world plus self-training), a distilled student per task
+(exported as an ONNX bundle and registered in MLflow), an LF edit and one
+watch tick that rebuilds what it made stale.
 
 Every step runs the same CLI command a user would type, in-process, against a
 fresh workspace, so the demo doubles as a walkthrough.
@@ -12,20 +16,40 @@ from __future__ import annotations
 import shlex
 import shutil
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 
 MARKER = ".mothermodel-demo"
 DISTILL_EPOCHS = 4.0  # a demo-sized distillation; the default (20) is for real data
+# Submission order: parents and upstream tasks first. The ticket tree is
+# ticket_topic (BILLING) > billing_kind (REFUND) > refund_reason; urgency reads ticket_topic's output.
+TASKS = ("ticket_topic.py", "billing_kind.py", "refund_reason.yaml", "urgency.py", "sentiment.yaml",
+         "review_aspect.py")
+TREE = ("ticket_topic", "billing_kind", "refund_reason")
 
 
-def _step(title: str) -> None:
-    if sys.stdout.isatty():
-        from rich.console import Console
+class _Steps:
+    """Step headers (a rich rule on a terminal, a plain line otherwise) and the time each step took."""
 
-        Console().rule(f"[bold]{title}")
-    else:
-        print(f"\n== {title} ==")
+    def __init__(self):
+        self.times: list[tuple[str, float]] = []
+        self._title, self._t0 = None, 0.0
+
+    def __call__(self, title: str) -> None:
+        self.end()
+        self._title, self._t0 = title, time.monotonic()
+        if sys.stdout.isatty():
+            from rich.console import Console
+
+            Console().rule(f"[bold]{title}")
+        else:
+            print(f"\n== {title} ==", flush=True)
+
+    def end(self) -> None:
+        if self._title is not None:
+            self.times.append((self._title, time.monotonic() - self._t0))
+            self._title = None
 
 
 def _cli(ws: Path, *args: str) -> None:
@@ -36,25 +60,36 @@ def _cli(ws: Path, *args: str) -> None:
     sys.stdout.flush()
 
 
+def _versions(directory: Path) -> tuple[dict[str, tuple], int | None]:
+    """Per task (labels version, deployable version), and the latest model version."""
+    from mothermodel.api import Registry
+
+    st = Registry.open(directory).status()
+    return ({t["name"]: (t["labels"]["version"], t["deployable"]["version"]) for t in st["tasks"]},
+            st["latest_model_version"])
+
+
 def run(directory: Path, epochs: float = 4.0, encoder: Path | None = None,
         distill_epochs: float = DISTILL_EPOCHS) -> Path:
     """Build the demo workspace in `directory` (recreated if an earlier demo made it)."""
+    from mothermodel.api import Registry
     from mothermodel.demo import world
     from mothermodel.errors import UserError
-    from mothermodel.api import Registry
 
+    started = time.monotonic()
     directory = directory.resolve()
     if directory.exists() and any(directory.iterdir()):
         if not (directory / MARKER).exists():
-            raise UserError(f"--dir: {directory} exists and is not a demo folder; choose another")
+            raise UserError(f"--workspace: {directory} exists and is not a demo folder; choose another")
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     (directory / MARKER).write_text("made by `mothermodel demo`; safe to delete\n")
+    step = _Steps()
 
-    _step("1. A workspace")
+    step("1. A workspace")
     _cli(directory, "init", str(directory))
 
-    _step("2. Datasets from the synthetic world")
+    step("2. Datasets from the synthetic world")
     data = directory / "data"
     data.mkdir()
     import pyarrow.parquet as pq
@@ -64,65 +99,90 @@ def run(directory: Path, epochs: float = 4.0, encoder: Path | None = None,
     _cli(directory, "dataset", "add", "tickets", str(data / "tickets.parquet"))
     _cli(directory, "dataset", "add", "reviews", str(data / "reviews.parquet"))
 
-    _step("3. Task owners submit their tasks")
+    step("3. Task owners submit their tasks: Python LFs, keyword/regex LFs, a label column, another task's output")
     specs = directory / "tasks"
     specs.mkdir()
     bundled = resources.files("mothermodel.demo") / "tasks"
-    for name in ("ticket_topic.py", "billing_kind.py", "urgency.py", "sentiment.yaml"):
+    for name in TASKS:
         (specs / name).write_text((bundled / name).read_text())
         _cli(directory, "task", "submit", str(specs / name))
     _cli(directory, "task", "list")
 
-    _step("4. The dependency DAG")
+    step("4. The dependency DAG: a three-level task tree, and urgency reading ticket_topic's output")
     _cli(directory, "dag", "show")
     _cli(directory, "dag", "show", "--format", "png", "--out", str(directory / "dag.png"))
     _cli(directory, "dag", "show", "--format", "mermaid", "--out", str(directory / "dag.mmd"))
 
-    _step("5. Weak labels: apply every source, analyse the LFs, fit label models")
+    step("5. Weak labels: apply every source, analyse the LFs, fit label models")
     _cli(directory, "label", "apply")
     _cli(directory, "label", "analyze", "ticket_topic", "--split", "valid")
-    for task in ("ticket_topic", "billing_kind", "urgency", "sentiment"):
+    _cli(directory, "label", "fit", "ticket_topic")
+    # The ticket tree: one hierarchical label model labels all three levels, consistently
+    # (a refund reason only where billing_kind is REFUND, which only where the topic is BILLING).
+    _cli(directory, "label", "fit", TREE[-1], "--model", "hierarchical")
+    for task in ("urgency", "sentiment", "review_aspect"):
         _cli(directory, "label", "fit", task)
-    # ticket_topic and billing_kind form a task tree: one model labels both, consistently.
-    _cli(directory, "label", "fit", "billing_kind", "--model", "hierarchical")
 
-    _step("6. The mother model: one shared encoder, a head per task, trained on the labels above")
+    step("6. The mother model: one shared encoder, a head per task, trained on the labels above")
     train_args = ["--epochs", str(epochs), "--max-length", "48", "--device", "cpu"]
     if encoder is not None:
         train_args += ["--encoder", str(Path(encoder).resolve())]
     _cli(directory, "train", *train_args)
     _cli(directory, "predict", "urgency", "--split", "test", "--out", str(directory / "urgency-test.parquet"))
 
-    _step("7. Ship each task as a small model: distil the mother model into a tiny student per task")
+    step("7. Ship each task as a small model: distil the mother model into a tiny student per task")
     _cli(directory, "distill", "--all", "--epochs", str(distill_epochs))
     _cli(directory, "status")
 
-    _step("8. An owner edits one LF: what goes stale, and one watch tick rebuilds exactly that")
+    step("8. An owner edits one LF: what goes stale, and one watch tick rebuilds exactly that")
     topic = specs / "ticket_topic.py"
     topic.write_text(topic.read_text().replace('"fee")', '"fee", "invoice")'))
     _cli(directory, "dag", "impact", "ticket_topic.mentions_money")
     _cli(directory, "task", "submit", str(topic), "--replace")
     _cli(directory, "status")
+    before, model_before = _versions(directory)
     # One tick: label apply (only the edited LF runs), label fit of the stale tasks with their last
     # settings, upstream first, then train --if-changed (warm-started from the model above), then
     # distill --all for the deployables that went stale.
     _cli(directory, "watch", "--once", *train_args, "--distill-epochs", str(distill_epochs))
-    _cli(directory, "label", "diff", "ticket_topic", "1", "2")
+    _report_tick(before, model_before, *_versions(directory))
+    _cli(directory, "label", "diff", "ticket_topic", "1", "2")  # label matrices before and after the edit
     _cli(directory, "label", "log", "ticket_topic")
 
-    _step("9. Export every task's deployable: a folder that onnxruntime + tokenizers run alone")
-    for task in ("ticket_topic", "billing_kind", "urgency", "sentiment"):
+    step("9. Export every task's deployable: a folder that onnxruntime + tokenizers run alone")
+    for task in sorted(before):
         _cli(directory, "export", task, "--format", "onnx", "--out", str(directory / "bundles" / task))
 
-    _step("10. Status and results")
+    step("10. Status and results")
     _cli(directory, "status")
     reg = Registry.open(directory)
     _summary(reg)
+    step.end()
+    print("\nTime per step: " + ", ".join(f"{t.split('.')[0]}. {s:.0f}s" for t, s in step.times)
+          + f"; total {time.monotonic() - started:.0f}s")
     print(f"\nDemo workspace: {directory}  (DAG picture: {directory / 'dag.png'})")
-    print(f"MLflow runs and registered models: mothermodel -w {directory} ui  (then open http://127.0.0.1:5000/)")
+    print(f"Open the UI (MLflow runs, registered models): mothermodel -w {shlex.quote(str(directory))} ui  "
+          "(then http://127.0.0.1:5000/)")
+    print(f"  or: mlflow ui --backend-store-uri {reg.ws.mlflow_tracking_uri}")
     print(f"Bundles: {directory / 'bundles'}  (run one: python -m mothermodel.distill.run_bundle "
           f"{directory / 'bundles' / 'urgency'} --text 'the app crashes, urgent!')")
     return directory
+
+
+def _report_tick(before: dict[str, tuple], model_before: int | None, after: dict[str, tuple],
+                 model_after: int | None) -> None:
+    """What the watch tick rebuilt, read from the registry: the versions that moved."""
+    relabelled = sorted(t for t in after if after[t][0] != before.get(t, (None,))[0])
+    redistilled = sorted(t for t in after if after[t][1] != before.get(t, (None, None))[1])
+    kept = sorted(set(after) - set(relabelled))
+    names = lambda ts: ", ".join(ts) or "none"  # noqa: E731
+    print("\nWhat the watch tick rebuilt:")
+    print(f"  labels:   {names(relabelled)} (what the LF edit made stale; {names(kept)} kept their labels)")
+    print(f"  model:    v{model_before} -> v{model_after} (warm-started, trained on the refit labels)"
+          if model_after != model_before else f"  model:    v{model_after}, unchanged")
+    # A new mother model supersedes every student, not only the relabelled tasks': the shared encoder moved.
+    why = " (all: a new mother model supersedes every student)" if len(redistilled) == len(after) else ""
+    print(f"  students: {names(redistilled)}{why}")
 
 
 def _summary(reg) -> None:
