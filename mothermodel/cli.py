@@ -461,11 +461,13 @@ def _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr
     for k in extra:
         if k not in known:
             raise UserError(f"--set: unknown TrainConfig field {k!r}")
-    given = {**extra, "encoder": encoder, "device": device, "epochs": epochs, "max_steps": max_steps,
-             "batch_size": batch_size, "max_length": max_length, "lr": lr, "layout": layout, "mixing": mixing,
-             "self_train_rounds": self_train_rounds, "seed": seed, "checkpoint_every": checkpoint_every}
+    options = {"encoder": encoder, "device": device, "epochs": epochs, "max_steps": max_steps,
+               "batch_size": batch_size, "max_length": max_length, "lr": lr, "layout": layout, "mixing": mixing,
+               "self_train_rounds": self_train_rounds, "seed": seed, "checkpoint_every": checkpoint_every}
+    # An option given on the command line wins; one left out must not hide `--set` of the same field.
+    given = {**extra, **{k: v for k, v in options.items() if v is not None}}
     try:
-        return TrainConfig(**{k: v for k, v in given.items() if v is not None or k in extra})
+        return TrainConfig(**given)
     except TypeError as e:  # a --set value of the wrong type: '>' not supported between 'str' and 'int'
         raise UserError(f"--set: a value has the wrong type ({e})") from None
     except ValueError as e:  # "TrainConfig.max_length: must be >= 4, got 2" -> name the option

@@ -235,3 +235,14 @@ def test_concurrent_writers_land_while_training(tws, tmp_path):
     names = {t["name"] for t in json.loads(run_cli("task", "list", "--json", ws=tws).out)}
     assert names == {"spam"} | {f"t{i}" for i in range(16)}
     assert json.loads(out)["model_version"] == 1
+
+
+def test_set_reaches_fields_that_also_have_an_option():
+    # `--set lr=...` without `--lr` must not be hidden by the option's unset default (it was: None won).
+    from mothermodel.cli import _train_config
+
+    base = dict(encoder=None, device=None, epochs=None, max_steps=None, batch_size=None, max_length=None, lr=None,
+                layout=None, mixing=None, self_train_rounds=None, seed=None, checkpoint_every=None)
+    assert _train_config(**base, settings=("lr=5e-5", "epochs=2")).lr == 5e-5
+    assert _train_config(**{**base, "lr": 1e-3}, settings=("lr=5e-5",)).lr == 1e-3  # the option wins
+    assert _train_config(**base, settings=("epochs=2",)).epochs == 2
