@@ -12,7 +12,11 @@ Parts:
       figure, and the valid-only grid its defaults were chosen from (rule: highest
       mean valid accuracy over youtube and trec).
   (b) synthetic 1M x 50 binary (each LF fires with prob 0.3, accuracy ~ U(0.55, 0.95),
-      hidden truth): fit+predict time, peak memory, accuracy; ours vs Snorkel.
+      hidden truth): fit+predict time, peak memory, accuracy; ours vs Snorkel, ours both
+      with the default fit subsample (max_fit_rows, 250k of the 1M rows) and on all rows
+      (max_fit_rows=None); the three children run interleaved per repeat. --threads N sets
+      torch's threads and the BLAS/OpenMP pools of every child, both sides (each child
+      records its processes and threads in the JSON).
   (c) --big: synthetic 10M x 100, ours only.
 
 Every measurement runs in a fresh child process (this script with --child ...),
@@ -45,6 +49,27 @@ SEED = 123
 # ----------------------------------------------------------------- helpers
 def maxrss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KB on Linux
+
+
+def set_threads(n: int) -> None:
+    """``--threads N``: torch's intra-op threads in this child (0: leave the library default)."""
+    if n:
+        import torch
+        torch.set_num_threads(n)
+
+
+def threads_info() -> dict:
+    """The conditions of this child: one process, torch's threads, numpy's BLAS threads."""
+    import torch
+    info = {"processes": 1, "torch_threads": torch.get_num_threads(),
+            "torch_interop_threads": torch.get_num_interop_threads()}
+    try:
+        from threadpoolctl import threadpool_info
+        info["blas_threads"] = {f"{p['internal_api']}:{Path(p['filepath']).name}": p["num_threads"]
+                                for p in threadpool_info()}
+    except ImportError:
+        info["blas_threads"] = None
+    return info
 
 
 def load_ours():
@@ -150,7 +175,7 @@ def child_synthetic(args) -> dict:
     out = {"n": args.n, "m": args.m}
     if args.child == "ours":
         mod = load_ours()
-        import torch
+        set_threads(args.threads)
         cfg = mod.LabelModelConfig(device="cpu", seed=SEED)
         if args.full_fit:
             cfg.max_fit_rows = None
@@ -161,7 +186,7 @@ def child_synthetic(args) -> dict:
         t2 = time.perf_counter()
         est = lm.lf_accuracies()
         out.update(acc_err_mean=round(float(np.abs(est - accs).mean()), 4),
-                   n_iter=lm.n_iter_, n_fit_rows=lm.n_fit_rows_, torch_threads=torch.get_num_threads())
+                   n_iter=lm.n_iter_, n_fit_rows=lm.n_fit_rows_)
         if args.n <= 2_000_000:  # Bayes-optimal reference: true accuracies, true (uniform) prior
             # computed after the timings, in small blocks so it does not raise the peak RSS
             w = np.log(accs / (1 - accs)).astype(np.float32)
@@ -173,6 +198,7 @@ def child_synthetic(args) -> dict:
             out["oracle_accuracy"] = round(hits / args.n, 6)
     elif args.child == "mv":
         mod = load_ours()
+        set_threads(args.threads)
         t0 = time.perf_counter()
         mvm = mod.MajorityVoter(2, seed=SEED)
         t1 = time.perf_counter()
@@ -180,6 +206,7 @@ def child_synthetic(args) -> dict:
         t2 = time.perf_counter()
     else:  # snorkel
         from snorkel.labeling.model import LabelModel as SnorkelLM
+        set_threads(args.threads)
         t0 = time.perf_counter()
         lm = SnorkelLM(cardinality=2, verbose=False)
         lm.fit(L, seed=SEED, progress_bar=False)
@@ -190,7 +217,7 @@ def child_synthetic(args) -> dict:
         out.update(acc_err_mean=round(float(np.abs(est - accs).mean()), 4))
     out.update(fit_s=round(t1 - t0, 3), predict_s=round(t2 - t1, 3), total_s=round(t2 - t0, 3),
                accuracy=round(float((pred == y).mean()), 6), correct=int((pred == y).sum()),
-               rss_before_fit_mb=round(rss_data, 1), peak_rss_mb=round(maxrss_mb(), 1))
+               rss_before_fit_mb=round(rss_data, 1), peak_rss_mb=round(maxrss_mb(), 1), conditions=threads_info())
     return out
 
 
@@ -200,7 +227,7 @@ def valid_cv(mod, k, Ltr, Lva, yva, cfg, folds=5, repeats=4) -> dict:
     import numpy as np
     hits = tot = 0
     for rep in range(repeats):
-        for held_out in mod._stratified_folds(yva, folds, 100 + rep):
+        for held_out in mod.stratified_folds(yva, folds, 100 + rep):
             te = np.zeros(len(yva), bool)
             te[held_out] = True
             tr = ~te
@@ -286,9 +313,12 @@ def child_wrench(args) -> dict:
     return res
 
 
-def run_child(python: str, child: str, task: str, extra=()) -> dict:
+def run_child(python: str, child: str, task: str, extra=(), threads: int = 0) -> dict:
     cmd = [python, str(HERE), "--child", child, "--task", task, *extra]
     env = dict(os.environ, PYTHONHASHSEED="0")
+    if threads:  # the same thread count for torch (set in the child) and for the BLAS/OpenMP pools
+        cmd += ["--threads", str(threads)]
+        env.update({v: str(threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"child {child}/{task} failed:\n{p.stderr[-3000:]}")
@@ -316,6 +346,8 @@ def main() -> None:
     ap.add_argument("--child", choices=["ours", "snorkel", "mv"], help=argparse.SUPPRESS)
     ap.add_argument("--task", choices=["synthetic", "wrench"], help=argparse.SUPPRESS)
     ap.add_argument("--full-fit", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch intra-op threads in every synthetic child, both sides (0: the library default)")
     args = ap.parse_args()
 
     if args.child:
@@ -325,7 +357,8 @@ def main() -> None:
 
     snorkel = snorkel_interpreter(args.snorkel_python, args.skip_snorkel)
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-               "command": " ".join([Path(sys.executable).name, *sys.argv])}
+               "command": " ".join([Path(sys.executable).name, *sys.argv]),
+               "date": time.strftime("%Y-%m-%d %H:%M"), "loadavg_1m_before": round(os.getloadavg()[0], 2)}
 
     # (a) real data
     if (Path(args.data) / "trec" / "train.json").exists():
@@ -359,19 +392,35 @@ def main() -> None:
     # (b) synthetic n x m
     size = ["--n", str(args.n), "--m", str(args.m)]
     syn = {"n": args.n, "m": args.m, "coverage": 0.3, "accuracy_range": [0.55, 0.95]}
-    syn["ours"] = median_of([run_child(args.ours_python, "ours", "synthetic", size) for _ in range(args.repeats)])
-    syn["ours_full_fit"] = median_of([run_child(args.ours_python, "ours", "synthetic", size + ["--full-fit"])])
-    syn["majority_vote"] = median_of([run_child(args.ours_python, "mv", "synthetic", size)])
+    # Interleaved (ours, ours all rows, Snorkel) per repeat, so that a change of load hits all sides alike.
+    runs = {"ours": [], "ours_full_fit": [], "snorkel": []}
+    for _ in range(args.repeats):
+        runs["ours"].append(run_child(args.ours_python, "ours", "synthetic", size, args.threads))
+        runs["ours_full_fit"].append(run_child(args.ours_python, "ours", "synthetic", size + ["--full-fit"],
+                                               args.threads))
+        if snorkel:
+            runs["snorkel"].append(run_child(snorkel, "snorkel", "synthetic", size, args.threads))
+    for key, r in runs.items():
+        if r:
+            syn[key] = median_of(r)
+            syn[key]["conditions"] = r[0]["conditions"]
+    syn["ours"]["fit_rows"] = syn["ours"]["runs"][0]["n_fit_rows"]
+    syn["ours_full_fit"]["fit_rows"] = syn["ours_full_fit"]["runs"][0]["n_fit_rows"]
+    syn["majority_vote"] = median_of([run_child(args.ours_python, "mv", "synthetic", size, args.threads)])
     if snorkel:
-        syn["snorkel"] = median_of([run_child(snorkel, "snorkel", "synthetic", size) for _ in range(args.repeats)])
-        o, s = syn["ours"], syn["snorkel"]
-        syn["ratios"] = {
-            "speedup_fit_plus_predict": round(s["total_s"] / o["total_s"], 2),
-            "speedup_fit": round(s["fit_s"] / o["fit_s"], 2),
-            "speedup_predict": round(s["predict_s"] / o["predict_s"], 2),
-            "peak_memory_ours_over_snorkel": round(o["peak_rss_mb"] / s["peak_rss_mb"], 3),
-            "accuracy_ours_minus_snorkel": round(o["accuracy"] - s["accuracy"], 5),
-        }
+        s = syn["snorkel"]
+        syn["ratios"] = {}
+        for key, label in (("ours", "default"), ("ours_full_fit", "all_rows")):
+            o = syn[key]
+            syn["ratios"][label] = {
+                "fit_rows": o["fit_rows"],
+                "speedup_fit_plus_predict": round(s["total_s"] / o["total_s"], 2),
+                "speedup_fit": round(s["fit_s"] / o["fit_s"], 2),
+                "speedup_predict": round(s["predict_s"] / o["predict_s"], 2),
+                "peak_memory_ours_over_snorkel": round(o["peak_rss_mb"] / s["peak_rss_mb"], 3),
+                "accuracy_ours_minus_snorkel": round(o["accuracy"] - s["accuracy"], 6),
+                "targets_met": s["total_s"] / o["total_s"] >= 5 and o["peak_rss_mb"] / s["peak_rss_mb"] <= 1 / 3,
+            }
     results["synthetic"] = syn
     for key in ("ours", "ours_full_fit", "majority_vote", "snorkel"):
         if key in syn:
@@ -380,16 +429,23 @@ def main() -> None:
                   f"total {v['total_s']:.2f}s peak {v['peak_rss_mb']:.0f} MB "
                   f"(before fit {v['rss_before_fit_mb']:.0f} MB) acc {v['accuracy']:.6f}"
                   + (f" (Bayes-optimal {v['runs'][0]['oracle_accuracy']:.6f})" if "oracle_accuracy" in v["runs"][0] else ""))
-    if "ratios" in syn:
-        print("ratios:", json.dumps(syn["ratios"]))
+    for key in ("ours", "ours_full_fit", "snorkel"):
+        if key in syn:
+            c = syn[key]["conditions"]
+            print(f"  {key:14s} conditions: {c['processes']} process, torch threads {c['torch_threads']}, "
+                  f"BLAS/OpenMP threads {c['blas_threads']}")
+    for label, r in syn.get("ratios", {}).items():
+        print(f"ratios, {label} ({r['fit_rows']} fit rows): {json.dumps(r)}")
 
     # (c) big, ours only
     if args.big:
-        big = median_of([run_child(args.ours_python, "ours", "synthetic", ["--n", "10000000", "--m", "100"])])
+        big = median_of([run_child(args.ours_python, "ours", "synthetic", ["--n", "10000000", "--m", "100"],
+                                   args.threads)])
         results["synthetic_big"] = {"n": 10_000_000, "m": 100, "ours": big}
         print(f"[10000000x100] ours fit {big['fit_s']:.2f}s predict {big['predict_s']:.2f}s total "
               f"{big['total_s']:.2f}s peak {big['peak_rss_mb']:.0f} MB acc {big['accuracy']:.4f}")
 
+    results["loadavg_1m_after"] = round(os.getloadavg()[0], 2)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -47,7 +47,8 @@ def near_duplicate_groups(L: np.ndarray, cardinality: int, min_cofire: float = 0
     cnt_f = cnt.astype(np.float64)
     beta = (np.asarray(class_balance, np.float64) if class_balance is not None
             else vote_share(X, cls, cnt_f, cardinality))
-    unit = duplicate_units(X, lf, cls, cnt_f, beta, min_cofire, margin, min_rows)
+    co = X.T @ (X * cnt[:, None].astype(np.float32))
+    unit = duplicate_units(co, lf, cls, float(cnt_f.sum()), beta, min_cofire, margin, min_rows)
     return lf_groups(unit, lf)
 
 
@@ -79,17 +80,17 @@ def vote_share(X: np.ndarray, cls: np.ndarray, cnt: np.ndarray, k: int) -> np.nd
     return mass / mass.sum()
 
 
-def duplicate_units(X: np.ndarray, lf: np.ndarray, cls: np.ndarray, cnt: np.ndarray, beta: np.ndarray,
+def duplicate_units(co: np.ndarray, lf: np.ndarray, cls: np.ndarray, n: float, beta: np.ndarray,
                     min_cofire: float, margin: float, min_rows: int) -> np.ndarray:
     """Each voter's unit id: near-duplicate voters (the module's test) share one, every other voter has its own.
 
-    ``X``: (patterns x voters) 0/1, ``cnt``: rows per pattern, ``beta``: class balance.
+    ``co``: (voters x voters) rows where both fire (the diagonal: each voter's rows; only
+    pairs of one class are read), ``n``: rows, ``beta``: class balance.
     """
     R = len(lf)
     if R < 2:
         return np.arange(R)
-    n = float(cnt.sum())
-    co = (X.T @ (X * cnt[:, None].astype(np.float32))).astype(np.float64)  # (R, R) rows where both fire
+    co = np.asarray(co, dtype=np.float64)
     F = np.diag(co).copy()
     b = beta[cls]
     bound = np.minimum(1.0, F / (n * np.minimum(b, 1.0 - b)).clip(1e-12))

@@ -58,9 +58,10 @@ is their gold label.
 Scale: rows are deduplicated (identical vote patterns are fitted once, with
 counts), EM runs on at most ``max_fit_rows`` rows drawn uniformly with the fixed
 seed (the model has a few parameters per voter plus the class balance, so a few
-hundred thousand rows pin it down), and prediction streams over row chunks
-with one matrix-vector product per class; nothing of size ``n x m x k`` is
-ever built.
+hundred thousand rows pin it down), every pass over the patterns streams
+blocks of 0/1 vote indicators (:class:`_Design`: one pass for everything that
+needs no weights, then one per EM iteration), and prediction streams over row
+blocks the same way; no float matrix of size ``n x m x k`` is ever built.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ import numpy as np
 import torch
 
 from mothermodel.defaults import ABSTAIN, DEFAULT_SEED, resolve_device
-from mothermodel.labeling.dependencies import duplicate_units, lf_groups, near_duplicate_groups, vote_share
+from mothermodel.labeling.dependencies import duplicate_units, lf_groups, near_duplicate_groups
 from mothermodel.labeling.votes import tie_break, unique_rows, vote_counts
 
 __all__ = [
@@ -413,18 +414,107 @@ class LabelModelConfig:
 
 @dataclass
 class _Design:
-    """The fitted rows as distinct vote patterns, and the voters that fire in them."""
+    """The fitted rows as distinct vote patterns, and the voters that fire in them.
+
+    No float matrix of size (patterns x voters) is stored: every pass over the
+    patterns (:meth:`blocks`) casts one block at a time of the (patterns x LFs*k)
+    0/1 vote indicators to float32. The indicators are kept as bool (one byte a
+    cell) when they fit ``CACHE_CELLS``, else rebuilt per block from the int8
+    patterns. On 1M distinct rows x 50 LFs a stored float32 voter matrix was
+    400 MB and the near-duplicate test's float64 copy of it 800 MB more.
+    """
 
     U: np.ndarray            # (P, m) distinct vote patterns
     cnt: torch.Tensor        # (P,) rows per pattern
     n_fit: int
     lf: np.ndarray           # (R,) each voter's LF
     cls: np.ndarray          # (R,) each voter's class
-    X: torch.Tensor          # (P, R) 1 where the voter fires
     C: torch.Tensor          # (R, k) voter -> class one-hot
     Cs: torch.Tensor         # (R, k) one-hot of the voters whose silence counts (unipolar LFs' voters)
-    silent: torch.Tensor     # (P, k) 1 where none of those voters of the class fires
     F: torch.Tensor          # (R,) rows each voter fires on
+    step: int                # patterns per block
+    cached: Optional[torch.Tensor] = None  # (P, k*m) bool vote indicators, when small enough
+
+    def blocks(self):
+        """Per block of patterns: its counts and its (b, k*m) float32 :func:`vote_indicators`."""
+        device, k = self.cnt.device, self.C.shape[1]
+        if self.cached is None and self.U.shape[0] * self.U.shape[1] * k <= CACHE_CELLS:
+            self.cached = torch.cat([_vote_bits(torch.from_numpy(self.U[s:s + self.step]).to(device), k)
+                                     for s in range(0, self.U.shape[0], self.step)])
+        for s in range(0, self.U.shape[0], self.step):
+            I = (self.cached[s:s + self.step] if self.cached is not None
+                 else _vote_bits(torch.from_numpy(self.U[s:s + self.step]).to(device), k))
+            yield self.cnt[s:s + self.step], I.to(torch.float32)
+
+    def dense(self, v: torch.Tensor) -> torch.Tensor:
+        """(R,) per-voter values as an (m, k) matrix over (LF, class), 0 where no voter."""
+        D = torch.zeros(self.U.shape[1], self.C.shape[1], device=v.device, dtype=v.dtype)
+        D[torch.from_numpy(self.lf).to(v.device), torch.from_numpy(self.cls).to(v.device)] = v
+        return D
+
+    def voters(self, D: torch.Tensor) -> torch.Tensor:
+        """The (R,) voter entries of an (m, k) matrix over (LF, class)."""
+        return D[torch.from_numpy(self.lf).to(D.device), torch.from_numpy(self.cls).to(D.device)]
+
+
+#: Indicator cells per block of rows: blocks stay well inside the cache hierarchy's reach
+#: while few enough that a pass is a few dozen torch calls (on a loaded 2-core machine each
+#: call's thread hand-off, not the arithmetic, is what small blocks pay for).
+BLOCK_CELLS = 1 << 22
+#: Vote indicators up to this many cells (bytes) are kept between passes: casting them is a
+#: quarter of the cost of comparing the int8 patterns again (1M x 50 binary LFs: 100 MB).
+CACHE_CELLS = 1 << 27
+
+
+def _block_step(m: int, k: int) -> int:
+    return max(4096, BLOCK_CELLS // max(m * k, 1))
+
+
+def vote_indicators(blk: torch.Tensor, k: int) -> torch.Tensor:
+    """(b, k*m) float32: column ``c*m + j`` is 1 where LF ``j`` votes class ``c`` in the rows ``blk``
+    (class-major, so that one class's columns are one strided slice)."""
+    return _vote_bits(blk, k).to(torch.float32)
+
+
+def _vote_bits(blk: torch.Tensor, k: int) -> torch.Tensor:
+    cls = torch.arange(k, device=blk.device, dtype=blk.dtype).view(1, k, 1)
+    return (blk.unsqueeze(1) == cls).view(blk.shape[0], -1)
+
+
+def score_matrix(W: torch.Tensor, silence: torch.Tensor) -> torch.Tensor:
+    """(k*m, 2k) from (m, k) vote weights and silence flags: one product with the indicators
+    gives each class's weighted votes (columns ``:k``) and its silence voters firing (``k:``)."""
+    m, k = W.shape
+    M = torch.zeros(k, m, 2 * k, device=W.device, dtype=torch.float32)
+    c = torch.arange(k, device=W.device)
+    M[c, :, c] = W.T.to(torch.float32)
+    M[c, :, k + c] = silence.T.to(torch.float32)
+    return M.view(k * m, 2 * k)
+
+
+def block_scores(I: torch.Tensor, SM: torch.Tensor, base: torch.Tensor,
+                 h: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Posterior log-scores of a block of rows (before the softmax), shared by EM and prediction.
+
+    ``I``: :func:`vote_indicators` of the block; ``SM``: :func:`score_matrix`; ``base``: (k,)
+    log prior + silence term of every class; ``h``: (k,) silence terms (a class is silent until
+    one of its silence-counting voters fires). Returns the scores and the (b, k) 0/1 "a silence
+    voter of the class fires".
+    """
+    k = base.numel()
+    sv = I @ SM
+    fired = (sv[:, k:] > 0).to(torch.float32)
+    return base + sv[:, :k] - fired * h, fired
+
+
+@dataclass
+class _Stats:
+    """EM's sufficient statistics over the fitted rows (one pass over the patterns)."""
+
+    N: torch.Tensor          # (k,) posterior mass per class
+    S: torch.Tensor          # (R,) posterior mass of each voter's class on the rows it fires on
+    A: torch.Tensor          # (k,) posterior mass of class c on rows where a silence voter of c fires
+    B: torch.Tensor          # (k,) mass of the other classes on those rows
 
 
 @dataclass
@@ -485,9 +575,8 @@ class LabelModel:
         L = self._checked_input(L, L_dev, Y_dev)
         design = self._design(self._fit_rows(L), device)
         dev = self._dev_statistics(design, L_dev, Y_dev, device)
-        unit = self._near_duplicates(design)
-        discount, evidence = self._discount_and_evidence(design, unit)
-        em = self._em(design, dev, discount, evidence, self._fixed_prior(dev))
+        discount, evidence, stats, unit = self._first_pass(design)
+        em = self._em(design, dev, discount, evidence, self._fixed_prior(dev), stats)
         weights = discount * em.w
         weights, log_prior, self.weights_em_ = self._dev_correction(design, dev, weights, em)
         self._keep(design, em, weights, log_prior, unit, evidence, L.shape[1])
@@ -510,15 +599,17 @@ class LabelModel:
         return L
 
     def _design(self, Ls: np.ndarray, device: torch.device) -> _Design:
-        """Distinct vote patterns with counts, and the (patterns x voters) 0/1 matrix."""
-        k = self.cardinality
+        """Distinct vote patterns with counts, and the voters (the (LF, class) pairs that occur)."""
+        k, m = self.cardinality, Ls.shape[1]
         U, cnt = unique_rows(Ls)
         cnt_t = torch.from_numpy(cnt).to(device, torch.float32)
-        Ut = torch.from_numpy(np.ascontiguousarray(U)).to(device)
-        fires = torch.stack([(Ut == v).to(torch.float32).T @ cnt_t for v in range(k)], dim=1)  # (m, k)
+        fires = np.zeros((m, k))  # rows each (LF, class) vote occurs on, counted on the int8 rows
+        for s in range(0, Ls.shape[0], 1 << 16):
+            blk = Ls[s:s + (1 << 16)]
+            for c in range(k):
+                fires[:, c] += np.count_nonzero(blk == c, axis=0)
+        fires = torch.from_numpy(fires.astype(np.float32)).to(device)
         vj, vc = torch.nonzero(fires > 0, as_tuple=True)
-        X = (Ut[:, vj] == vc.to(Ut.dtype)[None, :]).to(torch.float32)
-        del Ut
         R = int(vj.numel())
         C = torch.zeros(R, k, device=device)
         C[torch.arange(R, device=device), vc] = 1.0
@@ -526,8 +617,8 @@ class LabelModel:
         # speaks against the others through its tied off-class rate.
         unipolar = (fires > 0).sum(1) == 1
         Cs = C * unipolar[vj].to(torch.float32)[:, None]
-        silent = ((X @ Cs) == 0).to(torch.float32) * (Cs.sum(0) > 0).to(torch.float32)[None, :]
-        return _Design(U, cnt_t, int(cnt.sum()), vj.cpu().numpy(), vc.cpu().numpy(), X, C, Cs, silent, cnt_t @ X)
+        return _Design(U, cnt_t, int(cnt.sum()), vj.cpu().numpy(), vc.cpu().numpy(), C, Cs, fires[vj, vc],
+                       _block_step(m, k))
 
     def _dev_statistics(self, d: _Design, L_dev, Y_dev, device: torch.device) -> _Dev:
         """Dev rows as anchored M-step statistics (``dev_mode='anchor'``), and the dev class mix."""
@@ -570,68 +661,135 @@ class LabelModel:
             return dev.balance
         return None
 
-    def _near_duplicates(self, d: _Design) -> np.ndarray:
-        """Each voter's unit (near-duplicate voters share one; see :func:`_duplicate_voters`)."""
-        cfg = self.config
-        R = len(d.lf)
-        if not cfg.near_duplicates or R < 2:
-            return np.arange(R)
-        X = d.X.cpu().numpy()
-        cnt = d.cnt.cpu().double().numpy()
-        beta = vote_share(X, d.cls, cnt, self.cardinality)
-        return duplicate_units(X, d.lf, d.cls, cnt, beta, cfg.duplicate_min_cofire, cfg.duplicate_margin, 5)
+    def _first_pass(self, d: _Design) -> Tuple[torch.Tensor, torch.Tensor, _Stats, np.ndarray]:
+        """One pass over the patterns for everything that does not need the fitted weights:
+        each voter's unit (near-duplicate voters share one; labeling/dependencies.py), from the
+        co-firing counts of each class's voters (only voters of one class can be near-duplicates)
+        and the majority vote's class shares; ``g_r`` = 1 / size of the voter's unit; ``E_r`` =
+        the rows where it fires together with a voter of another unit (its evidence); and EM's
+        statistics under the majority-vote posterior it starts from (ties split).
 
-    @staticmethod
-    def _discount_and_evidence(d: _Design, unit: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``g_r`` = 1 / size of the voter's unit, and ``E_r`` = the rows where it fires
-        together with a voter of another unit (its evidence)."""
-        device = d.X.device
-        R = len(d.lf)
+        Returns ``(discount, evidence, stats, unit)``."""
+        cfg, k, device = self.config, self.cardinality, d.cnt.device
+        m, R = d.U.shape[1], len(d.lf)
+        test = cfg.near_duplicates and R >= 2
+        of_class = [np.flatnonzero(d.cls == c) for c in range(k)]
+        cols = [None if len(idx) == m else torch.from_numpy(d.lf[idx]).to(device) for idx in of_class]
+        grams = [np.zeros((len(idx), len(idx))) for idx in of_class]
+        distinct = bool((d.cnt == 1).all())
+        mass = torch.zeros(k, device=device)
+        SM = score_matrix(torch.ones(m, k, device=device), d.dense(d.Cs.sum(1)))  # unit weights: vote counts
+        zero = torch.zeros(k, device=device)
+        E = torch.zeros(k * m, device=device)
+        stats = self._empty_stats(d)
+        for cb, I in d.blocks():
+            votes, fired = block_scores(I, SM, zero, zero)
+            Q = (votes == votes.max(dim=1, keepdim=True).values).to(torch.float32)
+            Q /= Q.sum(dim=1, keepdim=True)
+            if test:
+                mass += (Q * ((votes.sum(1) > 0).to(torch.float32) * cb)[:, None]).sum(0)
+                for c in range(k):
+                    if len(of_class[c]):
+                        Xc = I.view(-1, k, m)[:, c, :]
+                        Xc = Xc if cols[c] is None else Xc[:, cols[c]]
+                        Y = (Xc if distinct else Xc * cb.sqrt()[:, None]).cpu().numpy()
+                        grams[c] += Y.T @ Y  # numpy runs Y.T @ Y as one BLAS syrk: half a gemm
+            E += ((votes.sum(1) >= 2).to(torch.float32) * cb) @ I  # evidence if every unit is one voter
+            self._accumulate(stats, I, fired, Q, cb)
+        stats.S = d.voters(stats.S)
+        unit = np.arange(R)
+        if test:
+            co = np.zeros((R, R))
+            for idx, g in zip(of_class, grams):
+                co[np.ix_(idx, idx)] = g
+            share = mass.cpu().double().numpy() + 1.0  # the majority vote's class shares, add-one smoothed
+            unit = duplicate_units(co, d.lf, d.cls, float(d.n_fit), share / share.sum(),
+                                   cfg.duplicate_min_cofire, cfg.duplicate_margin, 5)
         _, idx, size = np.unique(unit, return_inverse=True, return_counts=True)
         discount = torch.from_numpy(1.0 / size[idx]).to(device, torch.float32)
-        M = torch.zeros(R, len(size), device=device)
-        M[torch.arange(R, device=device), torch.from_numpy(idx).to(device)] = 1.0
-        units_firing = ((d.X @ M) > 0).sum(1)
-        shared = (units_firing >= 2).to(torch.float32) * d.cnt
-        return discount, shared @ d.X
+        evidence = d.voters(E.view(k, m).T) if size.max(initial=1) == 1 else self._evidence(d, idx, size)
+        return discount, evidence, stats, unit
+
+    def _evidence(self, d: _Design, idx: np.ndarray, size: np.ndarray) -> torch.Tensor:
+        """``E_r`` when some units hold several voters: units firing on a row = voters firing
+        minus (voters firing - 1) of each multi-voter unit that fires. One more pass."""
+        k, m, device = self.cardinality, d.U.shape[1], d.cnt.device
+        multi = np.flatnonzero(size[idx] > 1)
+        groups = np.unique(idx[multi], return_inverse=True)[1].ravel()
+        M = torch.zeros(k, m, int(groups.max()) + 1, device=device)  # (class, LF) -> its multi-voter unit
+        M[torch.from_numpy(d.cls[multi]).to(device), torch.from_numpy(d.lf[multi]).to(device),
+          torch.from_numpy(groups).to(device)] = 1.0
+        M = M.view(k * m, -1)
+        E = torch.zeros(k * m, device=device)
+        for cb, I in d.blocks():
+            firing = I.sum(1) - (I @ M - 1).clamp(min=0).sum(1)
+            E += ((firing >= 2).to(torch.float32) * cb) @ I
+        return d.voters(E.view(k, m).T)
+
+    def _empty_stats(self, d: _Design) -> _Stats:
+        k, device = self.cardinality, d.cnt.device
+        return _Stats(torch.zeros(k, device=device), torch.zeros(d.U.shape[1], k, device=device),
+                      torch.zeros(k, device=device), torch.zeros(k, device=device))
+
+    def _accumulate(self, st: _Stats, I: torch.Tensor, fired: torch.Tensor, Q: torch.Tensor,
+                    cb: torch.Tensor) -> None:
+        """Add a block's posterior ``Q`` to the statistics (``S`` kept per (LF, class) until the pass ends)."""
+        k = Q.shape[1]
+        Qc = Q * cb[:, None]
+        st.N += Qc.sum(0)
+        st.S += (Qc.T @ I).view(k, k, -1).diagonal(dim1=0, dim2=1)  # [j, c]: mass of c where j votes c
+        if self.config.abstain_evidence == "class":
+            st.A += (Qc * fired).sum(0)
+            st.B += ((cb[:, None] - Qc) * fired).sum(0)
 
     def _em(self, d: _Design, dev: _Dev, discount: torch.Tensor, evidence: torch.Tensor,
-            fixed_prior: Optional[np.ndarray]) -> _EMState:
-        """EM from the majority-vote posterior until the parameters stop moving."""
+            fixed_prior: Optional[np.ndarray], stats: _Stats) -> _EMState:
+        """EM from the majority-vote posterior (``stats``) until the parameters stop moving.
+
+        Each iteration is one pass over the patterns: the E-step's posterior of a block goes
+        straight into the next M-step's statistics and is not kept."""
         cfg = self.config
-        device = d.X.device
-        votes = d.X @ d.C
-        Q = (votes == votes.max(dim=1, keepdim=True).values).to(torch.float32)
-        Q /= Q.sum(dim=1, keepdim=True)
+        device = d.cnt.device
         fixed = None if fixed_prior is None else torch.as_tensor(np.log(fixed_prior), device=device,
                                                                   dtype=torch.float32)
         prev = None
         st = None
         for it in range(1, cfg.epochs + 1):
-            st = self._m_step(d, dev, Q, evidence, fixed)
-            Q = torch.softmax(self._scores(d, st, discount), dim=1)
+            st = self._m_step(d, dev, stats, evidence, fixed)
             cur = torch.cat([st.w, st.h, st.log_prior])
             st.n_iter = it
             if prev is not None and float((cur - prev).abs().max()) <= cfg.tol:
                 st.converged = True
                 break
             prev = cur
+            if it < cfg.epochs:
+                stats = self._e_pass(d, st, discount)
         return st
 
-    def _m_step(self, d: _Design, dev: _Dev, Q: torch.Tensor, evidence: torch.Tensor,
+    def _e_pass(self, d: _Design, st: _EMState, discount: torch.Tensor) -> _Stats:
+        """E-step over every block, summed into the next M-step's statistics."""
+        SM = score_matrix(d.dense(discount * st.w), d.dense(d.Cs.sum(1)))
+        stats = self._empty_stats(d)
+        base = st.log_prior + st.h
+        for cb, I in d.blocks():
+            scores, fired = block_scores(I, SM, base, st.h)
+            self._accumulate(stats, I, fired, torch.softmax(scores, dim=1), cb)
+        stats.S = d.voters(stats.S)
+        return stats
+
+    def _m_step(self, d: _Design, dev: _Dev, stats: _Stats, evidence: torch.Tensor,
                 fixed_log_prior: Optional[torch.Tensor]) -> _EMState:
         """Closed-form updates: MAP precisions, class balance, shrunk weights, silence terms."""
         cfg, k = self.config, self.cardinality
         eps = 1e-6
-        Qc = Q * d.cnt[:, None]
-        N = Qc.sum(0) + dev.N
-        S = ((d.X.T @ Qc) * d.C).sum(1) + dev.S
+        N = stats.N + dev.N
+        S = stats.S + dev.S
         beta = (N + cfg.balance_prior) / (d.n_fit + float(dev.N.sum()) + k * cfg.balance_prior)
         bc = beta[torch.from_numpy(d.cls).to(beta.device)]
         p = ((S + cfg.prior_strength * cfg.prior_precision) / (d.F + dev.F + cfg.prior_strength)).clamp(eps, 1 - eps)
         w_own = torch.log(p) - torch.log1p(-p) - torch.log(bc) + torch.log1p(-bc)
         w, shared = self._shrink(w_own, evidence)
-        h = self._silence(d, Qc) if cfg.abstain_evidence == "class" else torch.zeros(k, device=Q.device)
+        h = self._silence(d, stats) if cfg.abstain_evidence == "class" else torch.zeros(k, device=N.device)
         log_prior = torch.log(beta) if fixed_log_prior is None else fixed_log_prior
         return _EMState(p, w, h, shared, beta, log_prior)
 
@@ -647,19 +805,13 @@ class LabelModel:
         return (evidence * w_own + s * shared) / (evidence + s), shared
 
     @staticmethod
-    def _silence(d: _Design, Qc: torch.Tensor) -> torch.Tensor:
+    def _silence(d: _Design, stats: _Stats) -> torch.Tensor:
         """``h_c = log P(no LF of c fires | y = c) - log P(no LF of c fires | y != c)`` (add-one smoothed)."""
-        fired = 1.0 - d.silent
-        Nc = Qc.sum(0)
-        A = ((Qc * fired).sum(0) + 1.0) / (Nc + 2.0)
-        B = (((d.cnt[:, None] - Qc) * fired).sum(0) + 1.0) / (d.n_fit - Nc + 2.0)
+        Nc = stats.N
+        A = (stats.A + 1.0) / (Nc + 2.0)
+        B = (stats.B + 1.0) / (d.n_fit - Nc + 2.0)
         h = torch.log1p(-A.clamp(max=1 - 1e-6)) - torch.log1p(-B.clamp(max=1 - 1e-6))
         return h * (d.Cs.sum(0) > 0).to(h.dtype)
-
-    @staticmethod
-    def _scores(d: _Design, st: _EMState, discount: torch.Tensor) -> torch.Tensor:
-        """E-step scores of the patterns: prior + discounted weighted votes + silence terms."""
-        return st.log_prior[None, :] + d.X @ (d.C * (discount * st.w)[:, None]) + d.silent * st.h[None, :]
 
     def _dev_correction(self, d: _Design, dev: _Dev, weights: torch.Tensor,
                         em: _EMState) -> Tuple[torch.Tensor, torch.Tensor, Optional[np.ndarray]]:
@@ -735,18 +887,14 @@ class LabelModel:
         if m != self.n_lfs_:
             raise ValueError(f"label matrix has {m} LFs, the model was fitted on {self.n_lfs_}")
         dev = resolve_device(cfg.device)
-        # Per class: [weights, silence mask] -> one (m x 2) product gives the score and whether the class is silent.
-        WV = torch.from_numpy(np.stack([self.weights_, self.silence_lfs_.astype(np.float32)], axis=2)).to(dev)
+        SM = score_matrix(torch.from_numpy(self.weights_).to(dev), torch.from_numpy(self.silence_lfs_).to(dev))
         lp = torch.from_numpy(np.log(self.class_prior_)).to(dev, torch.float32)
         h = torch.from_numpy(self.silence_).to(dev, torch.float32)
         out = np.empty((n, k), dtype=np.float32)
-        step = cfg.chunk_rows or max(8192, min(1 << 16, (1 << 21) // max(m, 1)))
+        step = cfg.chunk_rows or _block_step(m, k)
         for s in range(0, n, step):
             blk = torch.from_numpy(L[s:s + step]).to(dev)
-            scores = (lp + h).expand(blk.shape[0], k).clone()  # every class silent until an LF votes for it
-            for c in range(k):
-                sv = (blk == c).to(torch.float32) @ WV[:, c, :]
-                scores[:, c] += sv[:, 0] - h[c] * (sv[:, 1] > 0).to(torch.float32)
+            scores, _ = block_scores(vote_indicators(blk, k), SM, lp + h, h)
             covered = (blk >= 0).any(dim=1)
             if cfg.uncovered != "model":
                 scores[~covered] = 0.0  # no vote: no evidence about the class

@@ -200,6 +200,24 @@ def test_chunked_predict_matches_single_chunk():
     np.testing.assert_allclose(model.predict_proba(L), model2.predict_proba(L), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("abstain_evidence", ["none", "class"])
+def test_streamed_fit_matches_one_block(monkeypatch, abstain_evidence):
+    """EM over many blocks of patterns, with the indicators rebuilt per pass (not cached), fits
+    the same model as one cached block; a copied LF exercises the near-duplicate pass too."""
+    L, _, _ = make_synthetic(n=6000, k=3, coverage=0.4, seed=11)
+    L = np.hstack([L, L[:, :1]])
+    cfg = lm.LabelModelConfig(device="cpu", abstain_evidence=abstain_evidence)
+    one = lm.LabelModel(3, cfg).fit(L)
+    monkeypatch.setattr(lm, "BLOCK_CELLS", 600)  # blocks of a few dozen patterns
+    monkeypatch.setattr(lm, "CACHE_CELLS", 0)
+    many = lm.LabelModel(3, cfg).fit(L)
+    assert one.lf_groups_ == many.lf_groups_ and [0, 8] in one.lf_groups_
+    assert one.n_iter_ == many.n_iter_
+    np.testing.assert_allclose(one.weights_, many.weights_, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(one.overlaps_, many.overlaps_)
+    np.testing.assert_allclose(one.predict_proba(L), many.predict_proba(L), rtol=1e-4, atol=1e-5)
+
+
 # ----------------------------------------------------------------- real data
 def _load_wrench(name, split):
     d = json.loads((DATA / name / f"{split}.json").read_text())
