@@ -95,6 +95,10 @@ class TrainConfig(Config):
             task, and a run that adds a task should cost a fraction of a full one.
         replay: share of a warm run's draws taken from datasets that hold only
             unchanged tasks, so that the shared encoder does not drift away from them.
+        warm_lr_scale: a warm run's encoder rate is lr times this (head rates
+            unchanged): the encoder has learnt already, and what a new or
+            changed task needs most is its head; a gentler encoder keeps the
+            unchanged tasks where they were (docs/trainer.md, the sweep).
         self_train_rounds: rounds of self-training after the first stage
             (selftrain.py: the model's own sharpened, confident predictions on
             every train row become the targets); 0 = off.
@@ -139,6 +143,7 @@ class TrainConfig(Config):
     warm_epochs: float = 0.4
     warm_self_train_rounds: int = 1
     replay: float = 0.2
+    warm_lr_scale: float = 0.1
     self_train_rounds: int = 2
     self_train_epochs: float = 1.0
     self_train_threshold: float = 0.9
@@ -196,6 +201,8 @@ class TrainConfig(Config):
             raise bad("warm_self_train_rounds", "must be >= 0")
         if not 0 <= self.replay < 1:
             raise bad("replay", "must be in [0, 1)")
+        if not 0 < self.warm_lr_scale <= 1:
+            raise bad("warm_lr_scale", "must be in (0, 1]")
         if self.self_train_rounds < 0:
             raise bad("self_train_rounds", "must be >= 0")
         if not self.self_train_epochs > 0:

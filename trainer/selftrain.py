@@ -160,7 +160,8 @@ def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConf
             epochs=config.self_train_epochs, max_steps=None, lr=config.lr * config.self_train_lr_scale,
             head_lr=config.head_lr * config.self_train_lr_scale, uncovered_weight=0.0)
         if focus is not None:
-            cfg = cfg.replace(epochs=config.warm_epochs)  # an explicit max_steps still caps stage 0
+            # an explicit max_steps still caps stage 0; the encoder moves gently (warm_lr_scale)
+            cfg = cfg.replace(epochs=config.warm_epochs, lr=cfg.lr * config.warm_lr_scale)
         sdir = root / f"stage-{stage}" if root else None
         later_done = resume and root is not None and any(
             ckpt.CheckpointDir(root / f"stage-{s}").latest() is not None for s in range(stage + 1, stages))
