@@ -62,7 +62,7 @@ def test_demo(tmp_path):
         assert (d / "bundles" / task / "model.onnx").is_file() and (d / "bundles" / task / "manifest.json").is_file()
     assert "student acc." in p.stdout and "student ms/text" in p.stdout
     assert "mother model acc." in p.stdout and "train: model v2 trained" in p.stdout
-    assert f"mothermodel ui -w {d}" in p.stdout and "mlflow ui --backend-store-uri" in p.stdout
+    assert f"mothermodel -w {d} ui" in p.stdout and "mlflow ui --backend-store-uri" in p.stdout
     # Running it again rebuilds the demo folder (--dir: the option's old name); a non-demo folder is refused.
     assert run_proc("demo", "--dir", d, "--epochs", "0.05", "--distill-epochs", "0.5", "--encoder", enc).returncode == 0
     other = tmp_path / "mine"
