@@ -107,28 +107,6 @@ def _cleanup(store: RegistryStore, task: str, client: Any, experiment_id: str, r
     return removed + [f"registered version {v}" for v in gone]
 
 
-class _StepBar:
-    """A rich bar on a terminal (as the trainer's): made at the first step, when the total is known; stderr."""
-
-    def __init__(self, label: str):
-        self.label, self.prog, self.tid = label, None, None
-
-    def update(self, step: int, total: int, loss: float) -> None:
-        if self.prog is None:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.prog = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                 TextColumn("{task.fields[info]}"), console=Console(stderr=True), transient=True)
-            self.prog.start()
-            self.tid = self.prog.add_task(self.label, total=total, info="")
-        self.prog.update(self.tid, completed=step, info=f"KD loss {loss:.4f}")
-
-    def close(self) -> None:
-        if self.prog is not None:
-            self.prog.stop()
-
-
 def _flat_metrics(task: str, dataset: str, student: dict, teacher: dict) -> dict[str, float]:
     out: dict[str, float] = {}
     for split, m in student.items():
@@ -205,13 +183,18 @@ def _distill(store: RegistryStore, t, model_rec, config: DistillConfig, options:
                         "task_fingerprint": t.fingerprint[:16], "label_versions": lineage["label_versions"],
                         "config": config.to_dict(), "max_length": max_length, "rows": len(tokens)})
     every = max(1, int(np.ceil(len(tokens) * config.epochs / config.batch_size)) // 10)
-    bar = _StepBar(f"{task}: {config.student} student") if options.progress and sys.stderr.isatty() else None
+    use_bar = options.progress and sys.stderr.isatty()
+    bar = None
 
     def on_step(step: int, total: int, loss: float) -> None:
+        nonlocal bar
         if step % 10 == 0:
             tracker.log_step(step, {"kd_loss": loss})
-        if bar is not None:
-            bar.update(step, total, loss)
+        if use_bar:
+            from mothermodel.trainer.loop import StepBar
+
+            bar = bar or StepBar(f"{task}: {config.student} student", total)  # the total is known from step 1
+            bar.update(step, f"KD loss {loss:.4f}")
         elif options.progress and (step % every == 0 or step == total):
             echo(f"  {config.student} student: step {step}/{total}, KD loss {loss:.4f}")
 

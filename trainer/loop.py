@@ -50,7 +50,7 @@ from mothermodel.trainer.config import TrainConfig, native_bf16
 from mothermodel.trainer.data import TaskData, Tokenized, TrainingSet, collate, plan_batches, round_units, steps_for
 from mothermodel.trainer.model import MotherModel
 
-__all__ = ["StepInfo", "TrainResult", "DistInfo", "setup_distributed", "soft_cross_entropy", "multitask_loss",
+__all__ = ["StepInfo", "StepBar", "TrainResult", "DistInfo", "setup_distributed", "soft_cross_entropy", "multitask_loss",
            "param_groups", "lr_factor", "train"]
 
 # Config fields a resumed run may change (they do not alter which steps are taken).
@@ -207,6 +207,27 @@ def _step_seed(seed: int, rank: int, step: int) -> int:
     return (int(seed) * 1_000_003 + rank * 7_919 + step) % (2**63 - 1)
 
 
+class StepBar:
+    """A rich progress bar over steps, on stderr (stdout stays clean for --json): label, bar, n/total,
+    time left and one free-text field. For terminals only; callers print plain lines elsewhere
+    (training here; distillation too)."""
+
+    def __init__(self, label: str, total: int, start: int = 0):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._prog = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                              TextColumn("{task.fields[info]}"), console=Console(stderr=True), transient=True)
+        self._prog.start()
+        self._tid = self._prog.add_task(label, total=total, completed=start, info="")
+
+    def update(self, step: int, info: str = "") -> None:
+        self._prog.update(self._tid, completed=step, info=info)
+
+    def close(self) -> None:
+        self._prog.stop()
+
+
 class _Progress:
     """A rich bar on a terminal, ~20 plain lines otherwise; stderr, rank 0 only."""
 
@@ -215,26 +236,20 @@ class _Progress:
         self.every = max(1, total // 20)
         self.next = (start // self.every + 1) * self.every
         if enabled and sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                                TextColumn("{task.fields[info]}"), console=Console(stderr=True), transient=True)
-            self.bar.start()
-            self.tid = self.bar.add_task("train", total=total, completed=start, info="")
+            self.bar = StepBar("train", total, start)
 
     def update(self, step: int, loss: float, ex_s: float) -> None:
         if not self.enabled:
             return
         if self.bar is not None:
-            self.bar.update(self.tid, completed=step, info=f"loss {loss:.4f}  {ex_s:.0f} ex/s")
+            self.bar.update(step, f"loss {loss:.4f}  {ex_s:.0f} ex/s")
         elif step >= self.next or step == self.total:
             self.next = (step // self.every + 1) * self.every
             print(f"train: step {step}/{self.total} loss {loss:.4f} {ex_s:.1f} ex/s", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.stop()
+            self.bar.close()
 
 
 def train(model: MotherModel, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConfig, *,
