@@ -12,7 +12,7 @@ from mothermodel.defaults import ABSTAIN
 from mothermodel.errors import UserError
 from mothermodel.labeling.apply import Applied, LFReport
 from mothermodel.labeling.lf import KeywordLF, LabelingFunction, RegexLF, ThresholdLF, lfs_from_source
-from mothermodel.registry.records import SourceRecord, TaskRecord
+from mothermodel.registry.records import SourceRecord, TaskRecord, declarative_params
 
 DECLARATIVE = {"keyword": KeywordLF, "regex": RegexLF, "threshold": ThresholdLF}
 
@@ -29,10 +29,7 @@ def build_lfs(t: TaskRecord) -> dict[str, LabelingFunction]:
     for s in t.sources:
         if s.kind != "lf":
             continue
-        try:
-            decl = json.loads(s.code) if s.code and s.code.startswith("{") else None
-        except ValueError:
-            decl = None
+        decl = declarative_params(s.code)
         if decl and decl.get("kind") in DECLARATIVE:
             params = {k: v for k, v in decl.items() if k != "kind"}
             lfs[s.name] = DECLARATIVE[decl["kind"]](name=s.name, **params)

@@ -30,6 +30,18 @@ def is_source_name(value: object) -> bool:
     """Whether `value` is a valid source name (the whole string; see `is_name`)."""
     return isinstance(value, str) and SOURCE_NAME_RE.fullmatch(value) is not None
 
+
+def declarative_params(code: str | None) -> dict[str, Any] | None:
+    """A declarative LF's recorded parameters: its `code` is their JSON object (with its "kind");
+    None for a Python LF's code."""
+    if not code or not code.startswith("{"):
+        return None
+    try:
+        params = json.loads(code)
+    except ValueError:
+        return None
+    return params if isinstance(params, dict) else None
+
 SOURCE_KINDS = ("lf", "column", "task_output", "model")
 EDGE_KINDS = ("parent", "task_output")
 

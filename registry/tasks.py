@@ -8,7 +8,6 @@ anything is written, so the transaction rolls back and the registry is untouched
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Mapping, Sequence
@@ -16,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 from mothermodel.errors import UserError
 from mothermodel.registry import fingerprint as fp
 from mothermodel.registry.graph import build_graph, closure, cycle_text, topological
-from mothermodel.registry.records import Edge, TaskSpec
+from mothermodel.registry.records import Edge, TaskSpec, declarative_params
 
 
 @dataclass
@@ -94,12 +93,8 @@ def plan_submit(specs: Sequence[TaskSpec], state: SubmitState, replace: bool,
 
 def declarative_field(src) -> str | None:
     """The column a declarative (keyword/regex/threshold) LF reads, or None for other sources."""
-    if src.kind != "lf" or not src.code or not src.code.startswith("{"):
-        return None
-    try:
-        fld = json.loads(src.code).get("field")
-    except ValueError:
-        return None
+    params = declarative_params(src.code) if src.kind == "lf" else None
+    fld = params.get("field") if params else None
     return fld if isinstance(fld, str) else None
 
 
