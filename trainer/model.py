@@ -353,17 +353,18 @@ def build_model(specs: Sequence[HeadSpec], config: Any) -> tuple[MotherModel, An
 
 
 def warm_start(model_dir: Any, specs: Sequence[HeadSpec], config: Any, *, changed: Iterable[str] = (),
-               changed_policy: str = "finetune") -> tuple[MotherModel, Any, WarmStart]:
+               changed_policy: str = "finetune", verify_all: bool = True) -> tuple[MotherModel, Any, WarmStart]:
     """(model, tokenizer, what happened) from a saved model, its heads reconciled with `specs`.
 
-    The encoder and tokenizer are the saved model's (hash-checked on load);
+    The encoder and tokenizer are the saved model's (hash-checked on load, unless
+    `verify_all` is False because the caller verified every file just before);
     pooling and dropout follow `config`; a layout change re-initialises every
     child head. The caller decides whether a warm start makes sense at all
     (e.g. not when `config.encoder` differs from ``manifest["config"]["encoder"]``).
     """
     from mothermodel.trainer.checkpoint import load_model
 
-    model, tokenizer, _ = load_model(model_dir)
+    model, tokenizer, _ = load_model(model_dir, verify_all=verify_all)
     model.pooling = config.pooling
     model.dropout_p = float(config.dropout)
     model.drop.p = float(config.dropout)

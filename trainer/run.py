@@ -163,8 +163,9 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
     specs = head_specs(tasks)
     warm = None
     if latest is not None and _same_encoder(ws, latest, config):
+        # verify_all=False: verify_recorded above checked every file against the recorded manifest
         model, tokenizer, warm = warm_start(ws.home / latest.path, specs, config, changed=ch["changed"],
-                                            changed_policy=options.changed_policy)
+                                            changed_policy=options.changed_policy, verify_all=False)
         echo(f"warm start from model v{latest.version}: " + ", ".join(f"{k} {len(v)}" for k, v in warm.to_dict().items()))
     else:
         model, tokenizer = build_model(specs, config)
