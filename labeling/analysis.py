@@ -1,6 +1,6 @@
 """LF analysis: polarity, coverage, overlaps, conflicts and empirical accuracy, in DuckDB SQL
 over the sparse label matrix (no Python loop over rows), plus the figures that say which regime
-of LFs a task is in (overlapping rows per LF, conflict rate, near-duplicate LFs) and a warning
+of LFs a task is in (overlapping and confirming rows per LF, conflict rate, near-duplicate LFs) and a warning
 when a label model cannot learn much about the LFs' accuracies (docs/label_model.md)."""
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ MIN_OVERLAP_ROWS = 20
 
 
 def regime_figures(overlap_rows: Sequence[int], num_rows: int, overlapped: int, conflicted: int,
-                   min_overlap_rows: int = MIN_OVERLAP_ROWS) -> dict[str, Any]:
+                   min_overlap_rows: int = MIN_OVERLAP_ROWS,
+                   confirm_rows: Sequence[int] | None = None) -> dict[str, Any]:
     """Task-level figures from per-LF overlapping-row counts and the rows with 2+ votes / 2+ classes.
 
     Returns ``overlap_rate``, ``conflict_rate`` (shares of all rows), ``median_overlap_rows``,
-    ``lfs_with_few_overlaps`` (fewer than `min_overlap_rows`) and ``warnings`` (a list of lines: one
-    when most LFs have fewer than `min_overlap_rows` overlapping rows).
+    ``lfs_with_few_overlaps`` (fewer than `min_overlap_rows`), ``median_confirm_rows`` (rows where
+    another LF votes an LF's label; None without `confirm_rows`) and ``warnings`` (a list of lines:
+    one when most LFs have fewer than `min_overlap_rows` overlapping rows, one when most have
+    overlaps but no confirmation: every overlap a conflict).
     """
     counts = np.asarray(list(overlap_rows), dtype=np.int64)
     few = int((counts < min_overlap_rows).sum())
@@ -34,10 +37,21 @@ def regime_figures(overlap_rows: Sequence[int], num_rows: int, overlapped: int, 
             f"accuracies cannot be learned from the votes, so the label model gives them one shared weight "
             f"(a majority vote whose ties the class balance breaks); more overlapping LFs, or dev labels "
             f"(--select-on valid), tell them apart")
+    med_conf = None
+    if confirm_rows is not None and len(counts):
+        conf = np.asarray(list(confirm_rows), dtype=np.int64)
+        med_conf = float(np.median(conf))
+        if not warnings and med_conf < 1:
+            warnings.append(
+                f"{int((conf == 0).sum())} of {len(conf)} LFs never vote alongside another LF of the same label: "
+                f"every overlap is a conflict, so the votes barely tell their accuracies apart and the label "
+                f"model may do no better than majority vote; a second LF per class, or dev labels "
+                f"(--select-on valid), tell them apart")
     return {"overlap_rate": overlapped / num_rows if num_rows else 0.0,
             "conflict_rate": conflicted / num_rows if num_rows else 0.0,
             "median_overlap_rows": float(np.median(counts)) if len(counts) else 0.0,
-            "lfs_with_few_overlaps": few, "min_overlap_rows": min_overlap_rows, "warnings": warnings}
+            "lfs_with_few_overlaps": few, "min_overlap_rows": min_overlap_rows,
+            "median_confirm_rows": med_conf, "warnings": warnings}
 
 
 def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
@@ -74,15 +88,17 @@ def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
             f"""
             WITH e AS (SELECT e.row, e.source::VARCHAR AS source, e.label, r.gold
                        FROM entries e JOIN rows_tbl r ON r.row = e.row {where}),
-                 per_row AS (SELECT row, count(*) AS n_lfs, count(DISTINCT label) AS n_labels FROM e GROUP BY row)
+                 per_row AS (SELECT row, count(*) AS n_lfs, count(DISTINCT label) AS n_labels FROM e GROUP BY row),
+                 per_label AS (SELECT row, label, count(*) AS n_same FROM e GROUP BY row, label)
             SELECT e.source,
                    list(DISTINCT e.label ORDER BY e.label) AS polarity,
                    count(*) AS covered,
                    count(*) FILTER (WHERE p.n_lfs > 1) AS overlapped,
                    count(*) FILTER (WHERE p.n_labels > 1) AS conflicted,
                    count(*) FILTER (WHERE e.gold >= 0 AND e.label = e.gold) AS correct,
-                   count(*) FILTER (WHERE e.gold >= 0 AND e.label <> e.gold) AS incorrect
-            FROM e JOIN per_row p USING (row)
+                   count(*) FILTER (WHERE e.gold >= 0 AND e.label <> e.gold) AS incorrect,
+                   count(*) FILTER (WHERE q.n_same > 1) AS confirmed
+            FROM e JOIN per_row p USING (row) JOIN per_label q USING (row, label)
             GROUP BY e.source
             """, params).fetchall()
         totals = con.execute(
@@ -100,7 +116,7 @@ def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
     lfs = []
     for s in t.sources:
         r = by.get(s.name)
-        covered, overlapped, conflicted, correct, incorrect = (r[2], r[3], r[4], r[5], r[6]) if r else (0, 0, 0, 0, 0)
+        covered, overlapped, conflicted, correct, incorrect, confirmed = r[2:8] if r else (0, 0, 0, 0, 0, 0)
         lfs.append({
             "name": s.name, "kind": s.kind, "version": s.version,
             "polarity": [t.classes[i] for i in (r[1] if r else [])],
@@ -108,6 +124,7 @@ def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
             "overlaps": overlapped / n if n else 0.0,
             "conflicts": conflicted / n if n else 0.0,
             "overlap_rows": overlapped,
+            "confirm_rows": confirmed,
             "correct": correct, "incorrect": incorrect,
             "empirical_accuracy": correct / (correct + incorrect) if correct + incorrect else None,
         })
@@ -115,7 +132,8 @@ def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
     groups = _near_duplicates(pairs, names, len(t.classes))
     return {"task": task, "label_matrix_version": m.version, "split": split or "all", "num_rows": n,
             "coverage": (totals[0] / n) if n else 0.0, "gold": gcol is not None, "lfs": lfs,
-            **regime_figures([lf["overlap_rows"] for lf in lfs], n, totals[1], totals[2]),
+            **regime_figures([lf["overlap_rows"] for lf in lfs], n, totals[1], totals[2],
+                             confirm_rows=[lf["confirm_rows"] for lf in lfs]),
             "near_duplicate_groups": [[names[j] for j in g] for g in groups]}
 
 

@@ -331,12 +331,13 @@ def label_analyze(ctx, task, split, as_json) -> None:
                  f"{res['num_rows']} rows, coverage {res['coverage']:.3f}")
     fmt = lambda x: "" if x is None else f"{x:.3f}"  # noqa: E731
     console.table([(lf["name"], lf["kind"], ",".join(lf["polarity"]), fmt(lf["coverage"]), fmt(lf["overlaps"]),
-                    lf["overlap_rows"], fmt(lf["conflicts"]), lf["correct"] if res["gold"] else "",
+                    lf["overlap_rows"], lf["confirm_rows"], fmt(lf["conflicts"]), lf["correct"] if res["gold"] else "",
                     lf["incorrect"] if res["gold"] else "", fmt(lf["empirical_accuracy"])) for lf in res["lfs"]],
-                  ["source", "kind", "polarity", "coverage", "overlaps", "overlap rows", "conflicts", "correct",
+                  ["source", "kind", "polarity", "coverage", "overlaps", "overlap rows", "confirm rows", "conflicts", "correct",
                    "incorrect", "emp. acc"])
     console.info(f"rows with 2+ votes {res['overlap_rate']:.3f}, with conflicting votes {res['conflict_rate']:.3f}; "
-                 f"median overlapping rows per LF {res['median_overlap_rows']:g}")
+                 f"median overlapping rows per LF {res['median_overlap_rows']:g}, "
+                 f"confirming rows {res['median_confirm_rows'] or 0:g}")
     for g in res["near_duplicate_groups"]:
         console.info(f"near-duplicate LFs (their votes count once in the label model): {', '.join(g)}")
     for w in res["warnings"]:

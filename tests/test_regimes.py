@@ -60,6 +60,69 @@ def test_shrinkage_is_off_where_lfs_overlap_plentifully():
     np.testing.assert_allclose(a.weights_, b.weights_, atol=1e-6)
 
 
+def _one_lf_per_class(seed=2, n=4000, k=5):
+    """One LF per class, each firing on 20-35% of rows at precision 0.3-0.65: plenty of overlaps, every one a conflict."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    other = np.linspace(0.08, 0.3, k)[None, :]  # precisions from ~0.65 down to ~0.3
+    fire = rng.random((n, k)) < np.where(np.arange(k)[None, :] == y[:, None], 0.6, other)
+    return np.where(fire, np.arange(k)[None, :], -1).astype(np.int8), y
+
+
+def test_lfs_that_are_never_confirmed_keep_their_own_weights_and_analyze_says_so():
+    for k in (2, 3, 5):
+        L, y = _one_lf_per_class(k=k)
+        lm = LabelModel(k).fit(L)
+        assert np.median(lm.overlaps_) > 20 and lm.confirmations_.max() == 0  # overlaps, but all conflicts
+        assert not lm.balance_fallback_ and lm.overruled_ < 0.01
+        # one shared weight here fell below the class prior's log-ratio and overruled lone votes (0.47 at k=2)
+        assert (lm.predict(L) == y).mean() >= (MajorityVoter(k, seed=1).predict(L) == y).mean()
+    f = regime_figures(lm.overlaps_.astype(int), len(L), 100, 100, confirm_rows=lm.confirmations_.astype(int))
+    assert f["median_confirm_rows"] == 0 and len(f["warnings"]) == 1 and "same label" in f["warnings"][0]
+    L2 = np.concatenate([L, L], axis=1)  # a second LF per class: confirmations
+    L2[np.random.default_rng(0).random(L2.shape) < 0.5] = -1
+    lm2 = LabelModel(k, LabelModelConfig(near_duplicates=False)).fit(L2)
+    assert np.median(lm2.confirmations_) >= 1
+
+
+def _lopsided(seed=0, n=1600):
+    """Binary: 7 precise SPAM LFs, 3 weaker HAM LFs (one broad); on half the rows of a class at most one
+    of its LFs fires (keyword LFs matching different phrasings): the independence assumption breaks
+    and EM's class balance drifts toward SPAM."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(2, n, p=[0.48, 0.52])
+    cls = np.array([1] * 7 + [0] * 3)
+    cov = np.array([0.151, 0.082, 0.069, 0.249, 0.269, 0.115, 0.185, 0.134, 0.182, 0.34])
+    prec = np.array([0.888, 0.97, 0.858, 0.972, 0.779, 0.943, 0.97, 0.673, 0.618, 0.727])
+    beta = np.where(cls == 1, 0.52, 0.48)
+    a, b = np.clip(cov * prec / beta, 0, 1), np.clip(cov * (1 - prec) / (1 - beta), 0, 1)
+    own = y[:, None] == cls[None, :]
+    indep = rng.random(n) >= 0.5
+    fire = np.where(own, indep[:, None] & (rng.random((n, 10)) < a), rng.random((n, 10)) < b)
+    for c in (0, 1):
+        js, rows = np.flatnonzero(cls == c), np.flatnonzero((y == c) & ~indep)
+        p = np.append(a[js] / max(1.0, a[js].sum()), max(0.0, 1.0 - a[js].sum()))
+        pick = rng.choice(len(js) + 1, size=len(rows), p=p / p.sum())
+        fire[rows[pick < len(js)], js[pick[pick < len(js)]]] = True
+    return np.where(fire, cls[None, :], -1).astype(np.int8), y
+
+
+def test_a_model_that_overrules_unanimous_rows_refits_with_the_majority_vote_class_shares():
+    L, y = _lopsided()
+    off = LabelModel(2, LabelModelConfig(overrule_limit=1.0)).fit(L)
+    lm = LabelModel(2).fit(L)
+    mv = (MajorityVoter(2, seed=1).predict(L) == y).mean()
+    assert off.overruled_ > 0.05 and not off.balance_fallback_
+    assert (off.predict(L) == y).mean() < mv - 0.03  # what the guard prevents
+    assert lm.balance_fallback_ and lm.overruled_ == off.overruled_
+    assert (lm.predict(L) == y).mean() >= mv - 0.005
+    assert abs(lm.class_prior_[1] - 0.5) < abs(off.class_prior_[1] - 0.5)
+    fixed = LabelModel(2, LabelModelConfig(class_balance=[0.3, 0.7])).fit(L)  # a given balance is kept
+    assert not fixed.balance_fallback_ and np.allclose(fixed.class_prior_, [0.3, 0.7])
+    healthy = LabelModel(2).fit(_one_lf_per_class(k=2)[0])
+    assert healthy.overruled_ == 0 and not healthy.balance_fallback_
+
+
 def test_gate_closes_on_a_view_that_only_echoes_the_class_mix_and_opens_on_one_that_agrees():
     rng = np.random.default_rng(2)
     k, n = 4, 400
