@@ -1,6 +1,6 @@
 """Benchmark: `label fit` across regimes of labeling functions, on synthetic worlds with known LFs.
 
-    python bench/regimes.py [--seeds 1 2 3] [--regimes tiny_precise weak_short ...]
+    python bench/regimes.py [--seeds 1 2 3 4 5] [--regimes tiny_precise weak_short ...]
                             [--snorkel-python /tmp/snorkelvenv/bin/python] [--out bench/results/regimes.json]
 
 Each regime is a seeded generator of a WRENCH-like dataset: a train split (weak labels only; its gold is used
@@ -407,7 +407,7 @@ def table(results: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--regimes", nargs="+", default=list(REGIMES), choices=REGIMES)
-    ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     ap.add_argument("--snorkel-python", default=DEFAULT_SNORKEL)
     ap.add_argument("--skip-snorkel", action="store_true")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "regimes.json"))

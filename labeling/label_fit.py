@@ -116,6 +116,8 @@ def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bo
            "apply": applied["tasks"]}
     if selected is not None:
         res["selected"] = selected
+    if "label_model_fit" in config:
+        res["label_model_fit"] = config["label_model_fit"]
     if votes_metrics is not None:
         res["metrics_votes_only"] = votes_metrics
     if note:
@@ -161,6 +163,9 @@ def _flat_posteriors(x: FitInputs, model: str, use_dev: bool | None, seed: int,
     else:
         lm.fit(x.L[x.train])
     config["label_model"] = dict(vars(cfg))
+    config["label_model_fit"] = {"overruled": round(lm.overruled_, 6), "balance_fallback": lm.balance_fallback_,
+                                 "class_prior": [round(float(p), 6) for p in lm.class_prior_],
+                                 "n_iter": lm.n_iter_, "lf_groups": lm.lf_groups_}
     return lm.predict_proba(x.L), dev_used
 
 

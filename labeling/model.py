@@ -600,7 +600,10 @@ class LabelModel:
     (m, k; NaN / 0 where an LF never emits that class; ``weights_`` are the
     weights predictions use, after shrinkage and the near-duplicate discount),
     ``silence_`` (k,), ``lf_groups_`` (near-duplicate LF groups), ``overlaps_``
-    (m,: rows each LF shares with another, independent LF), ``n_iter_``,
+    (m,: rows each LF shares with another, independent LF), ``confirmations_`` (m,: those
+    where such an LF votes the same class), ``overruled_`` (share of the unanimous fitted
+    rows the first fit overruled) and ``balance_fallback_`` (whether that refitted EM with
+    the majority vote's class shares: ``LabelModelConfig.overrule_limit``), ``n_iter_``,
     ``converged_``, ``n_fit_rows_``, ``n_patterns_``.
     """
 
@@ -1039,6 +1042,9 @@ class LabelModel:
             "shared_weight": self.shared_weight_,
             "lf_groups": self.lf_groups_,
             "overlaps": self.overlaps_.tolist(),
+            "confirmations": self.confirmations_.tolist(),
+            "overruled": self.overruled_,
+            "balance_fallback": bool(self.balance_fallback_),
             "precision": [[None if math.isnan(x) else x for x in row] for row in self.precision_.tolist()],
             "fires": self._fires.tolist(),
             "class_balance": self.class_balance_.tolist(),
@@ -1067,6 +1073,9 @@ class LabelModel:
                                    dtype=np.float64)
         lm._fires = np.asarray(d["fires"], dtype=np.float64)
         lm.overlaps_ = np.asarray(d.get("overlaps", [0.0] * lm.weights_.shape[0]), dtype=np.float64)
+        lm.confirmations_ = np.asarray(d.get("confirmations", [0.0] * lm.weights_.shape[0]), dtype=np.float64)
+        lm.overruled_ = float(d.get("overruled", 0.0))
+        lm.balance_fallback_ = bool(d.get("balance_fallback", False))
         lm.class_balance_ = np.asarray(d["class_balance"], dtype=np.float64)
         lm.class_prior_ = np.asarray(d["class_prior"], dtype=np.float64)
         lm.n_iter_, lm.converged_ = d["n_iter"], d["converged"]

@@ -370,6 +370,9 @@ def label_fit(ctx, task, model, use_dev, seed, text_view, select_on, as_json) ->
         return
     console.info(f"{task}: probabilistic labels v{res['version']} ({model}, label matrix v{res['label_matrix_version']}"
                  f"{', uses valid gold labels' if res['uses_dev_labels'] else ''})")
+    if res.get("label_model_fit", {}).get("balance_fallback"):
+        console.info(f"note: the first fit overruled {res['label_model_fit']['overruled']:.1%} of the rows whose votes "
+                     f"all agree; refitted with the majority vote's class shares as the class balance")
     if res.get("selected"):
         sel = res["selected"]
         console.info(f"selected on {sel['selected_on']['split']} ({sel['selected_on']['rows']} gold rows): "

@@ -208,7 +208,12 @@ def test_label_fit_select_on_valid_and_analyze_figures_through_the_cli(tmp_path)
     best = max(c["accuracy"] for c in sel["candidates"].values())
     assert sel["candidates"][sel["chosen"]]["accuracy"] == best
     assert res["metrics"]["valid"]["accuracy"] == best
-    assert json.loads(run_cli("label", "fit", "t", "--json", ws=root).out)["uses_dev_labels"] is False
+    plain = json.loads(run_cli("label", "fit", "t", "--json", ws=root).out)
+    assert plain["uses_dev_labels"] is False
+    assert plain["label_model_fit"]["balance_fallback"] is False and plain["label_model_fit"]["overruled"] < 0.05
     assert run_cli("label", "fit", "t", "--model", "majority", "--select-on", "valid", ws=root).code == 2
     an = json.loads(run_cli("label", "analyze", "t", "--json", ws=root).out)
     assert an["conflict_rate"] > 0 and all(lf["overlap_rows"] > 20 for lf in an["lfs"]) and an["warnings"] == []
+    both = ((a == b) & (b >= 0))[:len(a)]  # the two columns agree on these rows: each confirms the other there
+    assert [lf["confirm_rows"] for lf in an["lfs"]] == [int(both.sum())] * 2
+    assert an["median_confirm_rows"] == both.sum()
