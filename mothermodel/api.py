@@ -59,8 +59,15 @@ class Registry:
         """Register an in-memory Arrow table as a dataset."""
         from mothermodel.registry import datasets
 
+        self._refuse_taken(name, replace)
         row = datasets.stage(self.ws, name, table, text_field, split_field, gold_field, origin=origin)
         return self.store.record_dataset(row, replace)
+
+    def _refuse_taken(self, name: str, replace: bool) -> None:
+        """A taken dataset name without --replace is refused before the data file is written (the
+        transaction checks again: a concurrent add can at most leave an unreferenced file)."""
+        if not replace and name in self.store.datasets():
+            raise UserError(f"NAME: dataset {name!r} already exists (use --replace to change it)")
 
     def list_datasets(self) -> list[dict[str, Any]]:
         """`dataset list`."""
@@ -77,6 +84,7 @@ class Registry:
         table, classes = wrench.read(folder)
         m = sum(1 for c in table.column_names if c.startswith("lf_"))
         spec = wrench.task_for(task, classes, m, origin=str(folder))
+        self._refuse_taken(task, replace)
         row = datasets.stage(self.ws, task, table, "text", "split", "label", origin=str(folder))
         ds, res = self.store.record_dataset_and_tasks(row, [spec], replace)
         return {"dataset": ds, "task": res["tasks"][0], "restamped": res["restamped"]}

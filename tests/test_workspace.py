@@ -62,3 +62,18 @@ def test_dataset_errors(tmp_path):
     (tmp_path / "e.jsonl").write_text('{"text": "a"}\n{"text": "b"}\n')
     r = run_cli("dataset", "add", "e", tmp_path / "e.jsonl", "--json", ws=root)
     assert r.code == 0 and json.loads(r.out)["text_field"] == "text"
+
+
+def test_dataset_add_on_a_taken_name_writes_nothing(tmp_path):
+    root = tmp_path / "w"
+    run_cli("init", root)
+    (tmp_path / "d.csv").write_text("text,y\nhello,1\n")
+    (tmp_path / "d2.csv").write_text("text,y\nother,0\nrows,1\n")
+    assert run_cli("dataset", "add", "d", tmp_path / "d.csv", ws=root).code == 0
+    data = root / ".mothermodel" / "data"
+    before = sorted(p.name for p in data.iterdir())
+    r = run_cli("dataset", "add", "d", tmp_path / "d2.csv", ws=root)
+    assert r.code == 2 and "NAME: dataset 'd' already exists" in r.err
+    assert sorted(p.name for p in data.iterdir()) == before  # the new file was never written
+    r = run_cli("dataset", "add", "d", tmp_path / "d2.csv", "--replace", "--json", ws=root)
+    assert r.code == 0 and json.loads(r.out)["num_rows"] == 2
