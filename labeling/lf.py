@@ -157,6 +157,13 @@ class KeywordLF(DeclarativeLF):
         return f"CASE WHEN {cond} THEN {self.label} ELSE -1 END"
 
 
+def re2_compatible(pattern: str) -> bool:
+    """False for the Python-only syntax RE2 lacks: lookarounds and backreferences."""
+    import re
+
+    return re.search(r"\(\?<?[=!]|\\[1-9]", pattern) is None
+
+
 class RegexLF(DeclarativeLF):
     """Label `label` when `pattern` matches anywhere in `field` (re.search semantics, RE2 syntax)."""
 
@@ -167,6 +174,9 @@ class RegexLF(DeclarativeLF):
 
         self.pattern, self.label, self.field, self.ignore_case = pattern, int(label), field, bool(ignore_case)
         rx = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
+        if not re2_compatible(pattern):  # the SQL path runs it in DuckDB's RE2: both paths must agree
+            raise ValueError(f"{name}: pattern {pattern!r}: lookarounds and backreferences are not supported "
+                             "(RE2 syntax)")
 
         def f(x):
             v = getattr(x, field)

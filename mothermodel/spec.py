@@ -369,6 +369,7 @@ def _check_regex(pattern: str, origin: str, where: str) -> None:
         re.compile(pattern)
     except re.error as e:
         raise _err(origin, where, f"not a valid regular expression: {e}") from None
-    # RE2 has no lookaround and no backreferences; Python accepts both.
-    if re.search(r"\(\?<?[=!]|\\[1-9]", pattern):
+    from mothermodel.labeling.lf import re2_compatible
+
+    if not re2_compatible(pattern):  # Python accepts both; RE2 does not
         raise _err(origin, where, "lookarounds and backreferences are not supported (RE2 syntax)")

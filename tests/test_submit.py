@@ -276,3 +276,13 @@ def test_declarative_lf_field_is_checked_against_the_dataset(ws, tmp_path):
     spec = write_spec(tmp_path / "f.py", extra_lfs="from mothermodel import KeywordLF\nkw = KeywordLF('kw', ['x'], 1, field='body')\n")
     r = run_cli("task", "submit", spec, ws=ws)
     assert r.code == 2 and "f.py: sources[2].field: dataset 'docs' has no column 'body' (LF kw)" in r.err, r.err
+
+
+def test_python_regex_lf_with_python_only_syntax_is_refused(ws, tmp_path):
+    """RegexLF itself refuses what DuckDB's RE2 cannot run (its SQL path), in a .py spec as in YAML."""
+    before = snapshot(ws)
+    for pattern in (r"foo(?=bar)", r"(?<!x)y", r"(a)\1"):
+        spec = write_spec(tmp_path / "rx.py", extra_lfs=f"from mothermodel import RegexLF\nrx = RegexLF('rx', {pattern!r}, 1)\n")
+        r = run_cli("task", "submit", spec, ws=ws)
+        assert r.code == 2 and "lookarounds and backreferences are not supported" in r.err, r.err
+        assert r.err.count("\n") == 1 and snapshot(ws) == before
