@@ -220,6 +220,10 @@ def _load_python(p: Path) -> TaskSpec:
         raise UserError(f"{p}: cannot be imported as a Python module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[mod_name] = module
+    parent = str(p.resolve().parent)
+    added = parent not in sys.path
+    if added:
+        sys.path.insert(0, parent)  # specs may import helper modules beside them (as `label apply` allows)
     try:
         spec.loader.exec_module(module)
     except SystemExit:
@@ -230,6 +234,8 @@ def _load_python(p: Path) -> TaskSpec:
         raise UserError(f"{p}: failed to import: {type(e).__name__}: {e}".splitlines()[0]) from None
     finally:
         sys.modules.pop(mod_name, None)
+        if added:
+            sys.path.remove(parent)
     values = list(vars(module).values())
     tasks = [v for v in values if isinstance(v, Task)]
     if len(tasks) != 1:

@@ -286,3 +286,16 @@ def test_python_regex_lf_with_python_only_syntax_is_refused(ws, tmp_path):
         r = run_cli("task", "submit", spec, ws=ws)
         assert r.code == 2 and "lookarounds and backreferences are not supported" in r.err, r.err
         assert r.err.count("\n") == 1 and snapshot(ws) == before
+
+
+def test_python_spec_may_import_a_helper_module_beside_it(ws, tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "spam_words.py").write_text("WORDS = ('money', 'win')\n")
+    spec = write_spec(specs / "spam.py", lf_body="1 if any(w in x.text for w in WORDS) else ABSTAIN",
+                      extra_lfs="from spam_words import WORDS\n")
+    r = run_cli("task", "submit", spec, ws=ws)  # the test's cwd is not specs/
+    assert r.code == 0, r.err
+    assert run_cli("label", "apply", "spam", ws=ws).code == 0
+    L = json.loads(run_cli("label", "log", "spam", "--json", ws=ws).out)["label_matrices"]
+    assert L and L[0]["entries"] > 0
