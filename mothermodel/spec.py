@@ -224,6 +224,8 @@ def _load_python(p: Path) -> TaskSpec:
     added = parent not in sys.path
     if added:
         sys.path.insert(0, parent)  # specs may import helper modules beside them (as `label apply` allows)
+    _helper_texts(set(sys.modules), Path(parent))  # forget helpers an earlier load or `label apply` imported
+    known = set(sys.modules)
     try:
         spec.loader.exec_module(module)
     except SystemExit:
@@ -234,6 +236,9 @@ def _load_python(p: Path) -> TaskSpec:
         raise UserError(f"{p}: failed to import: {type(e).__name__}: {e}".splitlines()[0]) from None
     finally:
         sys.modules.pop(mod_name, None)
+        # Helper modules beside the spec: keep their texts for the LFs' versions, and forget them,
+        # so the next load in this process reads them afresh.
+        helpers = _helper_texts(set(sys.modules) - known, Path(parent))
         if added:
             sys.path.remove(parent)
     values = list(vars(module).values())
@@ -242,7 +247,23 @@ def _load_python(p: Path) -> TaskSpec:
         raise UserError(f"{p}: a spec module must define exactly one Task (found {len(tasks)})")
     lfs = [v for v in values if isinstance(v, LabelingFunction)]
     text = p.read_text()
-    return normalise(tasks[0], lfs, origin=str(p), source_text=text, shared_hash=_shared_code_hash(text, module))
+    shared = _shared_code_hash(text, module)
+    if helpers:  # a helper module beside the spec is code every Python LF may use
+        shared = hashlib.sha256("\0".join([shared, *helpers]).encode()).hexdigest()
+    return normalise(tasks[0], lfs, origin=str(p), source_text=text, shared_hash=shared)
+
+
+def _helper_texts(names: set[str], folder: Path) -> list[str]:
+    """The texts of the top-level modules among `names` whose file is in `folder` (helpers beside
+    a spec), by module name; those modules are dropped from ``sys.modules``."""
+    out = []
+    for name in sorted(names):
+        f = getattr(sys.modules.get(name), "__file__", None)
+        if ("." not in name and not name.startswith(("mothermodel", "_mothermodel")) and f
+                and f.endswith(".py") and Path(f).resolve().parent == folder):
+            out.append(f"{name}\0{Path(f).read_text()}")
+            sys.modules.pop(name, None)
+    return out
 
 
 def _shared_code_hash(text: str, module) -> str:

@@ -299,3 +299,11 @@ def test_python_spec_may_import_a_helper_module_beside_it(ws, tmp_path):
     assert run_cli("label", "apply", "spam", ws=ws).code == 0
     L = json.loads(run_cli("label", "log", "spam", "--json", ws=ws).out)["label_matrices"]
     assert L and L[0]["entries"] > 0
+    versions = lambda: {s["name"]: s["version"] for s in json.loads(run_cli("task", "show", "spam", "--json", ws=ws).out)["sources"]}  # noqa: E731
+    v1 = versions()
+    assert run_cli("task", "submit", spec, "--replace", ws=ws).code == 0
+    assert versions() == v1  # nothing edited: nothing bumped
+    (specs / "spam_words.py").write_text("WORDS = ('money', 'win', 'free')\n")
+    assert run_cli("task", "submit", spec, "--replace", ws=ws).code == 0
+    v2 = versions()
+    assert v2["has_link"] == v1["has_link"] + 1 and v2["says_money"] == v1["says_money"] + 1  # helpers are shared code
