@@ -510,9 +510,13 @@ def _vote_bits(blk: np.ndarray, k: int, device: torch.device) -> torch.Tensor:
         for c in range(k):
             np.equal(blk, c, out=out[:, c, :])
         return torch.from_numpy(out.reshape(b, k * m))
-    t = torch.from_numpy(blk).to(device)
-    cls = torch.arange(k, device=device, dtype=t.dtype).view(1, k, 1)
-    return (t.unsqueeze(1) == cls).view(b, k * m)
+    return _vote_bits_torch(torch.from_numpy(blk).to(device), k)
+
+
+def _vote_bits_torch(t: torch.Tensor, k: int) -> torch.Tensor:
+    """:func:`_vote_bits` on a device tensor (GPU): one broadcast compare."""
+    cls = torch.arange(k, device=t.device, dtype=t.dtype).view(1, k, 1)
+    return (t.unsqueeze(1) == cls).view(t.shape[0], -1)
 
 
 def _as_float(bits: torch.Tensor) -> torch.Tensor:

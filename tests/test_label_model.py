@@ -245,3 +245,17 @@ def test_wrench_test_accuracy_default_with_dev(name, k, floor):
     Lte, yte = _load_wrench(name, "test")
     model = lm.LabelModel(k, lm.LabelModelConfig(device="cpu")).fit(Ltr, L_dev=Lva, Y_dev=yva)
     assert acc(model.predict(Lte), yte) >= floor
+
+
+def test_vote_indicators_numpy_and_device_paths_agree():
+    """The CPU path compares in numpy, a GPU's in torch: the same bits, class-major."""
+    import torch
+
+    from mothermodel.labeling import model as lm
+
+    L = np.random.default_rng(0).integers(-1, 4, (37, 5)).astype(np.int8)
+    a = lm._vote_bits(L, 4, torch.device("cpu"))
+    b = lm._vote_bits_torch(torch.from_numpy(L), 4)
+    assert torch.equal(a, b) and a.dtype == torch.bool and a.shape == (37, 20)
+    assert bool(a[3, 2 * 5 + 1]) == (L[3, 1] == 2)
+    np.testing.assert_array_equal(lm.vote_indicators(L, 4).numpy(), a.numpy().astype(np.float32))
