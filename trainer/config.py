@@ -2,7 +2,7 @@
 
 Defaults are for real data on the default encoder (a pretrained MiniLM): a
 short first stage on the label model's labels (1.5 epochs at a fine-tuning
-rate decaying 0.7x a layer downwards, linear heads at a higher rate, mean
+rate decaying 0.6x a layer downwards, linear heads at a higher rate, mean
 pooling, mixed-task batches sampled at temperature 2, word embeddings frozen)
 and two self-training rounds. They
 were chosen on WRENCH youtube + trec *valid* accuracy among the configurations
@@ -126,7 +126,7 @@ class TrainConfig(Config):
     max_steps: Optional[int] = None
     lr: float = 1e-4
     head_lr: float = 1e-3
-    layer_decay: float = 0.7
+    layer_decay: float = 0.6
     weight_decay: float = 0.01
     warmup_fraction: float = 0.1
     decay: str = "linear"
