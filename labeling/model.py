@@ -630,16 +630,16 @@ class LabelModel:
         L = self._checked_input(L, L_dev, Y_dev)
         design = self._design(self._fit_rows(L), device)
         dev = self._dev_statistics(design, L_dev, Y_dev, device)
-        discount, evidence, stats, unit = self._first_pass(design)
+        discount, (overlaps, confirmations), stats, unit, mv_share = self._first_pass(design)
         fixed = self._fixed_prior(dev)
-        em = self._em(design, dev, discount, evidence, fixed, stats)
+        em = self._em(design, dev, discount, overlaps, fixed, stats)
         self.overruled_ = self._overruled(design, discount, em)
         self.balance_fallback_ = fixed is None and self.overruled_ > self.config.overrule_limit
         if self.balance_fallback_:  # see LabelModelConfig.overrule_limit
-            em = self._em(design, dev, discount, evidence, self._mv_share, stats)
+            em = self._em(design, dev, discount, overlaps, mv_share, stats)
         weights = discount * em.w
         weights, log_prior, self.weights_em_ = self._dev_correction(design, dev, weights, em)
-        self._keep(design, em, weights, log_prior, unit, evidence, L.shape[1])
+        self._keep(design, em, weights, log_prior, unit, overlaps, confirmations, L.shape[1])
         return self
 
     def _checked_input(self, L, L_dev, Y_dev) -> np.ndarray:
@@ -721,7 +721,8 @@ class LabelModel:
             return dev.balance
         return None
 
-    def _first_pass(self, d: _Design) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor], _Stats, np.ndarray]:
+    def _first_pass(self, d: _Design) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor], _Stats, np.ndarray,
+                                                np.ndarray]:
         """One pass over the patterns for everything that does not need the fitted weights:
         each voter's unit (near-duplicate voters share one; labeling/dependencies.py), from the
         co-firing counts of each class's voters (only voters of one class can be near-duplicates)
@@ -729,8 +730,9 @@ class LabelModel:
         the rows where it fires together with a voter of another unit (its evidence); and EM's
         statistics under the majority-vote posterior it starts from (ties split).
 
-        Returns ``(discount, (overlaps, confirmations), stats, unit)``: per voter, the rows it
-        shares with another unit, and those where another unit votes its class."""
+        Returns ``(discount, (overlaps, confirmations), stats, unit, mv_share)``: per voter, the
+        rows it shares with another unit and those where another unit votes its class; and the
+        majority vote's class shares on the covered rows (add-one smoothed)."""
         cfg, k, device = self.config, self.cardinality, d.cnt.device
         m, R = d.U.shape[1], len(d.lf)
         test = cfg.near_duplicates and R >= 2
@@ -770,13 +772,12 @@ class LabelModel:
                                    cfg.duplicate_min_cofire, cfg.duplicate_margin, 5)
         _, idx, size = np.unique(unit, return_inverse=True, return_counts=True)
         discount = torch.from_numpy(1.0 / size[idx]).to(device, torch.float32)
-        self._mv_share = mass.cpu().double().numpy() + 1.0  # the majority vote's class shares, add-one smoothed
-        self._mv_share /= self._mv_share.sum()
+        mv_share = mass.cpu().double().numpy() + 1.0
         if size.max(initial=1) == 1:
             evidence = (d.voters(E.view(k, m).T), d.voters(Ec.T))
         else:
             evidence = self._evidence(d, idx, size)
-        return discount, evidence, stats, unit
+        return discount, evidence, stats, unit, mv_share / mv_share.sum()
 
     def _evidence(self, d: _Design, idx: np.ndarray, size: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
         """Overlaps and confirmations when some units hold several voters: units firing on a
@@ -804,17 +805,13 @@ class LabelModel:
         """Share of the fitted rows with unanimous votes (every vote for one class) whose
         most probable class under the fitted model is another one. One pass."""
         k, m, device = self.cardinality, d.U.shape[1], d.cnt.device
-        SM = torch.cat([score_matrix(d.dense(discount * em.w), d.dense(d.Cs.sum(1))),
-                        score_matrix(torch.ones(m, k, device=device), torch.zeros(m, k, device=device))[:k]])
-        base = torch.cat([em.log_prior + em.h, torch.zeros(k, device=device)])
-        h = torch.cat([em.h, torch.zeros(k, device=device)])
+        SM = score_matrix(d.dense(discount * em.w), d.dense(d.Cs.sum(1)))
+        VM = score_matrix(torch.ones(m, k, device=device), torch.zeros(m, k, device=device))[:k]  # vote counts
         over = torch.zeros((), device=device)
         tot = torch.zeros((), device=device)
         for cb, I in d.blocks():
-            sc = SM @ I.T
-            fired = (sc[k:2 * k] > 0).to(torch.float32)
-            scores = base[:k, None] + sc[:k] - fired * h[:k, None]
-            votes = sc[2 * k:]
+            scores, _ = block_scores(I, SM, em.log_prior + em.h, em.h)
+            votes = VM @ I.T
             n_votes = votes.sum(0)
             unanimous = ((votes.max(0).values == n_votes) & (n_votes > 0)).to(torch.float32) * cb
             voted = votes > 0  # on a unanimous row: its one voted class
@@ -892,25 +889,20 @@ class LabelModel:
         log_prior = torch.log(beta) if fixed_log_prior is None else fixed_log_prior
         return _EMState(p, w, h, shared, beta, log_prior)
 
-    def _shrink(self, w_own: torch.Tensor, evidence: Tuple[torch.Tensor, torch.Tensor]) -> Tuple[torch.Tensor, float]:
-        """Each weight pulled toward the shared weight (the evidence-weighted mean) by
-        ``shrink_strength``, when the median voter overlaps fewer than ``shrink_median_overlaps``
-        rows. ``evidence`` is (overlaps, confirmations); the overlaps are the evidence.
+    def _shrink(self, w_own: torch.Tensor, evidence: torch.Tensor) -> Tuple[torch.Tensor, float]:
+        """Each weight pulled toward the shared weight (the evidence-weighted mean) by ``shrink_strength``.
 
-        Confirmations (rows where another LF votes the voter's class) were tried as the
-        evidence, with the gate also open where the median voter has none (one LF per class):
-        it fixed one seed of bench/regimes.py's ``weak_short`` but, with wide LFs, the shared
-        weight fell below the class prior's log-ratio and the model overruled lone votes
-        (tests/test_regimes.py, ``_one_lf_per_class``: 0.47 where majority vote scores 0.68)."""
+        The evidence is each voter's overlapping rows. Its confirmations (rows where another LF
+        votes its class) were tried instead and lost to majority vote on one-LF-per-class sets
+        (docs/label_model.md, "Regimes of LFs")."""
         s = float(self.config.shrink_strength)
         if w_own.numel() == 0:
             return w_own, float(math.log(self.config.prior_precision / (1 - self.config.prior_precision)))
-        E = evidence[0]
-        tot = float(E.sum())
-        shared = float((E * w_own).sum() / tot) if tot > 0 else float(w_own.mean())
-        if s == 0 or float(E.median()) >= self.config.shrink_median_overlaps:
+        tot = float(evidence.sum())
+        shared = float((evidence * w_own).sum() / tot) if tot > 0 else float(w_own.mean())
+        if s == 0 or float(evidence.median()) >= self.config.shrink_median_overlaps:
             return w_own, shared
-        return (E * w_own + s * shared) / (E + s), shared
+        return (evidence * w_own + s * shared) / (evidence + s), shared
 
     @staticmethod
     def _silence(d: _Design, stats: _Stats) -> torch.Tensor:
@@ -946,7 +938,7 @@ class LabelModel:
         return (weights.double() + dw).to(torch.float32), log_prior, W_em
 
     def _keep(self, d: _Design, em: _EMState, weights: torch.Tensor, log_prior: torch.Tensor,
-              unit: np.ndarray, evidence: torch.Tensor, m: int) -> None:
+              unit: np.ndarray, overlaps: torch.Tensor, confirmations: torch.Tensor, m: int) -> None:
         """The fitted state, on CPU as numpy (small)."""
         k = self.cardinality
         self._voter_lf, self._voter_class = d.lf, d.cls
@@ -969,8 +961,8 @@ class LabelModel:
         self.silence_lfs_ = Sm
         self.silence_ = em.h.cpu().double().numpy()
         self.shared_weight_ = float(em.shared)
-        self.overlaps_ = np.bincount(d.lf, weights=evidence[0].cpu().double().numpy(), minlength=m)
-        self.confirmations_ = np.bincount(d.lf, weights=evidence[1].cpu().double().numpy(), minlength=m)
+        self.overlaps_ = np.bincount(d.lf, weights=overlaps.cpu().double().numpy(), minlength=m)
+        self.confirmations_ = np.bincount(d.lf, weights=confirmations.cpu().double().numpy(), minlength=m)
         self.lf_groups_ = lf_groups(unit, d.lf)
         self.class_balance_ = em.beta.cpu().double().numpy()
         self.class_prior_ = np.exp(log_prior.cpu().double().numpy())

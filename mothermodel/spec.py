@@ -224,7 +224,8 @@ def _load_python(p: Path) -> TaskSpec:
     added = parent not in sys.path
     if added:
         sys.path.insert(0, parent)  # specs may import helper modules beside them (as `label apply` allows)
-    _helper_texts(set(sys.modules), Path(parent))  # forget helpers an earlier load or `label apply` imported
+    for name in _helper_modules(set(sys.modules), Path(parent)):  # imported by an earlier load or `label apply`
+        del sys.modules[name]  # so this load reads them afresh
     known = set(sys.modules)
     try:
         spec.loader.exec_module(module)
@@ -236,9 +237,10 @@ def _load_python(p: Path) -> TaskSpec:
         raise UserError(f"{p}: failed to import: {type(e).__name__}: {e}".splitlines()[0]) from None
     finally:
         sys.modules.pop(mod_name, None)
-        # Helper modules beside the spec: keep their texts for the LFs' versions, and forget them,
-        # so the next load in this process reads them afresh.
-        helpers = _helper_texts(set(sys.modules) - known, Path(parent))
+        # Helper modules beside the spec: their texts count in the LFs' versions; then forgotten.
+        helpers = []
+        for name in _helper_modules(set(sys.modules) - known, Path(parent)):
+            helpers.append(f"{name}\0{Path(sys.modules.pop(name).__file__).read_text()}")
         if added:
             sys.path.remove(parent)
     values = list(vars(module).values())
@@ -253,16 +255,14 @@ def _load_python(p: Path) -> TaskSpec:
     return normalise(tasks[0], lfs, origin=str(p), source_text=text, shared_hash=shared)
 
 
-def _helper_texts(names: set[str], folder: Path) -> list[str]:
-    """The texts of the top-level modules among `names` whose file is in `folder` (helpers beside
-    a spec), by module name; those modules are dropped from ``sys.modules``."""
+def _helper_modules(names: set[str], folder: Path) -> list[str]:
+    """The top-level modules among `names` whose file is in `folder` (helpers beside a spec), sorted."""
     out = []
     for name in sorted(names):
         f = getattr(sys.modules.get(name), "__file__", None)
         if ("." not in name and not name.startswith(("mothermodel", "_mothermodel")) and f
                 and f.endswith(".py") and Path(f).resolve().parent == folder):
-            out.append(f"{name}\0{Path(f).read_text()}")
-            sys.modules.pop(name, None)
+            out.append(name)
     return out
 
 
