@@ -433,7 +433,7 @@ def train_options(f):
         click.option("--max-steps", type=int, default=None, help="Optimizer steps in all (overrides --epochs)."),
         click.option("--batch-size", type=int, default=None, help="Examples per step (default 32)."),
         click.option("--max-length", type=int, default=None, help="Tokens per text (default 128)."),
-        click.option("--lr", type=float, default=None, help="Peak encoder learning rate (default 1e-4)."),
+        click.option("--lr", type=float, default=None, help="Peak encoder learning rate (default 5e-5)."),
         click.option("--layout", type=click.Choice(["flat", "hierarchical"]), default=None,
                      help="Heads on the shared vector, or child heads reading their parent's output."),
         click.option("--mixing", type=click.Choice(["heterogeneous", "homogeneous"]), default=None,

@@ -243,6 +243,6 @@ def test_set_reaches_fields_that_also_have_an_option():
 
     base = dict(encoder=None, device=None, epochs=None, max_steps=None, batch_size=None, max_length=None, lr=None,
                 layout=None, mixing=None, self_train_rounds=None, seed=None, checkpoint_every=None)
-    assert _train_config(**base, settings=("lr=5e-5", "epochs=2")).lr == 5e-5
-    assert _train_config(**{**base, "lr": 1e-3}, settings=("lr=5e-5",)).lr == 1e-3  # the option wins
+    assert _train_config(**base, settings=("lr=2e-5", "epochs=2")).lr == 2e-5
+    assert _train_config(**{**base, "lr": 1e-3}, settings=("lr=2e-5",)).lr == 1e-3  # the option wins
     assert _train_config(**base, settings=("epochs=2",)).epochs == 2
