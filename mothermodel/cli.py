@@ -424,23 +424,28 @@ def label_diff(ctx, task, v1, v2, as_json) -> None:
 
 
 def train_options(f):
-    """The TrainConfig options `train` and `watch` share."""
+    """The TrainConfig options `train` and `watch` share; their help quotes TrainConfig's own defaults."""
+    from dataclasses import fields
+
+    from mothermodel.trainer.config import TrainConfig  # no torch: a dataclass module
+
+    d = {fl.name: fl.default for fl in fields(TrainConfig)}
     opts = [
         click.option("--encoder", type=click.Path(file_okay=False), default=None,
                      help="A Hugging Face model folder (default: the bundled all-MiniLM-L6-v2)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--epochs", type=float, default=None, help="Passes over the training rows in the first stage (default 1.5)."),
+        click.option("--epochs", type=float, default=None, help=f"Passes over the training rows in the first stage (default {d['epochs']})."),
         click.option("--max-steps", type=int, default=None, help="Optimizer steps in all (overrides --epochs)."),
-        click.option("--batch-size", type=int, default=None, help="Examples per step (default 32)."),
-        click.option("--max-length", type=int, default=None, help="Tokens per text (default 128)."),
-        click.option("--lr", type=float, default=None, help="Peak encoder learning rate (default 5e-5)."),
+        click.option("--batch-size", type=int, default=None, help=f"Examples per step (default {d['batch_size']})."),
+        click.option("--max-length", type=int, default=None, help=f"Tokens per text (default {d['max_length']})."),
+        click.option("--lr", type=float, default=None, help=f"Peak encoder learning rate (default {d['lr']:g}).".replace("e-0", "e-")),
         click.option("--layout", type=click.Choice(["flat", "hierarchical"]), default=None,
                      help="Heads on the shared vector, or child heads reading their parent's output."),
         click.option("--mixing", type=click.Choice(["heterogeneous", "homogeneous"]), default=None,
                      help="Tasks mixed within a batch (default) or one task per batch."),
         click.option("--self-train-rounds", type=int, default=None,
-                     help="Self-training rounds after the first stage (default 2; 0 = off)."),
-        click.option("--seed", type=int, default=None, help=f"Seed (default {DEFAULT_SEED})."),
+                     help=f"Self-training rounds after the first stage (default {d['self_train_rounds']}; 0 = off)."),
+        click.option("--seed", type=int, default=None, help=f"Seed (default {d['seed']})."),
         click.option("--checkpoint-every", type=int, default=None,
                      help="Write a checkpoint every N steps (default: at the end only); --resume continues from it."),
         click.option("--set", "settings", multiple=True, metavar="FIELD=VALUE",

@@ -79,11 +79,14 @@ def test_train_json_if_changed_and_warm_start(tws, tmp_path):
 
     again = json.loads(train(tws, "--if-changed").out)
     assert again == {**again, "trained": False, "model_version": 1, "status": "up to date"}
+    # A plain `train` with nothing changed trains again from a fresh model (it recorded a 0-step copy of v1).
+    fresh = json.loads(train(tws).out)
+    assert fresh["trained"] and fresh["model_version"] == 2 and fresh["warm_start"] is None and fresh["steps"] == 40
 
     # A refit (another label model) moves what the model learns from: --if-changed now trains, warm.
     assert run_cli("label", "fit", "spam", "--model", "label-model", ws=tws).code == 0
     res2 = json.loads(train(tws, "--if-changed").out)
-    assert res2["trained"] and res2["model_version"] == 2 and res2["changes"]["changed"] == ["spam"]
+    assert res2["trained"] and res2["model_version"] == 3 and res2["changes"]["changed"] == ["spam"]
     assert res2["warm_start"]["finetuned"] == ["spam"]
 
 

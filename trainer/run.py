@@ -143,14 +143,18 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
     lin = lineage_of(store, snap, names)
     latest = store.model()
     ch = changes(latest, lin)
-    if options.if_changed and not options.resume and latest is not None \
-            and not (ch["new"] or ch["changed"] or ch["removed"]):
+    unchanged = latest is not None and not (ch["new"] or ch["changed"] or ch["removed"])
+    if options.if_changed and not options.resume and unchanged:
         return {"model_version": latest.version, "trained": False, "status": "up to date", "changes": ch,
                 "metrics": latest.metrics}
+    # A plain `train` with nothing changed is a request to train again (new settings, say): a full run
+    # from a fresh model. A warm start would have nothing to train for and record a copy of the latest.
+    warm_ok = latest is not None and not unchanged and _same_encoder(ws, latest, config)
     from mothermodel.trainer import checkpoint as ckpt
 
     # The model a warm start will load: a corrupted one stops the run before it writes anything
-    # (--resume takes its encoder from the interrupted run, so check whenever it resumes).
+    # (--resume takes its encoder from the interrupted run, so check whenever it resumes; a fresh
+    # re-run checks it too, so that a damaged latest model is reported rather than silently superseded).
     if latest is not None and (options.resume or _same_encoder(ws, latest, config)):
         ckpt.verify_recorded(ws.home / latest.path, latest.content_hash)
     run_dir, resume, config = _run_dir(ws, lin, config, options)
@@ -162,7 +166,7 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
     tasks = task_data(store, snap, lin)
     specs = head_specs(tasks)
     warm = None
-    if latest is not None and _same_encoder(ws, latest, config):
+    if warm_ok:
         # verify_all=False: verify_recorded above checked every file against the recorded manifest
         model, tokenizer, warm = warm_start(ws.home / latest.path, specs, config, changed=ch["changed"],
                                             changed_policy=options.changed_policy, verify_all=False)
