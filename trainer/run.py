@@ -149,13 +149,14 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
                 "metrics": latest.metrics}
     # A plain `train` with nothing changed is a request to train again (new settings, say): a full run
     # from a fresh model. A warm start would have nothing to train for and record a copy of the latest.
-    warm_ok = latest is not None and not unchanged and _same_encoder(ws, latest, config)
+    same_encoder = latest is not None and _same_encoder(ws, latest, config)
+    warm_ok = same_encoder and not unchanged
     from mothermodel.trainer import checkpoint as ckpt
 
     # The model a warm start will load: a corrupted one stops the run before it writes anything
     # (--resume takes its encoder from the interrupted run, so check whenever it resumes; a fresh
     # re-run checks it too, so that a damaged latest model is reported rather than silently superseded).
-    if latest is not None and (options.resume or _same_encoder(ws, latest, config)):
+    if latest is not None and (options.resume or same_encoder):
         ckpt.verify_recorded(ws.home / latest.path, latest.content_hash)
     run_dir, resume, config = _run_dir(ws, lin, config, options)
     from mothermodel.trainer.evaluate import evaluate, metric_keys
