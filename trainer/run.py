@@ -143,14 +143,14 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
     lin = lineage_of(store, snap, names)
     latest = store.model()
     ch = changes(latest, lin)
-    unchanged = latest is not None and not (ch["new"] or ch["changed"] or ch["removed"])
-    if options.if_changed and not options.resume and unchanged:
+    up_to_date = latest is not None and not (ch["new"] or ch["changed"] or ch["removed"])
+    if options.if_changed and not options.resume and up_to_date:
         return {"model_version": latest.version, "trained": False, "status": "up to date", "changes": ch,
                 "metrics": latest.metrics}
     # A plain `train` with nothing changed is a request to train again (new settings, say): a full run
     # from a fresh model. A warm start would have nothing to train for and record a copy of the latest.
     same_encoder = latest is not None and _same_encoder(ws, latest, config)
-    warm_ok = same_encoder and not unchanged
+    warm_ok = same_encoder and not up_to_date
     from mothermodel.trainer import checkpoint as ckpt
 
     # The model a warm start will load: a corrupted one stops the run before it writes anything
