@@ -170,7 +170,7 @@ class Registry:
 
     # --- the mother model --------------------------------------------------------------
     def train(self, config=None, options=None, *, if_changed: bool | None = None, resume: bool | None = None,
-              echo=lambda s: None) -> dict[str, Any]:
+              fresh: bool | None = None, echo=lambda s: None) -> dict[str, Any]:
         """`train`: the mother model on every task's fresh labels (a `mothermodel.trainer.config.TrainConfig`,
         a `mothermodel.trainer.run.TrainOptions`); returns model_version, trained, metrics."""
         from dataclasses import replace
@@ -183,6 +183,8 @@ class Registry:
             options = replace(options, if_changed=if_changed)
         if resume is not None:
             options = replace(options, resume=resume)
+        if fresh is not None:
+            options = replace(options, fresh=fresh)
         return train(self.store, config or TrainConfig(), options, echo=echo)
 
     def predict(self, task: str, split: str | None = None, input_file: str | None = None, device: str = "auto"):

@@ -500,19 +500,21 @@ def _distill_config(student, epochs, max_length, seed):
 @cli.command()
 @click.option("--if-changed", is_flag=True, help="Train only when tasks, fingerprints or labels changed since the latest model.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
+@click.option("--fresh", is_flag=True,
+              help="Train a fresh model even where a warm start from the latest is possible.")
 @click.option("--task", "tasks", multiple=True, help="Train these tasks only (default: every task with text).")
 @train_options
 @json_option
 @click.pass_context
-def train(ctx, if_changed, resume, tasks, encoder, device, epochs, max_steps, batch_size, max_length, lr, layout,
+def train(ctx, if_changed, resume, fresh, tasks, encoder, device, epochs, max_steps, batch_size, max_length, lr, layout,
           mixing, self_train_rounds, seed, checkpoint_every, settings, tracking_uri, as_json) -> None:
     """Train the mother model on every task's fresh probabilistic labels (warm-starting from the latest)."""
     from mothermodel.trainer.run import TrainOptions
 
     cfg = _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, self_train_rounds,
                         seed, checkpoint_every, settings)
-    opts = TrainOptions(tasks=list(tasks) or None, if_changed=if_changed, resume=resume, tracking_uri=tracking_uri,
-                        progress=not as_json)
+    opts = TrainOptions(tasks=list(tasks) or None, if_changed=if_changed, resume=resume, fresh=fresh,
+                        tracking_uri=tracking_uri, progress=not as_json)
     res = _registry(ctx).train(cfg, opts, echo=console.info if not as_json else (lambda s: None))
     if as_json:
         console.emit_json(res)

@@ -88,6 +88,13 @@ def test_train_json_if_changed_and_warm_start(tws, tmp_path):
     res2 = json.loads(train(tws, "--if-changed").out)
     assert res2["trained"] and res2["model_version"] == 3 and res2["changes"]["changed"] == ["spam"]
     assert res2["warm_start"]["finetuned"] == ["spam"]
+    # --fresh: the same change trains from scratch instead; --fresh with --resume is refused, nothing written.
+    assert run_cli("label", "fit", "spam", "--model", "majority", ws=tws).code == 0
+    bad = train(tws, "--fresh", "--resume")
+    assert bad.code == 2 and "--fresh" in bad.err and bad.err.count("\n") <= 1, bad
+    res3 = json.loads(train(tws, "--if-changed", "--fresh").out)
+    assert res3["trained"] and res3["model_version"] == 4 and res3["changes"]["changed"] == ["spam"]
+    assert res3["warm_start"] is None and res3["steps"] == 40
 
 
 def test_self_training_then_an_incremental_retrain_for_a_new_task(tws, tmp_path):

@@ -42,6 +42,8 @@ class TrainOptions:
         tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the workspace's own store).
         progress: progress bar on a terminal, plain lines otherwise.
         changed_policy: a changed task's head is 'finetune'd (default) or 'reinit'ialised on a warm start.
+        fresh: train a fresh model (the encoder's own weights, new heads) even where a warm start from the
+            latest model is possible: after a task set changed a lot, or to compare from scratch.
     """
 
     tasks: Optional[Sequence[str]] = None
@@ -50,6 +52,7 @@ class TrainOptions:
     tracking_uri: Optional[str] = None
     progress: bool = True
     changed_policy: str = "finetune"
+    fresh: bool = False
 
 
 @dataclass
@@ -135,6 +138,8 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
     Returns ``{"model_version", "trained", "metrics": {"task/dataset/split/metric": x}, ...}``.
     """
     options = options or TrainOptions()
+    if options.fresh and options.resume:
+        raise UserError("--fresh: cannot be combined with --resume (a resumed run continues its own model)")
     ws = store.ws
     snap = store.snapshot()
     names = trainable(snap, options.tasks)
@@ -150,7 +155,7 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
     # A plain `train` with nothing changed is a request to train again (new settings, say): a full run
     # from a fresh model. A warm start would have nothing to train for and record a copy of the latest.
     same_encoder = latest is not None and _same_encoder(ws, latest, config)
-    warm_ok = same_encoder and not up_to_date
+    warm_ok = same_encoder and not up_to_date and not options.fresh
     from mothermodel.trainer import checkpoint as ckpt
 
     # The model a warm start will load: a corrupted one stops the run before it writes anything
