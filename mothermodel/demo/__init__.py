@@ -52,7 +52,8 @@ class _Steps:
             self._title = None
 
 
-def _cli(ws: Path, *args: str) -> None:
+def command(ws: Path, *args: str) -> None:
+    """One mothermodel command, in-process, printed as a user would type it."""
     from mothermodel.cli import cli
 
     print(f"$ mothermodel {shlex.join(args)}", flush=True)
@@ -69,11 +70,44 @@ def _versions(directory: Path) -> tuple[dict[str, tuple], int | None]:
             st["latest_model_version"])
 
 
+def add_datasets(directory: Path, scale: int = 1) -> None:
+    """The synthetic world's two datasets (`scale` x the demo's rows) written under data/ and added."""
+    import pyarrow.parquet as pq
+
+    from mothermodel.demo import world
+
+    data = directory / "data"
+    data.mkdir()
+    pq.write_table(world.tickets(n=world.TICKETS * scale), data / "tickets.parquet")
+    pq.write_table(world.reviews(n=world.REVIEWS * scale), data / "reviews.parquet")
+    command(directory, "dataset", "add", "tickets", str(data / "tickets.parquet"))
+    command(directory, "dataset", "add", "reviews", str(data / "reviews.parquet"))
+
+
+def submit_tasks(directory: Path) -> None:
+    """The bundled task specs copied under tasks/ and submitted, parents first."""
+    specs = directory / "tasks"
+    specs.mkdir()
+    bundled = resources.files("mothermodel.demo") / "tasks"
+    for name in TASKS:
+        (specs / name).write_text((bundled / name).read_text())
+        command(directory, "task", "submit", str(specs / name))
+
+
+def fit_labels(directory: Path) -> None:
+    """Every task's label model, on label matrices already applied."""
+    command(directory, "label", "fit", "ticket_topic")
+    # The ticket tree: one hierarchical label model labels all three levels, consistently
+    # (a refund reason only where billing_kind is REFUND, which only where the topic is BILLING).
+    command(directory, "label", "fit", TREE[-1], "--model", "hierarchical")
+    for task in ("urgency", "sentiment", "review_aspect"):
+        command(directory, "label", "fit", task)
+
+
 def run(directory: Path, epochs: float = 4.0, encoder: Path | None = None,
         distill_epochs: float = DISTILL_EPOCHS) -> Path:
     """Build the demo workspace in `directory` (recreated if an earlier demo made it)."""
     from mothermodel.api import Registry
-    from mothermodel.demo import world
     from mothermodel.errors import UserError
 
     started = time.monotonic()
@@ -87,41 +121,24 @@ def run(directory: Path, epochs: float = 4.0, encoder: Path | None = None,
     step = _Steps()
 
     step("1. A workspace")
-    _cli(directory, "init", str(directory))
+    command(directory, "init", str(directory))
 
     step("2. Datasets from the synthetic world")
-    data = directory / "data"
-    data.mkdir()
-    import pyarrow.parquet as pq
-
-    pq.write_table(world.tickets(), data / "tickets.parquet")
-    pq.write_table(world.reviews(), data / "reviews.parquet")
-    _cli(directory, "dataset", "add", "tickets", str(data / "tickets.parquet"))
-    _cli(directory, "dataset", "add", "reviews", str(data / "reviews.parquet"))
+    add_datasets(directory)
 
     step("3. Task owners submit their tasks: Python LFs, keyword/regex LFs, a label column, another task's output")
-    specs = directory / "tasks"
-    specs.mkdir()
-    bundled = resources.files("mothermodel.demo") / "tasks"
-    for name in TASKS:
-        (specs / name).write_text((bundled / name).read_text())
-        _cli(directory, "task", "submit", str(specs / name))
-    _cli(directory, "task", "list")
+    submit_tasks(directory)
+    command(directory, "task", "list")
 
     step("4. The dependency DAG: a three-level task tree, and urgency reading ticket_topic's output")
-    _cli(directory, "dag", "show")
-    _cli(directory, "dag", "show", "--format", "png", "--out", str(directory / "dag.png"))
-    _cli(directory, "dag", "show", "--format", "mermaid", "--out", str(directory / "dag.mmd"))
+    command(directory, "dag", "show")
+    command(directory, "dag", "show", "--format", "png", "--out", str(directory / "dag.png"))
+    command(directory, "dag", "show", "--format", "mermaid", "--out", str(directory / "dag.mmd"))
 
     step("5. Weak labels: apply every source, analyse the LFs, fit label models")
-    _cli(directory, "label", "apply")
-    _cli(directory, "label", "analyze", "ticket_topic", "--split", "valid")
-    _cli(directory, "label", "fit", "ticket_topic")
-    # The ticket tree: one hierarchical label model labels all three levels, consistently
-    # (a refund reason only where billing_kind is REFUND, which only where the topic is BILLING).
-    _cli(directory, "label", "fit", TREE[-1], "--model", "hierarchical")
-    for task in ("urgency", "sentiment", "review_aspect"):
-        _cli(directory, "label", "fit", task)
+    command(directory, "label", "apply")
+    command(directory, "label", "analyze", "ticket_topic", "--split", "valid")
+    fit_labels(directory)
 
     step("6. The mother model: one shared encoder, a head per task, trained on the labels above")
     # A small world: more passes, short texts, and a faster encoder rate than the defaults (made for
@@ -129,34 +146,34 @@ def run(directory: Path, epochs: float = 4.0, encoder: Path | None = None,
     train_args = ["--epochs", str(epochs), "--max-length", "48", "--lr", "1e-4", "--device", "cpu"]
     if encoder is not None:
         train_args += ["--encoder", str(Path(encoder).resolve())]
-    _cli(directory, "train", *train_args)
-    _cli(directory, "predict", "urgency", "--split", "test", "--out", str(directory / "urgency-test.parquet"))
+    command(directory, "train", *train_args)
+    command(directory, "predict", "urgency", "--split", "test", "--out", str(directory / "urgency-test.parquet"))
 
     step("7. Ship each task as a small model: distil the mother model into a tiny student per task")
-    _cli(directory, "distill", "--all", "--epochs", str(distill_epochs))
-    _cli(directory, "status")
+    command(directory, "distill", "--all", "--epochs", str(distill_epochs))
+    command(directory, "status")
 
     step("8. An owner edits one LF: what goes stale, and one watch tick rebuilds exactly that")
-    topic = specs / "ticket_topic.py"
+    topic = directory / "tasks" / "ticket_topic.py"
     topic.write_text(topic.read_text().replace('"fee")', '"fee", "invoice")'))
-    _cli(directory, "dag", "impact", "ticket_topic.mentions_money")
-    _cli(directory, "task", "submit", str(topic), "--replace")
-    _cli(directory, "status")
+    command(directory, "dag", "impact", "ticket_topic.mentions_money")
+    command(directory, "task", "submit", str(topic), "--replace")
+    command(directory, "status")
     before, model_before = _versions(directory)
     # One tick: label apply (only the edited LF runs), label fit of the stale tasks with their last
     # settings, upstream first, then train --if-changed (warm-started from the model above), then
     # distill --all for the deployables that went stale.
-    _cli(directory, "watch", "--once", *train_args, "--distill-epochs", str(distill_epochs))
+    command(directory, "watch", "--once", *train_args, "--distill-epochs", str(distill_epochs))
     _report_tick(before, model_before, *_versions(directory))
-    _cli(directory, "label", "diff", "ticket_topic", "1", "2")  # label matrices before and after the edit
-    _cli(directory, "label", "log", "ticket_topic")
+    command(directory, "label", "diff", "ticket_topic", "1", "2")  # label matrices before and after the edit
+    command(directory, "label", "log", "ticket_topic")
 
     step("9. Export every task's deployable: a folder that onnxruntime + tokenizers run alone")
     for task in sorted(before):
-        _cli(directory, "export", task, "--format", "onnx", "--out", str(directory / "bundles" / task))
+        command(directory, "export", task, "--format", "onnx", "--out", str(directory / "bundles" / task))
 
     step("10. Status and results")
-    _cli(directory, "status")
+    command(directory, "status")
     reg = Registry.open(directory)
     _summary(reg)
     step.end()

@@ -44,9 +44,10 @@ _OPENERS = ["Hi team,", "Hello,", "Dear support,", "Hey,", "Good morning,"]
 _POS = ["love it", "great quality", "works perfectly", "excellent", "would buy again", "fast delivery"]
 _NEG = ["broke after a week", "terrible", "waste of money", "disappointed", "stopped working", "poor quality"]
 _PRODUCTS = ["headphones", "kettle", "backpack", "desk lamp", "phone case", "running shoes"]
+TICKETS, REVIEWS = 1200, 800  # the demo's rows: small enough to train on a CPU in minutes
 
 
-def tickets(n: int = 1200, seed: int = 7):
+def tickets(n: int = TICKETS, seed: int = 7):
     """Support tickets with hidden gold labels for topic, billing kind, refund reason and urgency."""
     import pyarrow as pa
 
@@ -87,7 +88,7 @@ def tickets(n: int = 1200, seed: int = 7):
     return pa.table(rows)
 
 
-def reviews(n: int = 800, seed: int = 11):
+def reviews(n: int = REVIEWS, seed: int = 11):
     """Product reviews with a noisy star-rating column as a weak source of sentiment, and an aspect."""
     import pyarrow as pa
 
