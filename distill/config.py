@@ -15,7 +15,7 @@ from mothermodel.trainer.config import Config
 
 __all__ = ["DistillConfig", "STUDENTS"]
 
-STUDENTS = ("tiny", "ngram")
+STUDENTS = ("tiny", "ngram", "chars")
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,10 @@ class DistillConfig(Config):
     """Settings of one distillation (student architecture, KD training, export checks).
 
     Attributes:
-        student: 'tiny' (a small transformer on the teacher's tokenizer) or
-            'ngram' (hashed token n-grams + a linear layer, fastText-like).
+        student: 'tiny' (a small transformer on the teacher's tokenizer),
+            'ngram' (hashed token n-grams + a linear layer, fastText-like) or
+            'chars' (hashed character n-grams + a linear layer, on a character
+            tokenizer of its own: for text the teacher's tokenizer fits badly).
         hidden_size: tiny: width of the transformer.
         num_layers: tiny: transformer layers.
         num_heads: tiny: attention heads (hidden_size must divide by it).
@@ -36,6 +38,13 @@ class DistillConfig(Config):
         ngram_orders: ngram: n-gram lengths over token ids (1 = the tokens themselves).
         ngram_buckets: ngram: hash buckets (rows of the embedding table).
         ngram_dim: ngram: embedding width before the linear layer.
+        char_orders: chars: character n-gram lengths.
+        max_chars: chars: characters per text (the character tokenizer truncates there).
+        fallback: also try the `chars` student where the encoder fits the task's text badly
+            (mothermodel.textfit) or the student falls more than `fallback_margin` below its
+            teacher on valid, and keep whichever is more accurate on valid (gold labels there;
+            without them the configured student stays).
+        fallback_margin: see `fallback` (accuracy, 0.02 = 2 points).
         temperature: KD temperature: student and teacher distributions are both
             softened by it, and the loss scaled by its square (Hinton et al.).
         epochs: passes over the task's rows (all of them: no gold labels are used).
@@ -61,6 +70,10 @@ class DistillConfig(Config):
     ngram_orders: tuple[int, ...] = (1, 2, 3)
     ngram_buckets: int = 65536
     ngram_dim: int = 32
+    char_orders: tuple[int, ...] = (1, 2, 3, 4, 5)
+    max_chars: int = 512
+    fallback: bool = True
+    fallback_margin: float = 0.02
     temperature: float = 2.0
     epochs: float = 20.0
     batch_size: int = 32
@@ -89,9 +102,14 @@ class DistillConfig(Config):
             raise bad("hidden_size", f"must be a multiple of num_heads ({self.num_heads})")
         if self.max_vocab < 8:
             raise bad("max_vocab", "must be >= 8")
-        object.__setattr__(self, "ngram_orders", tuple(int(n) for n in self.ngram_orders))
-        if not self.ngram_orders or any(n < 1 or n > 5 for n in self.ngram_orders):
-            raise bad("ngram_orders", "must be lengths between 1 and 5")
+        for f in ("ngram_orders", "char_orders"):
+            object.__setattr__(self, f, tuple(int(n) for n in getattr(self, f)))
+            if not getattr(self, f) or any(n < 1 or n > 5 for n in getattr(self, f)):
+                raise bad(f, "must be lengths between 1 and 5")
+        if self.max_chars < 8:
+            raise bad("max_chars", "must be >= 8")
+        if not 0 <= self.fallback_margin < 1:
+            raise bad("fallback_margin", "must be in [0, 1)")
         for f in ("temperature", "epochs", "lr", "check_tolerance"):
             if not getattr(self, f) > 0:
                 raise bad(f, "must be > 0")
@@ -104,4 +122,4 @@ class DistillConfig(Config):
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (JSON- and MLflow-params-ready)."""
-        return {**super().to_dict(), "ngram_orders": list(self.ngram_orders)}
+        return {**super().to_dict(), "ngram_orders": list(self.ngram_orders), "char_orders": list(self.char_orders)}

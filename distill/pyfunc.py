@@ -1,7 +1,9 @@
 """The MLflow side of a deployable: a pyfunc model over the bundle, registered under the task's name.
 
 ``mlflow.pyfunc.load_model("models:/<task>/<version>")`` gives a model whose
-``predict`` maps a pandas DataFrame with a ``text`` column to class names; the
+``predict`` maps a pandas DataFrame with a ``text`` column (or, for a task whose
+input is more than one field, the columns its input reads: a text pair, a text
+and its entity spans) to class names; the
 same model answers ``mlflow models serve -m models:/<task>/<version>
 --env-manager local``. The bundle travels as the model's artifact and is
 hash-checked when the model loads (a modified ``model.onnx`` is refused).
@@ -43,16 +45,47 @@ class BundleModel(mlflow.pyfunc.PythonModel):
         verify(folder)  # a UserError naming the modified file, before onnxruntime reads it
         self.bundle = Bundle(folder)
 
-    # No type hints here: MLflow would read them as a schema; the logged signature says text -> string.
+    # No type hints here: MLflow would read them as a schema; the logged signature says fields -> string.
     def predict(self, context, model_input, params=None):
-        """Class names for `model_input`: a DataFrame with a ``text`` column (or a list of texts)."""
+        """Class names for `model_input`: a DataFrame with the columns the bundle's input reads (``text`` for
+        a one-field task), or a list of texts (one-field tasks) or of row dicts."""
+        inp = self.bundle.input
         if hasattr(model_input, "columns"):
-            if "text" not in model_input.columns:
-                raise ValueError(f"needs a 'text' column, got columns {list(model_input.columns)}")
-            texts = ["" if t is None else str(t) for t in model_input["text"].tolist()]
-        else:
-            texts = [str(t) for t in model_input]
-        return self.bundle.predict(texts)
+            cols = list(inp.columns)
+            if inp.kind == "text" and cols[0] not in model_input.columns and "text" in model_input.columns:
+                cols = ["text"]
+            missing = [c for c in cols if c not in model_input.columns]
+            if missing:
+                raise ValueError(f"needs a {missing[0]!r} column (the input is the {inp.describe()}), "
+                                 f"got columns {list(model_input.columns)}")
+            if inp.kind == "text":
+                return self.bundle.predict(["" if t is None else str(t) for t in model_input[cols[0]].tolist()])
+            rows = [{c: _plain(v) for c, v in r.items()} for r in model_input[cols].to_dict("records")]
+            return self.bundle.predict_rows(rows)
+        items = list(model_input)
+        if items and isinstance(items[0], dict):
+            return self.bundle.predict_rows(items)
+        return self.bundle.predict([str(t) for t in items])
+
+
+def _plain(v: Any) -> Any:
+    """A DataFrame cell as plain Python (numpy arrays of span offsets become lists)."""
+    return v.tolist() if hasattr(v, "tolist") else v
+
+
+def signature_for(manifest: dict[str, Any]):
+    """The registered model's signature: the input's fields (strings; span columns arrays of long) -> class name."""
+    from mlflow.models.signature import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, Schema
+
+    from mothermodel.inputs import TaskInput
+
+    inp = TaskInput.from_dict(manifest.get("input") or {"kind": "text", "fields": ["text"]})
+    if inp.kind == "text":
+        cols = [ColSpec("string", "text")]
+    else:
+        cols = [ColSpec("string", f) for f in inp.fields] + [ColSpec(Array("long"), c) for c in inp.spans]
+    return ModelSignature(inputs=Schema(cols), outputs=Schema([ColSpec("string")]))
 
 
 def lineage_tags(manifest: dict[str, Any], workspace: str) -> dict[str, str]:
@@ -73,12 +106,12 @@ def lineage_tags(manifest: dict[str, Any], workspace: str) -> dict[str, str]:
 def register(client: Any, run_id: str, artifact_uri: str, bundle_dir: Path, name: str,
              tags: dict[str, str]) -> str:
     """Log the pyfunc model (bundle inside) to the run and register it as a new version of `name`."""
+    import json
+
     from mlflow.exceptions import MlflowException
-    from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import ColSpec, Schema
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    signature = ModelSignature(inputs=Schema([ColSpec("string", "text")]), outputs=Schema([ColSpec("string")]))
+    signature = signature_for(json.loads((Path(bundle_dir) / "manifest.json").read_text()))
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "model"
         # "Models from code": the model is this module's class, named in a two-line file; nothing is pickled.

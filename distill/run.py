@@ -155,59 +155,72 @@ def _distill(store: RegistryStore, t, model_rec, config: DistillConfig, options:
     from mothermodel.trainer import checkpoint as ckpt
     from mothermodel.trainer.data import tokenize
     from mothermodel.trainer.predict import predict_tokens
+    from mothermodel.trainer.run import served_checkpoint
 
     task, ws = t.name, store.ws
     mt = model_rec.tasks[task]
     pl_rec = store.prob_labels(task, mt.prob_label_version)
     pl = store.read_prob_labels(pl_rec, with_text=True)
-    # verify_all=False: _check_model verified every file against the recorded manifest
-    teacher, tokenizer, teacher_manifest = ckpt.load_model(ws.home / model_rec.path, verify_all=False)
+    served, digest = served_checkpoint(store, model_rec, task)
+    if served != ws.home / model_rec.path:  # an earlier stage serves the task: check it as _check_model did
+        ckpt.verify_recorded(served, digest)
+    teacher, tokenizer, teacher_manifest = ckpt.load_model(served, verify_all=False)  # verified above
     max_length = config.max_length or (teacher_manifest.get("config") or {}).get("max_length", 128)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    tokens = tokenize(tokenizer, [x or "" for x in pl.texts], max_length)
+    texts = [x or "" for x in pl.texts]
+    tokens = tokenize(tokenizer, texts, max_length)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    echo(f"distill {task}: teacher model v{model_rec.version} predicts {len(tokens)} rows")
-    teacher_probs = predict_tokens(teacher, tokens, tasks=[task], pad_id=pad_id,
-                                   batch_size=config.teacher_batch_size)[task]
     k = len(t.classes)
+    source = _teacher_source(mt, model_rec)
+    if mt.served_by == "labels":
+        # The guard chose the labels for this task: the student learns their posteriors on every row.
+        echo(f"distill {task}: the labels v{pl_rec.version} teach (the guard: {mt.guard.get('reason', '')})")
+        teacher_probs = _label_posteriors(pl.probs)
+    else:
+        echo(f"distill {task}: teacher {source['name']} predicts {len(tokens)} rows")
+        teacher_probs = predict_tokens(teacher, tokens, tasks=[task], pad_id=pad_id,
+                                       batch_size=config.teacher_batch_size)[task]
     enc = teacher.encoder
-    student = build_student(config, k, teacher_encoder=enc, token_ids=tokens.ids,
-                            special_ids=tokenizer.all_special_ids, unk_id=tokenizer.unk_token_id or 0,
-                            max_positions=max(max_length, 8))
-    n_params = param_count(student)
     teacher_params = param_count(enc) + param_count(teacher.heads[task])
     lineage = {"model_version": model_rec.version, "fingerprint": t.fingerprint,
-               "label_versions": {task: {"prob_labels": pl_rec.version, "label_matrix": pl_rec.label_matrix_version}}}
+               "label_versions": {task: {"prob_labels": pl_rec.version, "label_matrix": pl_rec.label_matrix_version}},
+               "teacher": source}
     tracker.log_params({"task": task, "student": config.student, "teacher_model_version": model_rec.version,
+                        "teacher": source["name"],
                         "task_fingerprint": t.fingerprint[:16], "label_versions": lineage["label_versions"],
                         "config": config.to_dict(), "max_length": max_length, "rows": len(tokens)})
-    every = max(1, int(np.ceil(len(tokens) * config.epochs / config.batch_size)) // 10)
-    use_bar = options.progress and sys.stderr.isatty()
-    bar = None
+    teacher_scores = kd.score(teacher_probs, pl.gold, pl.split, k)
+    fit = (mt.guard or {}).get("encoder_fit") or {}
 
-    def on_step(step: int, total: int, loss: float) -> None:
-        nonlocal bar
-        if step % 10 == 0:
-            tracker.log_step(step, {"kd_loss": loss})
-        if use_bar:
-            from mothermodel.trainer.loop import StepBar
+    def one(cfg: DistillConfig, tok, toks, length: int) -> dict[str, Any]:
+        """Train one student of `cfg.student` on `toks` (tokenised by `tok`) and score it."""
+        student = build_student(cfg, k, teacher_encoder=enc, token_ids=toks.ids,
+                                special_ids=tok.all_special_ids, unk_id=tok.unk_token_id or 0,
+                                max_positions=max(length, 8))
+        n_params = param_count(student)
+        echo(f"distill {task}: {cfg.student} student, {n_params:,} parameters "
+             f"({100 * n_params / teacher_params:.1f}% of the teacher's {teacher_params:,})")
+        res = _kd(student, toks, teacher_probs, cfg, tok.pad_token_id or 0, options, tracker, task, echo)
+        probs = kd.student_proba(student, toks, pad_id=tok.pad_token_id or 0)
+        return {"config": cfg, "student": student, "tokenizer": tok, "tokens": toks, "max_length": length,
+                "pad_id": tok.pad_token_id or 0, "res": res, "params": n_params,
+                "scores": kd.score(probs, pl.gold, pl.split, k, reference=teacher_probs)}
 
-            bar = bar or StepBar(f"{task}: {config.student} student", total)  # the total is known from step 1
-            bar.update(step, f"KD loss {loss:.4f}")
-        elif options.progress and (step % every == 0 or step == total):
-            echo(f"  {config.student} student: step {step}/{total}, KD loss {loss:.4f}")
+    tried = [one(config, tokenizer, tokens, max_length)]
+    why = _fallback_reason(config, tried[0]["scores"], teacher_scores, fit)
+    if why:
+        from mothermodel.distill.students import char_tokenizer
 
-    echo(f"distill {task}: {config.student} student, {n_params:,} parameters "
-         f"({100 * n_params / teacher_params:.1f}% of the teacher's {teacher_params:,})")
-    try:
-        res = kd.train_student(student, tokens, teacher_probs, config, pad_id=pad_id, on_step=on_step)
-    finally:
-        if bar is not None:
-            bar.close()
-    student_probs = kd.student_proba(student, tokens, pad_id=pad_id)
-    scores = {"student": kd.score(student_probs, pl.gold, pl.split, k, reference=teacher_probs),
-              "teacher": kd.score(teacher_probs, pl.gold, pl.split, k)}
+        echo(f"distill {task}: also trying the character n-gram student ({why})")
+        ctok = char_tokenizer(texts, config.max_chars)
+        chars = config.replace(student="chars")
+        tried.append(one(chars, ctok, tokenize(ctok, texts, config.max_chars), config.max_chars))
+    best, choice = _keep_best(tried, why)
+    student, tokenizer, tokens, max_length, pad_id = (best[k_] for k_ in
+                                                      ("student", "tokenizer", "tokens", "max_length", "pad_id"))
+    config, res, n_params = best["config"], best["res"], best["params"]
+    scores = {"student": best["scores"], "teacher": teacher_scores}
     metrics = _flat_metrics(task, t.dataset, scores["student"], scores["teacher"])
 
     def build(tmp: Path) -> dict[str, Any]:
@@ -215,6 +228,7 @@ def _distill(store: RegistryStore, t, model_rec, config: DistillConfig, options:
         fault_point("distill_bundle")  # kill tests: files written into the .tmp- folder, not yet renamed
         return files | {
             "task": task, "classes": list(t.classes), "student": config.student, **lineage,
+            "input": pl.input.to_dict() if pl.input is not None else None, "student_choice": choice,
             "student_shape": student.shape, "max_length": max_length, "pad_id": pad_id,
             "param_count": n_params, "teacher_param_count": teacher_params, "metrics": scores,
             "inputs": {"input_ids": "int64 [batch, length]", "attention_mask": "int64 [batch, length]"},
@@ -241,14 +255,90 @@ def _distill(store: RegistryStore, t, model_rec, config: DistillConfig, options:
                                   mlflow_model_version=version, metrics=metrics)
     tracker.set_tags({"mothermodel.deployable_version": str(rec.version), "mothermodel.registered_version": version,
                       **tags})
-    echo(f"deployable {task} v{rec.version}: {config.student} student, registered as MLflow model "
-         f"{task} version {version}; {_summary(scores)}")
+    echo(f"deployable {task} v{rec.version}: {config.student} student taught by {source['name']}, registered as "
+         f"MLflow model {task} version {version}; {_summary(scores)}")
     return {"task": task, "deployable_version": rec.version, "model_version": model_rec.version,
             "student": config.student, "path": rec.path, "registered_model": {"name": task, "version": version},
             "mlflow_run_id": tracker.run_id, "mlflow_tracking_uri": tracker.tracking_uri, "metrics": metrics,
             "param_count": n_params, "teacher_param_count": teacher_params, "bundle_bytes": size,
             "latency_ms_batch1": latency, "onnx_max_abs_diff": manifest["onnx_check"]["max_abs_diff"],
-            "kd_steps": res.steps, "kd_seconds": round(res.seconds, 2)}
+            "kd_steps": res.steps, "kd_seconds": round(res.seconds, 2), "teacher": source,
+            "student_choice": choice}
+
+
+def _teacher_source(mt, model_rec) -> dict[str, Any]:
+    """What teaches the student, as the manifest and MLflow record it: the guard's choice for the task."""
+    g = mt.guard or {}
+    if mt.served_by == "labels":
+        return {"kind": "labels", "name": f"labels v{mt.prob_label_version}", "prob_labels": mt.prob_label_version,
+                "reason": g.get("reason")}
+    stage = g.get("stage")
+    name = f"model v{model_rec.version}" + (f" stage {stage}" if stage is not None and stage != g.get("final_stage")
+                                            else "")
+    return {"kind": "model", "name": name, "model_version": model_rec.version, "stage": stage,
+            "reason": g.get("reason")}
+
+
+def _label_posteriors(probs):
+    """The labels' posteriors as a teacher's: rows without a usable posterior become uniform."""
+    import numpy as np
+
+    p = np.array(probs, dtype=np.float64, copy=True)
+    bad = ~np.isfinite(p).all(axis=1) | (p < 0).any(axis=1) | (p.sum(axis=1) <= 0)
+    p[bad] = 1.0
+    return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _fallback_reason(config: DistillConfig, student: dict, teacher: dict, fit: dict) -> Optional[str]:
+    """Why the character n-gram student is tried too (None: it is not)."""
+    if not config.fallback or config.student == "chars":
+        return None
+    if fit.get("poor"):
+        return f"the encoder fits this text badly: whole-word share {fit['whole_word_share']:.2f}"
+    s, te = (student.get("valid") or {}).get("accuracy"), (teacher.get("valid") or {}).get("accuracy")
+    if s is not None and te is not None and s < te - config.fallback_margin:
+        return f"the {config.student} student is {100 * (te - s):.1f} points below its teacher on valid"
+    return None
+
+
+def _keep_best(tried: list[dict], why: Optional[str]) -> tuple[dict, dict[str, Any]]:
+    """The student to ship: the most accurate on valid (the configured one on ties or without gold)."""
+    acc = {c["config"].student: (c["scores"].get("valid") or {}).get("accuracy") for c in tried}
+    best = tried[0]
+    if len(tried) > 1 and all(a is not None for a in acc.values()):
+        best = max(tried, key=lambda c: (acc[c["config"].student], c is tried[0]))
+    return best, {"chosen": best["config"].student, "valid_accuracy": acc, "tried_because": why,
+                  "rule": "highest valid accuracy; the configured student on ties or without gold labels"}
+
+
+def _kd(student, tokens, teacher_probs, config: DistillConfig, pad_id: int, options: DistillOptions, tracker,
+        task: str, echo: Callable[[str], None]):
+    """Knowledge distillation with a progress bar (terminal) or lines, and the loss logged to MLflow."""
+    import numpy as np
+
+    from mothermodel.distill import kd
+
+    every = max(1, int(np.ceil(len(tokens) * config.epochs / config.batch_size)) // 10)
+    use_bar = options.progress and sys.stderr.isatty()
+    bar = None
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        nonlocal bar
+        if step % 10 == 0:
+            tracker.log_step(step, {f"kd_loss/{config.student}": loss})
+        if use_bar:
+            from mothermodel.trainer.loop import StepBar
+
+            bar = bar or StepBar(f"{task}: {config.student} student", total)  # the total is known from step 1
+            bar.update(step, f"KD loss {loss:.4f}")
+        elif options.progress and (step % every == 0 or step == total):
+            echo(f"  {config.student} student: step {step}/{total}, KD loss {loss:.4f}")
+
+    try:
+        return kd.train_student(student, tokens, teacher_probs, config, pad_id=pad_id, on_step=on_step)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _summary(scores: dict[str, dict[str, dict]]) -> str:

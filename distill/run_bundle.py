@@ -8,17 +8,22 @@ A bundle (``mothermodel export TASK --format onnx --out DIR``) is a folder::
     labels.json     class index -> class name
     manifest.json   task, fingerprint, model version, label versions, student, metrics, sha256 of each file
 
-This file is standalone on purpose: copy it next to a bundle and run it
-anywhere with ``pip install onnxruntime tokenizers numpy``. Outside the
-standard library it imports only numpy, onnxruntime and tokenizers.
+This file is standalone on purpose: copy it and mothermodel/inputs.py (the
+input templates, standard library only) next to a bundle and run it anywhere
+with ``pip install onnxruntime tokenizers numpy``. Outside the standard
+library it imports only numpy, onnxruntime, tokenizers and that file.
 
     python run_bundle.py BUNDLE --text "check out my channel" --text "great song"
     python run_bundle.py BUNDLE --input texts.jsonl      # one {"text": ...} per line
     python run_bundle.py BUNDLE --input texts.txt        # one text per line
+    python run_bundle.py BUNDLE --row '{"text": "...", "span1": [3, 8], "span2": [20, 25]}'
 
-prints one JSON object per text: ``{"label": ..., "probs": {class: p}}``.
-Every file is checked against the manifest's sha256 before anything is
-loaded; a modified file is refused (exit 2).
+A task whose input is more than one text field (a text pair, marked entity
+spans: the manifest's ``input``) takes raw rows: JSON objects with the fields
+its input reads (``--row``, or ``--input`` of a .jsonl file); the bundle builds
+the model input exactly as training did. Prints one JSON object per row:
+``{"label": ..., "probs": {class: p}}``. Every file is checked against the
+manifest's sha256 before anything is loaded; a modified file is refused (exit 2).
 """
 
 from __future__ import annotations
@@ -31,6 +36,31 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
+
+
+
+def _load_inputs():
+    """mothermodel/inputs.py (the input templates), without importing the mothermodel package: the package's
+    own when it is loaded already, else the file beside this one (a standalone copy), in the installed
+    package's folder, or in a checkout's mothermodel/."""
+    loaded = sys.modules.get("mothermodel.inputs")
+    if loaded is not None:
+        return loaded
+    import importlib.util
+
+    here = Path(__file__).resolve().parent
+    for path in (here / "inputs.py", here.parent / "inputs.py", here.parent / "mothermodel" / "inputs.py"):
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location("_mothermodel_bundle_inputs", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+            spec.loader.exec_module(module)
+            return module
+    raise ImportError(f"{here}: run_bundle.py needs mothermodel's inputs.py beside it")
+
+
+_inputs_module = _load_inputs()
+InputError, TaskInput = _inputs_module.InputError, _inputs_module.TaskInput
 
 FORMAT = "mothermodel-bundle"
 FILES = ("model.onnx", "tokenizer.json", "labels.json")
@@ -103,10 +133,22 @@ class Bundle:
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(self.folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
         self.pad_id = int(self.manifest.get("pad_id", 0))
+        # How a raw row becomes the model's input (a bundle from before templates read one text field).
+        try:
+            self.input = TaskInput.from_dict(self.manifest.get("input") or {"kind": "text", "fields": ["text"]})
+        except InputError as e:
+            raise BundleError(f"{self.folder / 'manifest.json'}: {e}") from None
 
-    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(input_ids, attention_mask) int64, padded to the longest text of `texts`."""
-        enc = self.tokenizer.encode_batch([t if isinstance(t, str) else "" for t in texts])
+    def render(self, rows: Sequence[dict]) -> list:
+        """The model inputs of raw rows (mappings with the fields the bundle's input reads)."""
+        try:
+            return [self.input.render(r) for r in rows]
+        except InputError as e:
+            raise BundleError(str(e)) from None
+
+    def encode(self, texts: Sequence) -> tuple[np.ndarray, np.ndarray]:
+        """(input_ids, attention_mask) int64, padded to the longest text of `texts` (a text pair is a tuple)."""
+        enc = self.tokenizer.encode_batch([t if isinstance(t, (str, tuple)) else "" for t in texts])
         width = max((len(e.ids) for e in enc), default=1) or 1
         ids = np.full((len(enc), width), self.pad_id, np.int64)
         mask = np.zeros((len(enc), width), np.int64)
@@ -126,32 +168,69 @@ class Bundle:
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
 
-    def predict(self, texts: Sequence[str], batch_size: int = 256) -> list[str]:
-        """Class names, one per text."""
+    def predict(self, texts: Sequence, batch_size: int = 256) -> list[str]:
+        """Class names, one per model input (a text, or a (text, text_pair) tuple)."""
         return [self.classes[i] for i in self.logits(texts, batch_size).argmax(axis=1)]
 
+    def predict_rows(self, rows: Sequence[dict], batch_size: int = 256) -> list[str]:
+        """Class names, one per raw row (its input built by the bundle's template)."""
+        return self.predict(self.render(rows), batch_size)
 
-def _read_texts(path: str) -> Iterable[str]:
+
+def _read_lines(path: str) -> Iterable:
+    """A .jsonl file's objects, or a text file's lines."""
     with open(path) as fh:
-        for line in fh:
+        for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            yield json.loads(line)["text"] if path.endswith(".jsonl") else line.rstrip("\n")
+            if not path.endswith(".jsonl"):
+                yield line.rstrip("\n")
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as e:
+                raise BundleError(f"{path}: line {n}: not valid JSON ({e})") from None
+            if not isinstance(obj, dict):
+                raise BundleError(f"{path}: line {n}: must be a JSON object with the input's fields")
+            yield obj
+
+
+def _inputs(bundle: Bundle, texts: Sequence[str], rows: Sequence) -> list:
+    """Model inputs from --text values and raw rows (objects) or plain lines."""
+    plain = list(texts) + [r for r in rows if isinstance(r, str)]
+    objs = [r for r in rows if not isinstance(r, str)]
+    if plain and bundle.input.kind != "text":
+        raise BundleError(f"this bundle's input is the {bundle.input.describe()}: give rows with the fields "
+                          f"{', '.join(bundle.input.columns)} (--row JSON, or --input FILE.jsonl), not plain texts")
+    field = bundle.input.fields[0]
+    return plain + bundle.render([r if bundle.input.kind != "text" or field in r else {field: r.get("text")}
+                                  for r in objs])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(description="Run a mothermodel ONNX bundle on texts.")
     ap.add_argument("bundle")
     ap.add_argument("--text", action="append", default=[], help="A text to classify (repeatable).")
-    ap.add_argument("--input", help="A .jsonl file of {\"text\": ...} objects, or a text file of one text per line.")
+    ap.add_argument("--row", action="append", default=[],
+                    help="A raw row as a JSON object with the fields the bundle's input reads (repeatable).")
+    ap.add_argument("--input", help="A .jsonl file of rows ({\"text\": ...}, or the input's fields), "
+                                    "or a text file of one text per line.")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args(argv)
     try:
         bundle = Bundle(args.bundle, threads=args.threads)
-    except BundleError as e:
+        rows = []
+        for i, r in enumerate(args.row):
+            try:
+                rows.append(json.loads(r))
+            except ValueError as e:
+                raise BundleError(f"--row {i + 1}: not valid JSON ({e})") from None
+            if not isinstance(rows[-1], dict):
+                raise BundleError(f"--row {i + 1}: must be a JSON object with the input's fields")
+        texts = _inputs(bundle, args.text, rows + (list(_read_lines(args.input)) if args.input else []))
+    except (BundleError, OSError) as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
-    texts = list(args.text) + (list(_read_texts(args.input)) if args.input else [])
     probs = bundle.predict_proba(texts)
     for p in probs:
         sys.stdout.write(json.dumps({"label": bundle.classes[int(p.argmax())],

@@ -11,6 +11,12 @@
   rows goes through one linear layer. The hashing is integer arithmetic on the
   token ids inside forward(), so the exported graph needs nothing else.
 
+* ``chars``: the same n-gram student over *characters*: its own tokenizer
+  (:func:`char_tokenizer`, one id per character of the task's text, built
+  from the dataset) replaces the teacher's. Character n-grams need no fitted
+  vocabulary, so it is what distillation tries where the encoder's tokenizer
+  fits the text badly (another language: mothermodel.textfit).
+
 Both are plain torch (no transformers), which keeps the ONNX graphs small and
 the export path (TorchScript exporter) simple.
 """
@@ -26,7 +32,7 @@ from torch import nn
 
 from mothermodel.distill.config import DistillConfig
 
-__all__ = ["TinyStudent", "NgramStudent", "build_student", "task_vocabulary",
+__all__ = ["TinyStudent", "NgramStudent", "build_student", "task_vocabulary", "char_tokenizer",
            "param_count"]
 
 _HASH_MUL = 1_000_003
@@ -133,6 +139,39 @@ class NgramStudent(nn.Module):
         return self.out(total / count.clamp_min(1.0).unsqueeze(-1))
 
 
+CHAR_SPECIALS = ("[PAD]", "[UNK]", "[SEP]")
+
+
+def char_tokenizer(texts: Sequence[Any], max_chars: int = 512, vocab: int = 4096) -> Any:
+    """A character tokenizer for the `chars` student, as a transformers fast tokenizer (the trainer's
+    `tokenize` and the bundle's tokenizer.json both take it): NFC, lower case, one token per character (spaces
+    included, so word boundaries count), the `vocab` most frequent characters of `texts`, a pair joined by
+    [SEP], truncated to `max_chars` characters."""
+    import unicodedata
+    from collections import Counter
+
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from mothermodel.inputs import as_text
+
+    counts = Counter()
+    for t in texts:
+        counts.update(unicodedata.normalize("NFC", as_text(t) if t else "").lower())
+    chars = [c for c, _ in counts.most_common(vocab)]
+    table = {tok: i for i, tok in enumerate(CHAR_SPECIALS)}
+    for c in chars:
+        table.setdefault(c, len(table))
+    tok = Tokenizer(models.WordLevel(table, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.post_processor = processors.TemplateProcessing(single="$A", pair="$A [SEP] $B:1",
+                                                      special_tokens=[("[SEP]", table["[SEP]"])])
+    tok.enable_truncation(max_chars)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", sep_token="[SEP]",
+                                   model_max_length=max_chars)
+
+
 def task_vocabulary(ids: np.ndarray, teacher_vocab: int, max_vocab: int, keep: Sequence[int]) -> np.ndarray:
     """The teacher token ids a tiny student keeps: `keep` (special tokens) and the most frequent of `ids`."""
     counts = np.bincount(ids.astype(np.int64), minlength=teacher_vocab)[:teacher_vocab]
@@ -178,6 +217,11 @@ def build_student(config: DistillConfig, num_classes: int, *, teacher_encoder: A
     if config.student == "ngram":
         return NgramStudent(num_classes, orders=config.ngram_orders, buckets=config.ngram_buckets,
                             dim=config.ngram_dim)
+    if config.student == "chars":
+        student = NgramStudent(num_classes, orders=config.char_orders, buckets=config.ngram_buckets,
+                               dim=config.ngram_dim)
+        student.kind = "chars"
+        return student
     teacher_vocab = int(teacher_encoder.get_input_embeddings().weight.shape[0])
     keep = sorted({int(unk_id), *map(int, special_ids)})
     kept = task_vocabulary(token_ids if token_ids is not None else np.zeros(0, np.int64), teacher_vocab,

@@ -76,14 +76,21 @@ def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bo
     With ``model='label-model'`` and ``text_view`` (default) on a dataset with a text
     field, the label model's posteriors are combined with a cross-fitted text
     classifier (labeling/textview.py); the votes-only figures are reported too.
-    ``select_on='valid'`` (label-model only; uses the valid split's gold labels) keeps
-    whichever of majority vote, the label model and the label model + text view is
-    most accurate on that split (labeling/selection.py).
+    Selection (label-model only, labeling/selection.py): whichever of majority vote,
+    the label model and the label model + text view is most accurate on the valid
+    split's gold labels is kept, so a fit is never below majority vote on valid.
+    ``select_on=None`` (default) selects when the valid split has gold labels and keeps
+    the gold-free default otherwise; ``'valid'`` insists (exit 2 without gold);
+    ``'none'`` never selects. Either way ``uses_dev_labels`` says whether gold valid
+    labels were used, and a selected fit also reports the gold-free default's figures
+    (``metrics_gold_free``).
     """
     if model not in MODELS:
         raise UserError(f"--model: must be one of {', '.join(MODELS)}")
-    if select_on is not None and (select_on != "valid" or model != "label-model"):
-        raise UserError("--select-on: only 'valid', and only with --model label-model")
+    if select_on not in (None, "valid", "none"):
+        raise UserError(f"--select-on: must be 'valid' or 'none', got {select_on!r}")
+    if select_on == "valid" and model != "label-model":
+        raise UserError("--select-on: only with --model label-model")
     if model == "hierarchical":
         return fit_tree(store, task, use_dev=use_dev, seed=seed, apply_config=apply_config)
     applied, data = apply_and_read(store, [task], apply_config)
@@ -91,8 +98,9 @@ def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bo
     k = x.task.num_classes
     config: dict[str, Any] = {"model": model, "seed": seed}
     probs, dev_used = _flat_posteriors(x, model, use_dev, seed, config)
+    config["label_model_uses_dev"] = dev_used  # the model's own use of dev labels, apart from selection
     view: dict[str, Any] = {"used": False}
-    votes_metrics = None
+    votes_metrics = gold_free = None
     selected = None
     if model == "label-model":
         progress = (apply_config or ApplyConfig()).progress
@@ -101,10 +109,14 @@ def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bo
         config["text_view"] = view
         if view["used"]:
             votes_metrics = split_metrics(x.gold, tie_break(votes_probs, seed), x.split, k)
-        if select_on:
-            probs, selected = _select(x, select_on, seed, votes_probs, probs if view["used"] else None)
+        has_dev = x.gold is not None and bool(((x.split == "valid") & (x.gold >= 0)).any())
+        if select_on == "valid" or (select_on is None and has_dev):
+            gold_free = split_metrics(x.gold, tie_break(probs, seed), x.split, k)
+            probs, selected = _select(x, "valid", seed, votes_probs, probs if view["used"] else None)
+            selected["automatic"] = select_on is None
             dev_used = True
             config["selected"] = selected
+        config["select_on"] = "none" if select_on == "none" else "valid"
     config["uses_dev_labels"] = dev_used
     preds = tie_break(probs, seed)
     out_metrics = split_metrics(x.gold, preds, x.split, k)
@@ -120,6 +132,8 @@ def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bo
         res["label_model_fit"] = config["label_model_fit"]
     if votes_metrics is not None:
         res["metrics_votes_only"] = votes_metrics
+    if gold_free is not None:
+        res["metrics_gold_free"] = gold_free
     if note:
         res["dvc"] = note
     return res
@@ -176,21 +190,31 @@ def with_text_view(x: FitInputs, probs: np.ndarray, seed: int, enabled: bool,
 
     cfg = TextViewConfig(seed=seed)
     covered = int(fit_rows_of(x.L, x.train).sum())
+    task_input = x.task.input_for(x.dataset)
     why = ("off (--no-text-view)" if not enabled else
-           "the dataset has no text field" if not x.dataset.text_field else None)
+           "the dataset has no text field" if task_input is None else None)
     if why:
         return probs, {"used": False, "reason": why}
+    if task_input.kind == "text":
+        texts = x.table.column(task_input.fields[0])
+    else:  # the task's own input (a pair joined, marked spans), as the end model reads it
+        import pyarrow as pa
+
+        from mothermodel.inputs import as_text
+        from mothermodel.registry.datasets import input_texts
+
+        texts = pa.array([as_text(t) for t in input_texts(x.table, task_input)], pa.string())
     # A bar when the fold fits take seconds (about 1 s per 1,000 rows on 2 cores).
     n_fit = covered if cfg.max_fit_rows is None else min(covered, cfg.max_fit_rows)
     bar = progress_bar(cfg.folds, f"{x.task.name}: text view, fold models on {n_fit} rows",
                        progress and n_fit >= 2_000, unit="folds", min_total=1)
     try:  # table row i is _row i, as in L
-        combined, report = apply_text_view(x.table.column(x.dataset.text_field), x.L, probs, x.train, cfg,
-                                           on_fold=bar.advance)
+        combined, report = apply_text_view(texts, x.L, probs, x.train, cfg, on_fold=bar.advance)
     finally:
         bar.close()
     if report["used"]:
-        report = {"used": True, "text_field": x.dataset.text_field, **{k: v for k, v in report.items() if k != "used"}}
+        report = {"used": True, "text_field": task_input.fields[0], "input": task_input.describe(),
+                  **{k: v for k, v in report.items() if k != "used"}}
     return combined, report
 
 

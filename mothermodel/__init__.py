@@ -7,13 +7,15 @@ no torch, transformers or DuckDB until a function needs them.
 from typing import Any
 
 from mothermodel.errors import UserError
+from mothermodel.inputs import TaskInput
 from mothermodel.labeling.lf import ABSTAIN, KeywordLF, LabelingFunction, RegexLF, ThresholdLF, labeling_function
 from mothermodel.spec import Column, Model, Task, TaskOutput
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ABSTAIN", "Column", "KeywordLF", "LabelingFunction", "RegexLF", "ThresholdLF", "Model", "Registry", "Task", "TaskOutput",
+    "ABSTAIN", "Column", "KeywordLF", "LabelingFunction", "RegexLF", "ThresholdLF", "Model", "Registry", "Task", "TaskInput",
+    "TaskOutput",
     "UserError", "Workspace", "labeling_function", "__version__",
 ]
 

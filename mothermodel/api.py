@@ -83,11 +83,13 @@ class Registry:
 
         table, classes = wrench.read(folder)
         m = sum(1 for c in table.column_names if c.startswith("lf_"))
-        spec = wrench.task_for(task, classes, m, origin=str(folder))
+        relation = all(c in table.column_names for c in wrench.RELATION_FIELDS)
+        spec = wrench.task_for(task, classes, m, origin=str(folder), relation=relation)
         self._refuse_taken(task, replace)
         row = datasets.stage(self.ws, task, table, "text", "split", "label", origin=str(folder))
         ds, res = self.store.record_dataset_and_tasks(row, [spec], replace)
-        return {"dataset": ds, "task": res["tasks"][0], "restamped": res["restamped"]}
+        return {"dataset": ds, "task": res["tasks"][0], "restamped": res["restamped"],
+                "input": spec.input.to_dict() if spec.input is not None else None}
 
     # --- tasks -------------------------------------------------------------------
     def submit(self, spec: str | Path | TaskSpec | Sequence[TaskSpec], replace: bool = False) -> dict[str, Any]:
@@ -142,15 +144,45 @@ class Registry:
         """`label analyze TASK`: per LF polarity, coverage, overlaps, conflicts, empirical accuracy."""
         from mothermodel.labeling.analysis import analyze
 
-        return analyze(self.store, task, split)
+        res = analyze(self.store, task, split)
+        fit = self.encoder_fit(task, split)
+        if fit is not None:
+            res["encoder_fit"] = fit
+            if fit["poor"]:
+                res.setdefault("warnings", []).append(
+                    f"{fit['advice']} (whole-word share {fit['whole_word_share']:.2f}, "
+                    f"{fit['pieces_per_word']:.2f} pieces a word)")
+        return res
+
+    def encoder_fit(self, task: str, split: str | None = None) -> dict[str, Any] | None:
+        """How well the encoder's tokenizer fits TASK's inputs (mothermodel.textfit): the latest model's encoder,
+        else the default; None when that encoder has no tokenizer.json."""
+        from mothermodel.registry.datasets import input_texts, split_column
+        from mothermodel.textfit import measure, tokenizer_file
+        from mothermodel.trainer.encoder import default_encoder_dir
+
+        t = self.store.task(task)
+        ds = self.store.dataset(t.dataset)
+        inp = t.input_for(ds)
+        model = self.store.model()
+        encoder = model.encoder if model and model.encoder and model.encoder != "default" else None
+        tok = tokenizer_file(encoder or default_encoder_dir())
+        if inp is None or tok is None:
+            return None
+        table = self.store.read_dataset(ds)
+        if split is not None:
+            rows = [i for i, s in enumerate(split_column(table, ds)) if s == split]
+            table = table.take(rows)
+        return measure(tok, input_texts(table, inp)).to_dict()
 
     def label_fit(self, task: str, model: str = "label-model", use_dev: bool | None = None,
                   seed: int = DEFAULT_SEED, text_view: bool = True, apply_config=None,
                   select_on: str | None = None) -> dict[str, Any]:
         """`label fit TASK`: a new probabilistic-labels version from the current label matrix.
 
-        select_on: 'valid' keeps the most accurate on the valid split's gold labels of majority
-        vote, the label model and the label model + text view (`--select-on valid`; off by default)."""
+        select_on: None (default) keeps the most accurate on the valid split's gold labels of majority
+        vote, the label model and the label model + text view when valid has gold labels; 'valid' insists;
+        'none' keeps the gold-free default (`--select-on`)."""
         from mothermodel.labeling import label_fit
 
         return label_fit.fit(self.store, task, model=model, use_dev=use_dev, seed=seed,
@@ -187,11 +219,13 @@ class Registry:
             options = replace(options, fresh=fresh)
         return train(self.store, config or TrainConfig(), options, echo=echo)
 
-    def predict(self, task: str, split: str | None = None, input_file: str | None = None, device: str = "auto"):
-        """`predict TASK`: the latest mother model's probabilities and predicted classes (an Arrow table)."""
+    def predict(self, task: str, split: str | None = None, input_file: str | None = None, device: str = "auto",
+                echo=lambda s: None):
+        """`predict TASK`: probabilities and predicted classes from what serves TASK (the guard's choice of a
+        stage of the latest mother model, or its labels) as an Arrow table (row, text, pred, p_<class>...)."""
         from mothermodel.trainer.run import predict
 
-        return predict(self.store, task, split=split, input_file=input_file, device=device)
+        return predict(self.store, task, split=split, input_file=input_file, device=device, echo=echo)
 
     # --- deployables ----------------------------------------------------------------------
     def distill(self, task: str | None = None, all_tasks: bool = False, config=None, options=None,

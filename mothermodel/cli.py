@@ -116,6 +116,10 @@ def import_wrench(ctx, folder, task_name, replace, as_json) -> None:
         t, d = res["task"], res["dataset"]
         console.info(f"dataset {d['name']}: {d['num_rows']} rows ({d['status']}); "
                      f"task {t['name']} v{t['version']} ({t['status']}) with {len(t['sources'])} sources")
+        if res.get("input"):
+            from mothermodel.inputs import TaskInput
+
+            console.info(f"a relation set: the task reads the {TaskInput.from_dict(res['input']).describe()}")
 
 
 # --- tasks --------------------------------------------------------------------------
@@ -354,9 +358,10 @@ def label_analyze(ctx, task, split, as_json) -> None:
 @click.option("--text-view/--no-text-view", default=True, show_default=True,
               help="label-model: combine the votes with a cross-fitted classifier on the dataset's text field "
                    "(docs/label_model.md); --no-text-view gives the votes-only model.")
-@click.option("--select-on", type=click.Choice(["valid"]), default=None,
+@click.option("--select-on", type=click.Choice(["valid", "none"]), default=None,
               help="label-model: keep whichever of majority vote, label model and label model + text view is "
-                   "most accurate on this split's gold labels (uses dev labels; off by default).")
+                   "most accurate on the valid split's gold labels (default: when valid has gold labels; "
+                   "'none': never, the gold-free default).")
 @json_option
 @click.pass_context
 def label_fit(ctx, task, model, use_dev, seed, text_view, select_on, as_json) -> None:
@@ -375,7 +380,8 @@ def label_fit(ctx, task, model, use_dev, seed, text_view, select_on, as_json) ->
                      f"all agree; refitted with the majority vote's class shares as the class balance")
     if res.get("selected"):
         sel = res["selected"]
-        console.info(f"selected on {sel['selected_on']['split']} ({sel['selected_on']['rows']} gold rows): "
+        console.info(f"selected on {sel['selected_on']['split']} ({sel['selected_on']['rows']} gold rows"
+                     f"{'; --select-on none for the gold-free default' if sel.get('automatic') else ''}): "
                      f"{sel['chosen']}; " + ", ".join(f"{c} {f['accuracy']:.4f}" for c, f in sel["candidates"].items()))
     for t in res.get("tree", [{"task": task, "version": res["version"], "metrics": res["metrics"]}]):
         if "tree" in res:
@@ -489,7 +495,10 @@ def _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr
 def _distill_config(student, epochs, max_length, seed):
     from mothermodel.distill.config import DistillConfig
 
-    given = {"student": student, "epochs": epochs, "max_length": max_length, "seed": seed}
+    # A student named on the command line is what ships; left out, the default (tiny) ships unless the
+    # character n-gram student, tried where the tiny one falls short, does better on valid.
+    given = {"student": student, "epochs": epochs, "max_length": max_length, "seed": seed,
+             "fallback": False if student else None}
     try:
         return DistillConfig(**{k: v for k, v in given.items() if v is not None})
     except ValueError as e:  # "DistillConfig.epochs: must be > 0, got 0" -> name the option
@@ -529,8 +538,20 @@ def train(ctx, if_changed, resume, fresh, tasks, encoder, device, epochs, max_st
         parts = key.split("/")
         if len(parts) == 4 and parts[3] in ("accuracy", "label_model_accuracy"):
             rows.setdefault((parts[0], parts[2]), {})[parts[3]] = v
-    console.table([(t, s, f"{m.get('label_model_accuracy', float('nan')):.4f}", f"{m.get('accuracy', float('nan')):.4f}")
-                   for (t, s), m in sorted(rows.items())], ["task", "split", "label model acc.", "mother model acc."])
+    guard = res.get("guard", {})
+    console.table([(t, s, f"{m.get('label_model_accuracy', float('nan')):.4f}", f"{m.get('accuracy', float('nan')):.4f}",
+                    _served(guard.get(t)))
+                   for (t, s), m in sorted(rows.items())],
+                  ["task", "split", "label model acc.", "mother model acc.", "served by (valid margin)"])
+
+
+def _served(c: dict | None) -> str:
+    """The guard's choice for a task, e.g. 'model (+3.2)', 'model stage 0 (+1.0)', 'labels (-10.1)'."""
+    if not c:
+        return ""
+    what = "labels" if c["served_by"] == "labels" else (
+        "model" if c["stage"] == c["final_stage"] else f"model stage {c['stage']}")
+    return what + (f" ({c['margin']:+.1f})" if c.get("margin") is not None else " (no gold valid)")
 
 
 @cli.command()
@@ -548,15 +569,19 @@ def predict(ctx, task, split, input_file, out, device, as_json) -> None:
         raise UserError("--input: give --split or --input, not both")
     if out and Path(out).suffix.lower() not in (".parquet", ".csv", ".jsonl"):
         raise UserError(f"--out: {out} must end in .parquet, .csv or .jsonl")
-    table = _registry(ctx).predict(task, split=split, input_file=input_file, device=device)
+    table = _registry(ctx).predict(task, split=split, input_file=input_file, device=device,
+                                   echo=console.info if not as_json else console.note)
     if out:
         _write_table(table, Path(out))
         console.info(f"wrote {table.num_rows} predictions to {out}")
     elif as_json:
         console.emit_json(table.to_pylist())
     else:
-        console.table([(r["row"], r["pred"]) + tuple(f"{r[c]:.3f}" for c in table.column_names[2:])
-                       for r in table.slice(0, 50).to_pylist()], table.column_names)
+        probs = [c for c in table.column_names if c.startswith("p_")]
+        console.info(f"{task}: predicted by {table.schema.metadata[b'source'].decode()}")
+        console.table([(r["row"], (r["text"][:60] + "...") if len(r["text"]) > 60 else r["text"], r["pred"])
+                       + tuple(f"{r[c]:.3f}" for c in probs)
+                       for r in table.slice(0, 50).to_pylist()], ["row", "text", "pred", *probs])
         if table.num_rows > 50:
             console.info(f"... {table.num_rows - 50} more rows (use --out FILE)")
 
@@ -591,8 +616,9 @@ def _write_table(table, path: Path) -> None:
 @click.option("--every", default=None, help="Period between ticks (e.g. 90s, 15m, 2h).")
 @click.option("--once", is_flag=True, help="Run one tick and exit (for cron and tests).")
 @train_options
-@click.option("--student", type=click.Choice(["tiny", "ngram"]), default="tiny", show_default=True,
-              help="The student that `distill --all` trains for each stale deployable.")
+@click.option("--student", type=click.Choice(["tiny", "ngram", "chars"]), default=None,
+              help="The student that `distill --all` trains for each stale deployable (default: tiny, or chars "
+                   "where that does better on valid; see `distill --student`).")
 @click.option("--distill-epochs", type=float, default=None, help="Distillation epochs (default 20).")
 @json_option
 @click.pass_context
@@ -614,8 +640,11 @@ def watch(ctx, every, once, encoder, device, epochs, max_steps, batch_size, max_
 @cli.command()
 @click.argument("task", required=False)
 @click.option("--all", "all_tasks", is_flag=True, help="Every task whose deployable is stale.")
-@click.option("--student", type=click.Choice(["tiny", "ngram"]), default="tiny", show_default=True,
-              help="A 2-layer transformer on the teacher's tokens, or hashed token n-grams + a linear layer.")
+@click.option("--student", type=click.Choice(["tiny", "ngram", "chars"]), default=None,
+              help="A 2-layer transformer on the teacher's tokens, hashed token n-grams + a linear layer, or hashed "
+                   "character n-grams (its own character tokenizer). Default: tiny; where the encoder fits the "
+                   "text badly or tiny falls 2 points below its teacher on valid, chars is tried too and valid "
+                   "decides. A student named here is what ships.")
 @click.option("--epochs", type=float, default=None, help="Passes over the task's rows (default 20).")
 @click.option("--max-length", type=int, default=None, help="Tokens per text (default: the mother model's).")
 @click.option("--seed", type=int, default=None, help=f"Seed (default {DEFAULT_SEED}).")
@@ -678,8 +707,18 @@ def status(ctx, as_json) -> None:
                           if t[k]["stale"]), "")
     ver = lambda d: f" v{d['version']}" if d.get("version") else ""  # noqa: E731
     console.table([(t["name"], t["version"], yes(t["labels"]["stale"]), yes(t["model"]["stale"]),
-                    yes(t["deployable"]["stale"]) + ver(t["deployable"]), why(t)) for t in res["tasks"]],
-                  ["task", "version", "labels", "model", "deployable", "first reason"])
+                    yes(t["deployable"]["stale"]) + ver(t["deployable"]), _served(t.get("serving")), why(t))
+                   for t in res["tasks"]],
+                  ["task", "version", "labels", "model", "deployable", "served by (valid margin)", "first reason"])
+    for t in res["tasks"]:
+        sv = t.get("serving") or {}
+        if sv.get("below_labels"):
+            console.info(f"warning: {t['name']}: the mother model is {-sv['margin']:.1f} points below its labels on "
+                         f"{sv['split']}, so its labels serve it" + (f"; likely cause: {sv['cause']}" if sv.get("cause")
+                                                                      else ""))
+        elif sv.get("encoder_fit"):
+            console.info(f"note: {t['name']}: {sv['encoder_fit']['advice']} (whole-word share "
+                         f"{sv['encoder_fit']['whole_word_share']:.2f})")
 
 
 @cli.command()

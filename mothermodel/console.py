@@ -23,6 +23,11 @@ def info(msg: str) -> None:
     sys.stdout.write(msg + "\n")
 
 
+def note(msg: str) -> None:
+    """A remark beside machine-readable output: stderr, so stdout stays pure JSON."""
+    sys.stderr.write(msg + "\n")
+
+
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], title: str | None = None) -> None:
     if sys.stdout.isatty() and len(rows) <= 2000:
         from rich.console import Console

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mothermodel.errors import UserError
+from mothermodel.inputs import InputError, TaskInput
 from mothermodel.labeling.lf import DeclarativeLF, KeywordLF, LabelingFunction, RegexLF
 from mothermodel.registry.records import NAME_RE, SourceSpec, TaskSpec, is_name, is_source_name
 
@@ -70,6 +71,9 @@ class Task:
         sources: non-LF weak sources (TaskOutput, Column, Model); LFs come from the module.
         description: free text for people; not part of the fingerprint.
         owner: who to ask about this task; not part of the fingerprint.
+        input: how the model input is built from a row (a `TaskInput`, or its mapping form, e.g.
+            ``{"kind": "markers", "field": "text", "spans": ["span1", "span2"]}``); None = the
+            dataset's text field. Part of the fingerprint (docs/writing-tasks.md, "Inputs").
     """
 
     name: str
@@ -80,6 +84,7 @@ class Task:
     description: str = ""
     owner: str | None = None
     parent_class: str | None = None
+    input: Any = None
 
 
 def _err(origin: str, fld: str, msg: str) -> UserError:
@@ -118,6 +123,10 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>",
         raise _err(origin, "description", f"must be text, not {type(task.description).__name__}")
     if task.owner is not None and not isinstance(task.owner, str):
         raise _err(origin, "owner", f"must be text, not {type(task.owner).__name__}")
+    try:
+        task_input = TaskInput.from_dict(task.input) if task.input is not None else None
+    except InputError as e:
+        raise UserError(f"{origin}: {e}") from None
 
     sources: list[SourceSpec] = []
     for i, s in enumerate(task.sources or []):
@@ -166,6 +175,7 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>",
         origin=origin,
         source_text=source_text,
         parent_class=task.parent_class,
+        input=task_input,
     )
 
 
@@ -295,7 +305,7 @@ def _shared_code_hash(text: str, module) -> str:
 def _from_mapping(data: Any, origin: str) -> TaskSpec:
     if not isinstance(data, dict):
         raise UserError(f"{origin}: the spec must be a mapping of fields")
-    known = {"name", "dataset", "classes", "parent", "parent_class", "description", "owner", "sources"}
+    known = {"name", "dataset", "classes", "parent", "parent_class", "description", "owner", "sources", "input"}
     unknown = sorted(set(data) - known, key=str)  # YAML keys may be numbers too
     if unknown:
         raise _err(origin, unknown[0], "unknown field")
@@ -311,6 +321,7 @@ def _from_mapping(data: Any, origin: str) -> TaskSpec:
         sources=[],
         description=data.get("description", ""),  # normalise checks its type
         owner=data.get("owner"),
+        input=data.get("input"),
     )
     normalise(task, [], origin=origin)  # the task's own fields first: a source's label needs valid classes
     raw_sources = data.get("sources") or []

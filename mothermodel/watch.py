@@ -41,11 +41,15 @@ def last_fit_settings(store, task: str) -> dict[str, Any]:
     out: dict[str, Any] = {"model": cfg.get("model", rec.model)}
     if "seed" in cfg:
         out["seed"] = cfg["seed"]
-    if "uses_dev_labels" in cfg:
-        out["use_dev"] = bool(cfg["uses_dev_labels"])
+    if "label_model_uses_dev" in cfg:  # the label model's own use; selection on valid is decided anew
+        out["use_dev"] = bool(cfg["label_model_uses_dev"])
+    elif "uses_dev_labels" in cfg:  # a fit from before selection was the default
+        out["use_dev"] = bool(cfg["uses_dev_labels"]) and "selected" not in cfg
     view = cfg.get("text_view")
     if isinstance(view, dict) and view.get("reason") == "off (--no-text-view)":
         out["text_view"] = False
+    if cfg.get("select_on") == "none":
+        out["select_on"] = "none"
     return out
 
 

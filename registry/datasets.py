@@ -76,6 +76,31 @@ def stage(ws, name: str, table, text_field: str | None, split_field: str | None,
     }
 
 
+def input_texts(table, task_input) -> list[Any]:
+    """Every row's model input built by `task_input` (a `mothermodel.inputs.TaskInput`) from the table's
+    columns: strings, or (text, text_pair) tuples for a pair input. A row whose span does not fit its text
+    is refused naming the column and the row."""
+    from mothermodel.inputs import InputError
+
+    cols = {c: table.column(c).to_pylist() for c in task_input.columns}
+    try:
+        return task_input.render_columns(cols)
+    except InputError as e:
+        bad = next(i for i in range(table.num_rows)
+                   if _fails(task_input, {c: v[i] for c, v in cols.items()}))
+        raise UserError(f"{e} (dataset row {bad})") from None
+
+
+def _fails(task_input, row) -> bool:
+    from mothermodel.inputs import InputError
+
+    try:
+        task_input.render(row)
+        return False
+    except InputError:
+        return True
+
+
 def split_column(table, dataset) -> Any:
     """Each row's split name as a numpy object array ('train' for every row when the dataset has no
     split field). `dataset` is a `DatasetRecord`."""

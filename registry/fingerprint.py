@@ -1,7 +1,8 @@
 """Task fingerprints: what the trainer compares to decide what to retrain.
 
-A fingerprint hashes what decides a task's labels: its spec (name, dataset,
-classes, parent; not description or owner, which change no label), its
+A fingerprint hashes what decides a task's labels and what its models read: its
+spec (name, dataset, classes, parent, input template; not description or owner,
+which change no label), its
 sources' versions, its dataset's content hash and its upstream tasks'
 fingerprints. So a change anywhere upstream changes every fingerprint below it.
 """
@@ -24,8 +25,10 @@ def compute(
     dataset_hash: str,
     upstream: Mapping[str, str],
     parent_class: str | None = None,
+    input: dict | None = None,
 ) -> str:
-    """sources: (name, kind, ref, version); upstream: {task: fingerprint}."""
+    """sources: (name, kind, ref, version); upstream: {task: fingerprint}; input: the task's input template
+    (None: the dataset's text field)."""
     payload = {
         "spec": {"name": name, "dataset": dataset, "classes": list(classes), "parent": parent},
         "sources": sorted([list(s) for s in sources]),
@@ -34,6 +37,8 @@ def compute(
     }
     if parent_class is not None:
         payload["spec"]["parent_class"] = parent_class
+    if input is not None:  # only when set: the fingerprints of tasks without a template stay what they were
+        payload["spec"]["input"] = input
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -47,6 +52,7 @@ class Inputs:
     parent_class: str | None
     sources: tuple[tuple[str, str, str | None, int], ...]  # (name, kind, ref, version)
     dataset_hash: str
+    input: dict | None = None  # the task's input template (TaskInput.to_dict), None = the dataset's text field
 
 
 def recompute(graph, order: Sequence[str], inputs: Mapping[str, Inputs], current: Mapping[str, str]) -> dict[str, str]:
@@ -57,5 +63,6 @@ def recompute(graph, order: Sequence[str], inputs: Mapping[str, Inputs], current
         i = inputs[n]
         ups = {u: new.get(u, current.get(u, "")) for u in graph.predecessors(n)}
         new[n] = compute(name=n, dataset=i.dataset, classes=i.classes, parent=i.parent, sources=i.sources,
-                         dataset_hash=i.dataset_hash, upstream=ups, parent_class=i.parent_class)
+                         dataset_hash=i.dataset_hash, upstream=ups, parent_class=i.parent_class,
+                         input=i.input)
     return new

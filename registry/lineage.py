@@ -99,3 +99,22 @@ def impact_report(what: str, canonical: str, g, reached: dict[str, tuple[int, st
             "deployables": {f"{t} v{v}": f"distilled for {t} from model v{mv}" for t, v, mv, _ in deployables},
         },
     }
+
+
+def serving(mt) -> dict[str, Any] | None:
+    """What serves a task in the latest model (the guard's choice, `ModelTaskRecord`), for `status`: the source,
+    the model's margin over its labels on valid, whether it is below them and why; None without a model
+    (or for a model from before the guard)."""
+    if mt is None or not mt.served_by:
+        return None
+    g = mt.guard or {}
+    out = {"served_by": mt.served_by, "stage": g.get("stage"), "final_stage": g.get("final_stage"),
+           "margin": g.get("margin"), "split": g.get("split"), "below_labels": bool(g.get("below_labels")),
+           "agreement": g.get("agreement"), "reason": g.get("reason")}
+    if g.get("cause"):
+        out["cause"] = g["cause"]
+    fit = g.get("encoder_fit") or {}
+    if fit.get("poor"):
+        out["encoder_fit"] = {k: fit[k] for k in ("whole_word_share", "pieces_per_word", "unknown_share", "advice")
+                              if k in fit}
+    return out

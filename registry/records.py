@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from mothermodel.inputs import TaskInput
+
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 """Task and dataset names: they become folder names, so no path tricks fit."""
 SOURCE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
@@ -86,6 +88,7 @@ class TaskSpec:
     origin: str = "<api>"  # the spec file, for error messages
     source_text: str | None = None  # a Python spec's module text: apply re-runs exactly this
     parent_class: str | None = None
+    input: TaskInput | None = None  # how the model input is built from a row; None = the dataset's text field
 
     @property
     def upstream_tasks(self) -> list[tuple[str, str]]:
@@ -107,7 +110,7 @@ class TaskSpec:
                 {"name": s.name, "kind": s.kind, "ref": s.ref, "code_hash": s.code_hash}
                 for s in self.sources
             ],
-        }
+        } | ({"input": self.input.to_dict()} if self.input is not None else {})  # absent: hashes stay as before
 
     @property
     def spec_hash(self) -> str:
@@ -176,10 +179,17 @@ class TaskRecord:
     sources: tuple[SourceRecord, ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    input: TaskInput | None = None  # None: the dataset's text field
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def input_for(self, dataset: "DatasetRecord") -> TaskInput | None:
+        """The input the task's models read: its own template, else its dataset's text field (None: no text)."""
+        if self.input is not None:
+            return self.input
+        return TaskInput.text(dataset.text_field) if dataset.text_field else None
 
     def source_names(self) -> list[str]:
         return [s.name for s in self.sources]
@@ -239,7 +249,8 @@ class ProbLabels:
     gold: Any | None
     applicable: Any | None
     covered: Any | None = None
-    texts: list[str] | None = None
+    texts: list[Any] | None = None  # the model input of every row: a string, or a (text, text_pair) tuple
+    input: TaskInput | None = None  # the template that built `texts`
 
 
 @dataclass(frozen=True)
@@ -249,6 +260,10 @@ class ModelTaskRecord:
     task: str
     task_fingerprint: str
     prob_label_version: int | None
+    served_by: str | None = None  # 'model' | 'labels': the guard's choice (None: a model from before the guard)
+    checkpoint: str | None = None  # the stage checkpoint that serves the task (relative to .mothermodel/)
+    checkpoint_hash: str | None = None  # sha256 of that checkpoint's manifest
+    guard: dict[str, Any] = field(default_factory=dict)  # the figures the choice was made on
 
 
 @dataclass(frozen=True)

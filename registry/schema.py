@@ -120,6 +120,14 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE label_matrices ADD COLUMN report VARCHAR",       # JSON: per-LF faults
         "ALTER TABLE prob_labels ADD COLUMN config VARCHAR",          # JSON: label model settings
     ],
+    # 2 -> 3: task inputs beyond one text field, and the per-task guard's choice of what serves a task.
+    [
+        "ALTER TABLE tasks ADD COLUMN input VARCHAR",                 # JSON TaskInput; NULL = the dataset's text field
+        "ALTER TABLE model_tasks ADD COLUMN served_by VARCHAR",       # 'model' | 'labels' (NULL: before the guard)
+        "ALTER TABLE model_tasks ADD COLUMN checkpoint VARCHAR",      # the stage checkpoint that serves it
+        "ALTER TABLE model_tasks ADD COLUMN checkpoint_hash VARCHAR", # sha256 of that checkpoint's manifest
+        "ALTER TABLE model_tasks ADD COLUMN guard VARCHAR",           # JSON: the figures the choice was made on
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from mothermodel.errors import UserError
 from mothermodel.registry import db
-from mothermodel.registry.datasets import split_column
+from mothermodel.registry.datasets import input_texts, split_column
 from mothermodel.registry import fingerprint as fp
 from mothermodel.registry import lineage, tasks as submit_rules
 from mothermodel.registry.files import read_parquet_checked
@@ -75,7 +75,7 @@ def _names(names) -> Any:
 
 
 _TASK_COLS = ("name, dataset, classes, parent, parent_class, version, fingerprint, description, owner, "
-              "spec_origin, spec_source, created_at, updated_at")
+              "spec_origin, spec_source, created_at, updated_at, input")
 _DATASET_COLS = "name, path, num_rows, content_hash, text_field, split_field, gold_field, columns, source_file"
 _MATRIX_COLS = ("task, version, path, content_hash, dataset_hash, source_versions, task_fingerprint, num_rows, "
                 "inputs_key, num_entries, report, created_at")
@@ -95,7 +95,13 @@ def _source(r) -> SourceRecord:
 def _task(r, sources=()) -> TaskRecord:
     return TaskRecord(name=r[0], dataset=r[1], classes=tuple(r[2]), parent=r[3], parent_class=r[4], version=r[5],
                       fingerprint=r[6], description=r[7] or "", owner=r[8], spec_origin=r[9], spec_source=r[10],
-                      sources=tuple(sources), created_at=r[11], updated_at=r[12])
+                      sources=tuple(sources), created_at=r[11], updated_at=r[12], input=_input(r[13]))
+
+
+def _input(text: str | None):
+    from mothermodel.inputs import TaskInput
+
+    return TaskInput.from_dict(json.loads(text)) if text else None
 
 
 def _matrix(r) -> LabelMatrixRecord:
@@ -241,9 +247,9 @@ class RegistryStore:
                 srcs[t].append((n, k, ref, v))
             return {
                 r[0]: fp.Inputs(dataset=r[1], classes=tuple(r[2]), parent=r[3], parent_class=r[4],
-                                sources=tuple(srcs[r[0]]), dataset_hash=r[5])
+                                sources=tuple(srcs[r[0]]), dataset_hash=r[5], input=_json(r[6], None))
                 for r in con.execute(
-                    "SELECT t.name, t.dataset, t.classes, t.parent, t.parent_class, d.content_hash "
+                    "SELECT t.name, t.dataset, t.classes, t.parent, t.parent_class, d.content_hash, t.input "
                     "FROM tasks t JOIN datasets d ON d.name = t.dataset WHERE t.name IN (SELECT name FROM _fp_names)"
                 ).fetchall()
             }
@@ -273,6 +279,8 @@ class RegistryStore:
             "spec_hash": [s.spec_hash for s in specs],
             "spec_origin": [s.origin for s in specs],
             "spec_source": pa.array([s.source_text for s in specs], pa.string()),
+            "input": pa.array([json.dumps(s.input.to_dict()) if s.input is not None else None for s in specs],
+                              pa.string()),
             "created_at": pa.array([state.existing[n].created_at if n in state.existing else now for n in names], ts),
             "updated_at": pa.array([now] * len(names), ts),
         })
@@ -361,7 +369,8 @@ class RegistryStore:
         return {
             "name": t.name, "dataset": t.dataset, "classes": list(t.classes), "parent": t.parent,
             "parent_class": t.parent_class, "description": t.description, "owner": t.owner, "version": t.version,
-            "fingerprint": t.fingerprint, "spec_origin": t.spec_origin, "created_at": t.created_at.isoformat(),
+            "fingerprint": t.fingerprint, "input": t.input.to_dict() if t.input is not None else None,
+            "spec_origin": t.spec_origin, "created_at": t.created_at.isoformat(),
             "updated_at": t.updated_at.isoformat(),
             "sources": [{"name": r[0], "kind": r[1], "version": r[2], "ref": r[3], "code_hash": r[4]} for r in sources],
             "upstream": [{"task": u, "kind": k} for u, d, k in edges if d == name],
@@ -501,8 +510,9 @@ class RegistryStore:
         return _probs(r)
 
     def read_prob_labels(self, record: ProbLabelsRecord, with_text: bool = False) -> ProbLabels:
-        """A probabilistic-labels version with its dataset's splits, gold labels and (optionally) texts,
-        aligned to dataset rows; every file hash-checked."""
+        """A probabilistic-labels version with its dataset's splits, gold labels and (optionally) the model
+        inputs the task's template builds (`TaskRecord.input_for`), aligned to dataset rows; every file
+        hash-checked."""
         import numpy as np
 
         with self.read() as con:
@@ -531,8 +541,9 @@ class RegistryStore:
             lm = read_parquet_checked(self.ws.home, _matrix(m).path, _matrix(m).content_hash)
             covered = np.zeros(n, bool)
             covered[lm.column("row").to_numpy()] = True
-        texts = data.column(d.text_field).to_pylist() if with_text and d.text_field else None
-        return ProbLabels(record, t.classes, rows, probs, pred, split, gold, applicable, covered, texts)
+        inp = t.input_for(d)
+        texts = input_texts(data, inp) if with_text and inp is not None else None
+        return ProbLabels(record, t.classes, rows, probs, pred, split, gold, applicable, covered, texts, inp)
 
     def label_history(self, task: str) -> tuple[list[LabelMatrixRecord], list[ProbLabelsRecord]]:
         """Every label-matrix and probabilistic-labels version of TASK, newest first."""
@@ -554,8 +565,10 @@ class RegistryStore:
             con.execute("INSERT INTO models (version, path, encoder, content_hash, metrics, mlflow_run_id, created_at) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?)", [v, path, encoder, content_hash, json.dumps(metrics),
                                                          mlflow_run_id, now])
-            con.executemany("INSERT INTO model_tasks (model_version, task, task_fingerprint, prob_label_version) "
-                            "VALUES (?, ?, ?, ?)", [[v, t.task, t.task_fingerprint, t.prob_label_version] for t in tasks])
+            con.executemany("INSERT INTO model_tasks (model_version, task, task_fingerprint, prob_label_version, "
+                            "served_by, checkpoint, checkpoint_hash, guard) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            [[v, t.task, t.task_fingerprint, t.prob_label_version, t.served_by, t.checkpoint,
+                              t.checkpoint_hash, json.dumps(t.guard) if t.guard else None] for t in tasks])
         return ModelRecord(v, path, encoder, content_hash, dict(metrics), mlflow_run_id, {t.task: t for t in tasks}, now)
 
     def set_model_run(self, version: int, mlflow_run_id: str) -> None:
@@ -568,10 +581,12 @@ class RegistryStore:
         if not rows:
             return []
         per: dict[int, dict[str, ModelTaskRecord]] = {}
-        for mv, task, tfp, plv in con.execute(
-                "SELECT model_version, task, task_fingerprint, prob_label_version FROM model_tasks "
+        for mv, task, tfp, plv, served_by, checkpoint, checkpoint_hash, guard in con.execute(
+                "SELECT model_version, task, task_fingerprint, prob_label_version, served_by, checkpoint, "
+                "checkpoint_hash, guard FROM model_tasks "
                 "WHERE model_version BETWEEN ? AND ?", [rows[0][0], rows[-1][0]]).fetchall():
-            per.setdefault(mv, {})[task] = ModelTaskRecord(task, tfp, plv)
+            per.setdefault(mv, {})[task] = ModelTaskRecord(task, tfp, plv, served_by, checkpoint, checkpoint_hash,
+                                                           _json(guard, {}))
         return [ModelRecord(r[0], r[1], r[2], r[3], _json(r[4], {}), r[5], per.get(r[0], {}), r[6]) for r in rows]
 
     def model(self, version: int | None = None) -> ModelRecord | None:
@@ -636,7 +651,8 @@ class RegistryStore:
             s = lineage.task_staleness(name, fingerprint, (pl_v, pl_fp) if pl_v is not None else None, fresh_v,
                                        model, deploy.get(name))
             tasks.append({"name": name, "version": version, "fingerprint": fingerprint, "dataset": dataset,
-                          **{k: v.to_dict() for k, v in s.items()}})
+                          **{k: v.to_dict() for k, v in s.items()},
+                          "serving": lineage.serving(model.tasks.get(name) if model else None)})
         return {
             "latest_model_version": model.version if model else None,
             "counts": {"tasks": counts[0], "sources": counts[1], "datasets": counts[2]},

@@ -79,7 +79,7 @@ def plan_submit(specs: Sequence[TaskSpec], state: SubmitState, replace: bool,
         inputs[s.name] = fp.Inputs(
             dataset=s.dataset, classes=tuple(s.classes), parent=s.parent, parent_class=s.parent_class,
             sources=tuple([(src.name, src.kind, src.ref, v) for src, v in zip(s.sources, source_versions[s.name])]),
-            dataset_hash=state.datasets[s.dataset][0])
+            dataset_hash=state.datasets[s.dataset][0], input=s.input.to_dict() if s.input is not None else None)
     current = {n: e.fingerprint for n, e in state.existing.items()}
     new_fp = fp.recompute(graph, topological(graph, affected), inputs, current)
     for n in names:
@@ -118,6 +118,11 @@ def check_batch(specs: Sequence[TaskSpec], state: SubmitState, replace: bool) ->
             if fld is not None and fld not in cols:
                 raise UserError(f"{s.origin}: sources[{i}].field: dataset {s.dataset!r} has no column {fld!r} "
                                 f"(LF {src.name})")
+        if s.input is not None:
+            for f in s.input.columns:
+                if f not in cols:
+                    raise UserError(f"{s.origin}: input: dataset {s.dataset!r} has no column {f!r} "
+                                    f"(the input is the {s.input.describe()})")
         if s.name in state.existing and not replace:
             raise UserError(f"{s.origin}: name: task {s.name!r} already exists (use --replace to change it)")
         if s.parent and s.parent not in state.existing and s.parent not in by_name:

@@ -42,7 +42,8 @@ def test_impact_lists_versions_models_and_deployables(ws, tmp_path):
     con = duckdb.connect(str(ws / ".mothermodel" / "registry.duckdb"))
     con.execute("INSERT INTO prob_labels (task, version, label_matrix_version, model, content_hash, path, task_fingerprint, created_at) VALUES ('kid', 1, 1, 'majority', 'h', 'p', 'fp', now())")
     con.execute("INSERT INTO models VALUES (1, 'p', 'enc', 'h', NULL, NULL, now())")
-    con.execute("INSERT INTO model_tasks VALUES (1, 'user', 'fp', 1), (1, 'lone', 'fp', 1)")
+    con.execute("INSERT INTO model_tasks (model_version, task, task_fingerprint, prob_label_version) "
+                "VALUES (1, 'user', 'fp', 1), (1, 'lone', 'fp', 1)")
     con.execute("INSERT INTO deployables VALUES ('user', 1, 1, 'fp', 'ngram', 'p', 'h', NULL, NULL, now())")
     con.close()
     res = json.loads(run_cli("dag", "impact", "root", "--json", ws=ws).out)
@@ -90,7 +91,7 @@ def test_status_json(ws, tmp_path):
     fp = t["fingerprint"]
     con = duckdb.connect(str(ws / ".mothermodel" / "registry.duckdb"))
     con.execute("INSERT INTO models VALUES (1, 'p', 'enc', 'h', NULL, NULL, now())")
-    con.execute("INSERT INTO model_tasks VALUES (1, 'root', ?, 1), (1, 'kid', 'old', 1)", [fp])
+    con.execute("INSERT INTO model_tasks (model_version, task, task_fingerprint, prob_label_version) VALUES (1, 'root', ?, 1), (1, 'kid', 'old', 1)", [fp])
     con.close()
     res = json.loads(run_cli("status", "--json", ws=ws).out)
     by = {x["name"]: x for x in res["tasks"]}

@@ -192,7 +192,8 @@ def test_kill_9_during_distill_leaves_nothing_half_done(dws, tmp_path):
     before = {d.version for d in reg.store.deployables("spam")}
     client = _client(dws)
     versions_before = {v.version for v in client.search_model_versions("name = 'spam'")}
-    kill_at_fault(["distill", "spam", *FAST], dws, tmp_path / "at-fault", point="distill_registered", timeout=120)
+    kill_at_fault(["distill", "spam", "--student", "tiny", *FAST], dws, tmp_path / "at-fault",
+                  point="distill_registered", timeout=120)
     orphan = set(v.version for v in client.search_model_versions("name = 'spam'")) - versions_before
     assert len(orphan) == 1  # registered, never recorded
     recorded = {Path(d.path).name for d in reg.store.deployables("spam")}
@@ -200,7 +201,7 @@ def test_kill_9_during_distill_leaves_nothing_half_done(dws, tmp_path):
     assert {p.name for p in folder.iterdir() if p.is_dir()} - recorded  # the killed run's bundle
     assert {d.version for d in reg.store.deployables("spam")} == before
 
-    r = run_cli("distill", "spam", *FAST, "--json", ws=dws)
+    r = run_cli("distill", "spam", "--student", "tiny", *FAST, "--json", ws=dws)
     assert r.code == 0, r
     recs = reg.store.deployables("spam")
     assert {p.name for p in folder.iterdir() if p.is_dir()} == {Path(d.path).name for d in recs}
@@ -222,13 +223,14 @@ def test_kill_9_while_the_bundle_is_written_leaves_nothing(dws, tmp_path):
     versions_before = {v.version for v in client.search_model_versions("name = 'spam'")}
     folder = dws / ".mothermodel" / "deployables" / "spam"
     dirs_before = {p.name for p in folder.iterdir() if p.is_dir()}
-    kill_at_fault(["distill", "spam", *FAST], dws, tmp_path / "at-fault", point="distill_bundle", timeout=120)
+    kill_at_fault(["distill", "spam", "--student", "tiny", *FAST], dws, tmp_path / "at-fault", point="distill_bundle",
+                  timeout=120)
     new = {p.name for p in folder.iterdir() if p.is_dir()} - dirs_before
     assert new and all(n.startswith(".tmp-") for n in new)  # only the hidden, half-written folder
     assert {v.version for v in client.search_model_versions("name = 'spam'")} == versions_before
     assert {d.version for d in reg.store.deployables("spam")} == before
 
-    r = run_cli("distill", "spam", *FAST, "--json", ws=dws)
+    r = run_cli("distill", "spam", "--student", "tiny", *FAST, "--json", ws=dws)
     assert r.code == 0, r
     recs = reg.store.deployables("spam")
     assert len(recs) == len(before) + 1

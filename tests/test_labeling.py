@@ -292,10 +292,19 @@ def test_real_data_through_apply_analyze_fit(tmp_path, folder, target):
     assert p.returncode == 0 and len(json.loads(p.stdout)["lfs"]) == {"youtube": 10, "trec": 68}[folder]
     p = run_proc("label", "fit", folder, "--model", "majority", "--json", ws=root)
     mv = json.loads(p.stdout)["metrics"]["test"]["accuracy"]
-    p = run_proc("label", "fit", folder, "--model", "label-model", "--json", ws=root)
+    # The default selects on valid (gold labels there); its pick is never below majority vote on valid.
+    p = run_proc("label", "fit", folder, "--json", ws=root)
+    assert p.returncode == 0, p.stderr
+    sel = json.loads(p.stdout)
+    assert sel["uses_dev_labels"] is True and sel["selected"]["automatic"] is True
+    assert sel["metrics"]["valid"]["accuracy"] >= sel["selected"]["candidates"]["majority"]["accuracy"]
+    assert sel["metrics_gold_free"]["test"]["n"] == sel["metrics"]["test"]["n"]
+    # The gold-free default (--select-on none): the label model + the text view.
+    p = run_proc("label", "fit", folder, "--model", "label-model", "--select-on", "none", "--json", ws=root)
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
     assert set(res["metrics"]) == {"train", "valid", "test"} and res["uses_dev_labels"] is False
+    assert res["metrics"] == sel["metrics_gold_free"]
     assert res["metrics"]["test"]["n"] == {"youtube": 250, "trec": 500}[folder]  # every row predicted
     acc = res["metrics"]["test"]["accuracy"]
     assert acc >= target and acc > mv + 0.02, (res["metrics"], mv)
@@ -306,7 +315,7 @@ def test_real_data_through_apply_analyze_fit(tmp_path, folder, target):
     votes_only = res["metrics_votes_only"]["test"]["accuracy"]
     assert acc > votes_only, (acc, votes_only)
     # --no-text-view is the votes-only model of the same run, and says so.
-    p = run_proc("label", "fit", folder, "--no-text-view", "--json", ws=root)
+    p = run_proc("label", "fit", folder, "--no-text-view", "--select-on", "none", "--json", ws=root)
     plain = json.loads(p.stdout)
     assert plain["text_view"] == {"used": False, "reason": "off (--no-text-view)"}
     assert plain["metrics"]["test"]["accuracy"] == votes_only and "metrics_votes_only" not in plain

@@ -77,11 +77,13 @@ def _imports(folder: str):
 
 # What each layer may import from the project: imports run one way (docs/architecture.md).
 ALLOWED = {
-    "registry": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.registry"},
-    "labeling": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.console", "mothermodel.registry",
-                 "mothermodel.labeling"},
-    "distill": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.registry", "mothermodel.labeling",
-                "mothermodel.trainer", "mothermodel.distill"},
+    "registry": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.inputs", "mothermodel.registry"},
+    "labeling": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.console", "mothermodel.inputs",
+                 "mothermodel.registry", "mothermodel.labeling"},
+    "trainer": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.inputs", "mothermodel.textfit",
+                "mothermodel.registry", "mothermodel.labeling", "mothermodel.trainer"},
+    "distill": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.inputs", "mothermodel.registry",
+                "mothermodel.labeling", "mothermodel.trainer", "mothermodel.distill"},
 }
 
 
@@ -92,9 +94,25 @@ def test_nothing_below_imports_distill():
 
 
 def test_bundle_runner_is_standalone():
-    """distill/run_bundle.py imports nothing outside the standard library but numpy, onnxruntime, tokenizers."""
+    """distill/run_bundle.py imports nothing outside the standard library but numpy, onnxruntime, tokenizers and
+    the input templates (mothermodel/inputs.py, standard library only, or its copy `inputs` beside the runner)."""
     mods = {m.split(".")[0] for p, m, _ in _imports("distill") if p.name == "run_bundle.py"}
     assert mods - set(sys.stdlib_module_names) <= {"numpy", "onnxruntime", "tokenizers", "__future__"}
+    inputs = {m.split(".")[0] for p, m, _ in _imports("mothermodel") if p.name == "inputs.py"}
+    assert inputs - set(sys.stdlib_module_names) <= {"__future__"}
+
+
+def test_bundle_runner_runs_standalone(tmp_path):
+    """A copy of run_bundle.py with inputs.py beside it runs outside the package (no mothermodel importable)."""
+    import shutil
+
+    shutil.copy(REPO / "distill" / "run_bundle.py", tmp_path / "run_bundle.py")
+    shutil.copy(REPO / "mothermodel" / "inputs.py", tmp_path / "inputs.py")
+    code = ("import sys; sys.modules['mothermodel'] = None; sys.path.insert(0, sys.argv[1]); import run_bundle; "
+            "print(run_bundle.TaskInput.marked('text', ['a']).render({'text': 'xyz', 'a': [1, 2]}))")
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "x<< y >>z"
 
 
 @pytest.mark.parametrize("layer", sorted(ALLOWED))

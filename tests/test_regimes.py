@@ -208,8 +208,12 @@ def test_label_fit_select_on_valid_and_analyze_figures_through_the_cli(tmp_path)
     best = max(c["accuracy"] for c in sel["candidates"].values())
     assert sel["candidates"][sel["chosen"]]["accuracy"] == best
     assert res["metrics"]["valid"]["accuracy"] == best
-    plain = json.loads(run_cli("label", "fit", "t", "--json", ws=root).out)
-    assert plain["uses_dev_labels"] is False
+    auto = json.loads(run_cli("label", "fit", "t", "--json", ws=root).out)  # the default selects too
+    assert auto["uses_dev_labels"] is True and auto["selected"]["automatic"] is True
+    assert auto["selected"]["chosen"] == sel["chosen"] and auto["metrics"] == res["metrics"]
+    plain = json.loads(run_cli("label", "fit", "t", "--select-on", "none", "--json", ws=root).out)
+    assert plain["uses_dev_labels"] is False and "selected" not in plain
+    assert auto["metrics_gold_free"] == plain["metrics"]
     assert plain["label_model_fit"]["balance_fallback"] is False and plain["label_model_fit"]["overruled"] < 0.05
     assert run_cli("label", "fit", "t", "--model", "majority", "--select-on", "valid", ws=root).code == 2
     an = json.loads(run_cli("label", "analyze", "t", "--json", ws=root).out)

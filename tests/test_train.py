@@ -148,7 +148,7 @@ def test_stale_or_missing_labels_exit_2_naming_the_fix(tws, tmp_path):
 def test_predict_split_input_and_out(tws, tmp_path):
     assert train(tws).code == 0
     res = json.loads(run_cli("predict", "spam", "--split", "test", "--json", ws=tws).out)
-    assert len(res) == 48 and set(res[0]) == {"row", "pred", "p_HAM", "p_SPAM"}
+    assert len(res) == 48 and set(res[0]) == {"row", "text", "pred", "p_HAM", "p_SPAM"}
     assert all(abs(r["p_HAM"] + r["p_SPAM"] - 1) < 1e-5 and r["pred"] in ("HAM", "SPAM") for r in res)
     (tmp_path / "new.jsonl").write_text('{"text": "cheap money win click"}\n{"text": "hello friend thanks lunch"}\n')
     r = run_cli("predict", "spam", "--input", tmp_path / "new.jsonl", "--out", tmp_path / "p.parquet", ws=tws)

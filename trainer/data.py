@@ -149,13 +149,21 @@ class Tokenized:
         return len(self.offsets) - 1
 
 
-def tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, chunk: int = 8192) -> Tokenized:
-    """Tokenise `texts` once (special tokens added, truncated to `max_length`, no padding)."""
+def tokenize(tokenizer: Any, texts: Sequence[Any], max_length: int, chunk: int = 8192) -> Tokenized:
+    """Tokenise `texts` once (special tokens added, truncated to `max_length`, no padding). A text may be a
+    (text, text_pair) tuple (a pair input, mothermodel.inputs): encoded as the tokenizer's pair, the longer
+    of the two truncated first."""
     parts: list[np.ndarray] = []
     lengths = np.zeros(len(texts), np.int64)
     for s in range(0, len(texts), chunk):
-        block = ["" if t is None else str(t) for t in texts[s:s + chunk]]
-        enc = tokenizer(block, truncation=True, max_length=max_length, padding=False,
+        raw = texts[s:s + chunk]
+        pairs = any(isinstance(t, tuple) for t in raw)
+        if pairs:
+            first = ["" if not isinstance(t, tuple) else str(t[0]) for t in raw]
+            second = ["" if t is None else (str(t[1]) if isinstance(t, tuple) else str(t)) for t in raw]
+        else:
+            first, second = ["" if t is None else str(t) for t in raw], None
+        enc = tokenizer(first, second, truncation=True, max_length=max_length, padding=False,
                         return_attention_mask=False, return_token_type_ids=False)["input_ids"]
         for j, ids in enumerate(enc):
             lengths[s + j] = len(ids)

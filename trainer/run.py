@@ -68,15 +68,22 @@ class Lineage:
 
 
 def trainable(snap: Snapshot, names: Optional[Sequence[str]]) -> list[str]:
-    """The tasks to train: the named ones (checked), else every task on a dataset with text."""
+    """The tasks to train: the named ones (checked), else every task with an input (a text field or its own
+    input template)."""
     if names:
         for n in names:
             if n not in snap.tasks:
                 raise UserError(f"TASK: unknown task {n!r}")
-            if not snap.datasets[snap.tasks[n].dataset].text_field:
+            if snap.tasks[n].input_for(snap.datasets[snap.tasks[n].dataset]) is None:
                 raise UserError(f"TASK: task {n}'s dataset {snap.tasks[n].dataset} has no text field to train on")
         return list(names)
-    return [n for n, t in sorted(snap.tasks.items()) if snap.datasets[t.dataset].text_field]
+    return [n for n, t in sorted(snap.tasks.items()) if t.input_for(snap.datasets[t.dataset]) is not None]
+
+
+def rows_key(task) -> str:
+    """The trainer's name for the rows a task reads: its dataset, or dataset#template when the task builds
+    its own input (tasks on one dataset share an encoder pass only when they read the same input)."""
+    return task.dataset if task.input is None else f"{task.dataset}#{task.input.key}"
 
 
 def lineage_of(store: RegistryStore, snap: Snapshot, names: Sequence[str]) -> dict[str, Lineage]:
@@ -115,10 +122,10 @@ def task_data(store: RegistryStore, snap: Snapshot, lin: dict[str, Lineage]) -> 
     for n, li in lin.items():
         t = snap.tasks[n]
         pl = store.read_prob_labels(store.prob_labels(n, li.prob_label_version), with_text=True)
-        in_tree = t.parent in lin and t.parent_class and snap.tasks[t.parent].dataset == t.dataset
+        in_tree = t.parent in lin and t.parent_class and rows_key(snap.tasks[t.parent]) == rows_key(t)
         out.append(TaskData(
             name=n, classes=list(t.classes), texts=pl.texts, split=pl.split, probs=pl.probs, covered=pl.covered,
-            gold=pl.gold, dataset=t.dataset,
+            gold=pl.gold, dataset=rows_key(t),
             parent=t.parent if in_tree else None,
             parent_class=snap.tasks[t.parent].classes.index(t.parent_class) if in_tree else None,
             applicable=pl.applicable if in_tree else None))
@@ -209,31 +216,184 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
         res = stages[-1]
         examples = sum(r.examples for r in stages)
         trained_seconds = sum(r.seconds for r in stages)
-        results = evaluate(res.model, tokenizer, tasks, max_length=config.max_length,
-                           batch_size=config.eval_batch_size, tokens=res.tokens or None)
-        metrics = metric_keys(results, {n: li.dataset for n, li in lin.items()})
-        for n, li in lin.items():  # the label model's figure beside each task's
-            for split, m in li.label_metrics.items():
-                for k in ("accuracy", "macro_f1"):
-                    if k in m:
-                        metrics[f"{n}/{li.dataset}/{split}/label_model_{k}"] = m[k]
+        final = res.checkpoint
+        # The guard (guard.py): every stage's last checkpoint scored, the best source per task chosen on valid.
+        stage_dirs = _stage_checkpoints(run_dir, final)
+        per_stage = _evaluate_stages(res.model, tokenizer, tasks, stage_dirs, config, res.tokens or None)
+        fits = _encoder_fits(tasks, config)
+        served = _guard(tasks, lin, per_stage, stage_dirs, fits, config, res.tokens or None, res.model, tokenizer)
+        metrics = _metrics(lin, per_stage, served)
         tracker.log_metrics(metrics)
         examples_per_s = examples / trained_seconds if trained_seconds > 0 else 0.0
         tracker.log_metrics({"train_seconds": seconds, "examples_per_s": examples_per_s})
-        final = res.checkpoint
         manifest = ckpt.verify(final)
         tracker.log_dict(manifest, "manifest.json")
+        tracker.set_tags({f"mothermodel.guard.{n}": _guard_tag(c) for n, c in served.items()})
+        records = []
+        for n, li in lin.items():
+            c = served[n]
+            path = stage_dirs[c["stage"]]
+            records.append(ModelTaskRecord(n, li.fingerprint, li.prob_label_version, served_by=c["served_by"],
+                                           checkpoint=str(path.relative_to(ws.home)),
+                                           checkpoint_hash=sha256_file(path / ckpt.MANIFEST), guard=c))
         rec = store.record_model(path=str(final.relative_to(ws.home)), encoder=config.encoder or "default",
                                  content_hash=sha256_file(final / ckpt.MANIFEST), metrics=metrics,
-                                 mlflow_run_id=tracker.run_id,
-                                 tasks=[ModelTaskRecord(n, li.fingerprint, li.prob_label_version) for n, li in lin.items()])
+                                 mlflow_run_id=tracker.run_id, tasks=records)
         tracker.set_tags({"mothermodel.model_version": str(rec.version)})
     (ws.models_dir / IN_PROGRESS).unlink(missing_ok=True)
-    return {"model_version": rec.version, "trained": True, "metrics": metrics, "changes": ch,
+    for n, c in served.items():
+        if c["below_labels"] or (c.get("encoder_fit") or {}).get("poor"):
+            echo(f"guard: {n}: {c['reason']}" + (f"; likely cause: {c['cause']}" if c.get("cause") else ""))
+    return {"model_version": rec.version, "trained": True, "metrics": metrics, "changes": ch, "guard": served,
             "warm_start": warm.to_dict() if warm else None, "focus": focus, "path": rec.path, "mlflow_run_id": rec.mlflow_run_id,
             "mlflow_tracking_uri": uri, "seconds": round(seconds, 2), "examples_per_s": round(examples_per_s, 1),
             "steps": sum(r.steps for r in stages), "stages": len(stages),
             "resumed_from": str(stages[0].resumed_from) if stages[0].resumed_from else None}
+
+
+def _stage_checkpoints(run_dir: Path, final: Path) -> dict[int, Path]:
+    """Each stage's last checkpoint of this run (stage -> folder); the final one is the model version's."""
+    from mothermodel.trainer import checkpoint as ckpt
+
+    final_stage = int(final.parent.name.split("-")[1])
+    out = {}
+    for s in range(final_stage):
+        last = ckpt.CheckpointDir(run_dir / f"stage-{s}").latest()
+        if last is not None:
+            out[s] = last
+    out[final_stage] = final
+    return out
+
+
+def _evaluate_stages(model, tokenizer, tasks, stage_dirs: dict[int, Path], config: TrainConfig,
+                     tokens) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
+    """stage -> task -> split -> metrics, every stage's last weights loaded in turn; ends on the final weights."""
+    from mothermodel.trainer import checkpoint as ckpt
+    from mothermodel.trainer.evaluate import evaluate
+
+    tokens = dict(tokens or {})
+    final = max(stage_dirs)
+    out = {}
+    for s in sorted(stage_dirs):
+        if s != final:
+            model.load_state_dict(ckpt.load_weights(stage_dirs[s]), strict=True)
+        elif len(stage_dirs) > 1:
+            model.load_state_dict(ckpt.load_weights(stage_dirs[s]), strict=True)  # back to the final weights
+        out[s] = evaluate(model, tokenizer, tasks, max_length=config.max_length, batch_size=config.eval_batch_size,
+                          tokens=tokens)
+    return out
+
+
+def _encoder_fits(tasks, config: TrainConfig) -> dict[str, dict[str, Any]]:
+    """Per task: how well the encoder's tokenizer fits its train inputs (mothermodel.textfit), measured once
+    per dataset (rows key); empty when the encoder has no tokenizer.json."""
+    import numpy as np
+
+    from mothermodel.textfit import measure, tokenizer_file
+    from mothermodel.trainer.encoder import default_encoder_dir
+
+    tok = tokenizer_file(config.encoder or default_encoder_dir())
+    if tok is None:
+        return {}
+    by_rows: dict[str, dict[str, Any]] = {}
+    out = {}
+    for t in tasks:
+        if t.dataset not in by_rows:
+            rows = np.flatnonzero(t.split == "train")
+            rows = rows if len(rows) else np.arange(len(t.texts))
+            by_rows[t.dataset] = measure(tok, [t.texts[i] for i in rows], seed=config.seed).to_dict()
+        out[t.name] = by_rows[t.dataset]
+    return out
+
+
+def _guard(tasks, lin: dict[str, Lineage], per_stage, stage_dirs, fits, config: TrainConfig, tokens, model,
+           tokenizer) -> dict[str, dict[str, Any]]:
+    """The guard's choice per task (guard.py) with the gold-free agreement, the encoder's fit, and when the
+    model is below its labels, the likely cause."""
+    import numpy as np
+
+    from mothermodel.trainer import guard
+    from mothermodel.trainer.data import tokenize
+    from mothermodel.trainer.predict import predict_tokens
+
+    out = {}
+    rng = np.random.default_rng([int(config.seed), 23])
+    tokens = dict(tokens or {})
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    by_task = {t.name: t for t in tasks}
+    for n, li in lin.items():
+        t = by_task[n]
+        c = guard.choose(n, {s: per_stage[s].get(n, {}) for s in per_stage}, li.label_metrics)
+        # Gold-free check: how often the final model says what the labels say, on LF-covered rows
+        # outside train (train rows are what it learnt from), at most 1,000 of them.
+        covered = t.covered if t.covered is not None else np.ones(len(t.texts), bool)
+        rows = np.flatnonzero(covered & (t.split != "train")) if (covered & (t.split != "train")).any() \
+            else np.flatnonzero(covered)
+        if len(rows) > 1000:
+            rows = np.sort(rng.choice(rows, 1000, replace=False))
+        if len(rows) and t.probs is not None:
+            tok = tokens.get(t.dataset) or tokenize(tokenizer, t.texts, config.max_length)
+            tokens[t.dataset] = tok
+            p = predict_tokens(model, tok, tasks=[n], rows=rows, batch_size=config.eval_batch_size, pad_id=pad)[n]
+            c.agreement = guard.agreement(p.argmax(axis=1), t.clean_probs()[rows].argmax(axis=1), None)
+        d = c.to_dict()
+        if fits.get(n):
+            d["encoder_fit"] = fits[n]
+        if c.below_labels:
+            d["cause"] = _likely_cause(t, fits.get(n))
+        out[n] = d
+    return out
+
+
+#: Fewer covered train rows than this and a model below its labels is put down to too few rows.
+FEW_ROWS = 500
+
+
+def _likely_cause(t, fit: Optional[dict]) -> str:
+    """Why a task's model is below its labels, as far as it can be measured without another run."""
+    n_rows = int(((t.split == "train") & (t.covered if t.covered is not None else True)).sum())
+    if fit and fit.get("poor"):
+        return (f"the encoder's fit to the text (whole-word share {fit['whole_word_share']:.2f}, "
+                f"{fit['pieces_per_word']:.2f} pieces a word): {fit['advice']}")
+    if n_rows < FEW_ROWS:
+        return f"too few rows ({n_rows} LF-covered train rows): add rows or sources that cover more of them"
+    return ("not measured: compare with the task trained alone (bench/train_alone.py) and with more steps "
+            "(--epochs); meanwhile its labels serve it")
+
+
+def _metrics(lin: dict[str, Lineage], per_stage, served) -> dict[str, float]:
+    """The run's metrics: per task and split, the chosen model stage's figures (`accuracy`, `macro_f1`), each
+    stage's (`stage<i>_accuracy`), the labels' (`label_model_*`) and what serves (`served_*`)."""
+    from mothermodel.trainer.evaluate import metric_keys
+
+    datasets = {n: li.dataset for n, li in lin.items()}
+    metrics: dict[str, float] = {}
+    for n, li in lin.items():
+        c = served[n]
+        metrics.update(metric_keys({n: per_stage[c["stage"]].get(n, {})}, datasets))
+        if len(per_stage) > 1:
+            for s, res in per_stage.items():
+                for split, m in res.get(n, {}).items():
+                    metrics[f"{n}/{li.dataset}/{split}/stage{s}_accuracy"] = float(m["accuracy"])
+        for split, m in li.label_metrics.items():
+            for k in ("accuracy", "macro_f1"):
+                if k in m:
+                    metrics[f"{n}/{li.dataset}/{split}/label_model_{k}"] = m[k]
+        src = li.label_metrics if c["served_by"] == "labels" else per_stage[c["stage"]].get(n, {})
+        for split, m in src.items():
+            for k in ("accuracy", "macro_f1"):
+                if k in m:
+                    metrics[f"{n}/{li.dataset}/{split}/served_{k}"] = float(m[k])
+    return metrics
+
+
+def _guard_tag(c: dict[str, Any]) -> str:
+    """The MLflow tag of one task's choice, e.g. 'labels (model -10.1 points on valid)'."""
+    what = "labels" if c["served_by"] == "labels" else (
+        "model" if c["stage"] == c["final_stage"] else f"model stage {c['stage']}")
+    if c["margin"] is None:
+        return f"{what} (no gold labels on valid)"
+    return f"{what} (model {c['margin']:+.1f} points over its labels on {c['split']})"
 
 
 def _focus(warm, ch: dict[str, list[str]]) -> Optional[list[str]]:
@@ -286,50 +446,86 @@ def _run_dir(ws, lin: dict[str, Lineage], config: TrainConfig, options: TrainOpt
 # --- predictions -------------------------------------------------------------------------
 
 
+def served_checkpoint(store: RegistryStore, model_rec, task: str) -> tuple[Path, Optional[str]]:
+    """The checkpoint that serves TASK in MODEL_REC (the guard's stage; the model's own folder for a model
+    from before the guard) and its recorded manifest hash."""
+    mt = model_rec.tasks[task]
+    if mt.checkpoint:
+        return store.ws.home / mt.checkpoint, mt.checkpoint_hash
+    return store.ws.home / model_rec.path, model_rec.content_hash
+
+
 def predict(store: RegistryStore, task: str, *, split: Optional[str] = None, input_file: Optional[str] = None,
-            device: str = "auto", batch_size: int = 128):
-    """The latest mother model's class probabilities and predicted class names for TASK's rows
-    (its dataset, or one split of it) or for the rows of INPUT_FILE (a text column); an Arrow table."""
+            device: str = "auto", batch_size: int = 128, echo: Callable[[str], None] = lambda s: None):
+    """TASK's class probabilities and predicted class names from what serves it (the guard's choice: a stage
+    of the latest mother model, or its labels) for its dataset's rows (or one split of them), or from the
+    mother model for the rows of INPUT_FILE (the fields its input reads); an Arrow table with the row id,
+    the row's text and its source in the metadata."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from mothermodel.registry.datasets import input_texts
     from mothermodel.trainer import checkpoint as ckpt
     from mothermodel.trainer.predict import predict_proba
 
     model_rec = store.model()
+    t = store.task(task)  # an unknown task is named as such first
     if model_rec is None:
         raise UserError("TASK: no mother model yet; run `mothermodel train`")
     if task not in model_rec.tasks:
         raise UserError(f"TASK: the latest model (v{model_rec.version}) has no head for {task!r}; "
                         "run `mothermodel train` after `mothermodel label fit " + task + "`")
-    t = store.task(task)
+    ds = store.dataset(t.dataset)
+    task_input = t.input_for(ds)
+    if task_input is None:
+        raise UserError(f"TASK: dataset {ds.name} has no text field")
+    mt = model_rec.tasks[task]
     if input_file:
         from mothermodel.registry import datasets
 
         table = datasets.read_table(input_file)
-        if "text" not in table.column_names:
-            raise UserError(f"{input_file}: needs a 'text' column (columns: {', '.join(table.column_names[:10])})")
-        texts = table.column("text").to_pylist()
+        if task_input.kind == "text" and task_input.fields[0] not in table.column_names and "text" in table.column_names:
+            from mothermodel.inputs import TaskInput
+
+            task_input = TaskInput.text("text")  # a plain file of texts for a one-field task
+        missing = [c for c in task_input.columns if c not in table.column_names]
+        if missing:
+            raise UserError(f"{input_file}: needs a {missing[0]!r} column (the input is the {task_input.describe()}; "
+                            f"columns: {', '.join(table.column_names[:10])})")
+        texts = input_texts(table, task_input)
         ids = pa.array(np.arange(len(texts)), pa.int64())
     else:
-        ds = store.dataset(t.dataset)
-        if not ds.text_field:
-            raise UserError(f"TASK: dataset {ds.name} has no text field")
         table = store.read_dataset(ds)
         if split is not None:
             if not ds.split_field or split not in set(table.column(ds.split_field).to_pylist()):
                 raise UserError(f"--split: no rows in split {split!r}")
             table = table.filter(pc.equal(table.column(ds.split_field), split))
-        texts = table.column(ds.text_field).to_pylist()
+        texts = input_texts(table, task_input)
         ids = table.column("_row")
-    folder = store.ws.home / model_rec.path
-    ckpt.verify_recorded(folder, model_rec.content_hash)
-    model, tokenizer, manifest = ckpt.load_model(folder, verify_all=False)  # verified just above
-    max_length = (manifest.get("config") or {}).get("max_length", 128)
-    probs = predict_proba(model, tokenizer, [x or "" for x in texts], tasks=[task], max_length=max_length,
-                          batch_size=batch_size, device=device)[task]
-    cols = {"row": ids, "pred": pa.array([t.classes[i] for i in probs.argmax(axis=1)], pa.string())}
+    if mt.served_by == "labels" and not input_file:
+        # The guard chose the labels for this task: their posteriors for the dataset's rows.
+        pl = store.read_prob_labels(store.prob_labels(task, mt.prob_label_version))
+        probs = pl.probs[ids.to_numpy()]
+        source = f"labels v{mt.prob_label_version}"
+    else:
+        if mt.served_by == "labels":
+            echo(f"note: {task}'s labels serve it on its dataset (the guard: {mt.guard.get('reason', '')}); "
+                 "rows of another file have no labels, so the mother model predicts them")
+        folder, digest = served_checkpoint(store, model_rec, task)
+        ckpt.verify_recorded(folder, digest)
+        model, tokenizer, manifest = ckpt.load_model(folder, verify_all=False)  # verified just above
+        max_length = (manifest.get("config") or {}).get("max_length", 128)
+        probs = predict_proba(model, tokenizer, texts, tasks=[task], max_length=max_length,
+                              batch_size=batch_size, device=device)[task]
+        stage = mt.guard.get("stage")
+        source = f"model v{model_rec.version}" + (f" stage {stage}" if mt.checkpoint and stage != mt.guard.get(
+            "final_stage") else "")
+    from mothermodel.inputs import as_text
+
+    cols = {"row": ids, "text": pa.array([as_text(x) for x in texts], pa.string()),
+            "pred": pa.array([t.classes[i] for i in probs.argmax(axis=1)], pa.string())}
     for j, c in enumerate(t.classes):
         cols[f"p_{c}"] = pa.array(probs[:, j])
-    return pa.table(cols).replace_schema_metadata({"task": task, "model_version": str(model_rec.version)})
+    return pa.table(cols).replace_schema_metadata({"task": task, "model_version": str(model_rec.version),
+                                                   "source": source})

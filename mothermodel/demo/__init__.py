@@ -205,21 +205,35 @@ def _report_tick(before: dict[str, tuple], model_before: int | None, after: dict
 
 
 def _summary(reg) -> None:
-    """Test accuracy per task: label model, mother model, student; the student's batch-1 latency."""
+    """Test accuracy per task: label model, mother model, what serves the task (the guard's choice on valid),
+    student; the student's batch-1 latency."""
     from mothermodel import console
 
     model = reg.store.model()
-    rows = []
+    rows, notes = [], []
     fmt = lambda x, f=".3f": "" if x is None else format(x, f)  # noqa: E731
     for t in reg.list_tasks():
         pl = reg.store.latest_prob_labels(t["name"])
         lm = (pl.metrics.get("test") or {}).get("accuracy") if pl else None
         mm = model.metrics.get(f"{t['name']}/{t['dataset']}/test/accuracy") if model else None
+        mt = model.tasks.get(t["name"]) if model else None
+        g = (mt.guard if mt else None) or {}
+        served = ""
+        if mt and mt.served_by:
+            what = "labels" if mt.served_by == "labels" else (
+                "model" if g.get("stage") == g.get("final_stage") else f"model stage {g.get('stage')}")
+            served = what + (f" ({g['margin']:+.1f} on valid)" if g.get("margin") is not None else "")
+            if mt.served_by == "labels" or g.get("stage") != g.get("final_stage"):
+                notes.append(f"  {t['name']}: {g.get('reason', '')}")
         dep = reg.store.latest_deployable(t["name"])
         sa = dep.metrics.get(f"{t['name']}/{t['dataset']}/test/accuracy") if dep else None
         lat = dep.metrics.get("latency_ms_batch1") if dep else None
-        rows.append((t["name"], pl.model if pl else "", fmt(lm), fmt(mm), dep.student if dep else "", fmt(sa),
-                     fmt(lat, ".2f")))
+        rows.append((t["name"], pl.model if pl else "", fmt(lm), fmt(mm), served, dep.student if dep else "",
+                     fmt(sa), fmt(lat, ".2f")))
     print(f"\nTest accuracy on gold labels (model v{model.version if model else '-'}):")
-    console.table(rows, ["task", "label model", "label model acc.", "mother model acc.", "student",
-                         "student acc.", "student ms/text"])
+    console.table(rows, ["task", "label model", "label model acc.", "mother model acc.", "served by",
+                         "student", "student acc.", "student ms/text"])
+    print("The guard chose on valid, per task, among the model's stages and its labels (docs/trainer.md, "
+          "\"The guard\")" + (":" if notes else "; the final model serves every task."))
+    for n in notes:
+        print(n)
