@@ -433,18 +433,18 @@ def train_options(f):
     """The TrainConfig options `train` and `watch` share; their help quotes TrainConfig's own defaults."""
     from dataclasses import fields
 
-    from mothermodel.trainer.config import TrainConfig  # no torch: a dataclass module
+    from mothermodel.trainer.config import DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig  # no torch: a dataclass module
 
     d = {fl.name: fl.default for fl in fields(TrainConfig)}
     opts = [
         click.option("--encoder", type=click.Path(file_okay=False), default=None,
                      help="A Hugging Face model folder (default: the bundled all-MiniLM-L6-v2)."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--epochs", type=float, default=None, help=f"Passes over the training rows in the first stage (default {d['epochs']})."),
+        click.option("--epochs", type=float, default=None, help=f"Passes over the training rows in the first stage (default {DEFAULT_EPOCHS}, more for datasets under {d['small_data_rows']} rows)."),
         click.option("--max-steps", type=int, default=None, help="Optimizer steps in all (overrides --epochs)."),
         click.option("--batch-size", type=int, default=None, help=f"Examples per step (default {d['batch_size']})."),
         click.option("--max-length", type=int, default=None, help=f"Tokens per text (default {d['max_length']})."),
-        click.option("--lr", type=float, default=None, help=f"Peak encoder learning rate (default {d['lr']:g}).".replace("e-0", "e-")),
+        click.option("--lr", type=float, default=None, help=f"Peak encoder learning rate (default {DEFAULT_LR:g}; {d['small_data_lr']:.0e} under {d['small_data_rows']} rows in all).".replace("e-0", "e-")),
         click.option("--layout", type=click.Choice(["flat", "hierarchical"]), default=None,
                      help="Heads on the shared vector, or child heads reading their parent's output."),
         click.option("--mixing", type=click.Choice(["heterogeneous", "homogeneous"]), default=None,

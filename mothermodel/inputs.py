@@ -27,7 +27,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Union
 
-__all__ = ["KINDS", "DEFAULT_MARKERS", "PAIR_JOIN", "TaskInput", "InputError", "as_text"]
+__all__ = ["KINDS", "DEFAULT_MARKERS", "PAIR_JOIN", "TaskInput", "InputError", "MarkedText", "as_text"]
 
 KINDS = ("text", "pair", "markers")
 #: Markers of the first and second span: punctuation the encoder's vocabulary already has (no new tokens
@@ -41,6 +41,25 @@ Rendered = Union[str, tuple]  # one text, or a (text, text_pair) tuple
 
 class InputError(ValueError):
     """A template or a row that does not fit it; the message names the field."""
+
+
+class MarkedText(str):
+    """A rendered markers input: the text, plus where each span's opening marker starts in it.
+
+    ``marks[i]`` is the character offset of span i's opening marker, -1 where the row has no such span.
+    The mother model reads its encoder's vectors at those positions (entity-start pooling, as relation
+    classifiers do): it compares like the plain string and costs nothing to a consumer that ignores it.
+    """
+
+    marks: tuple[int, ...]
+
+    def __new__(cls, text: str, marks: Sequence[int] = ()) -> "MarkedText":
+        obj = super().__new__(cls, text)
+        obj.marks = tuple(int(m) for m in marks)
+        return obj
+
+    def __reduce__(self):  # pickles (worker processes) with its marks
+        return (MarkedText, (str(self), self.marks))
 
 
 def as_text(x: Rendered) -> str:
@@ -195,11 +214,19 @@ class TaskInput:
             if row[col] is None:
                 continue  # no span on this row: the text without that marker
             start, end = _span(row[col], col, len(text))
-            # At one offset: closing markers before opening ones, then by span order (`sorted` below reverses).
+            # At one offset: closing markers before opening ones, then by span order.
             cuts += [(start, 1, -i, opening), (end, 0, i, closing)]
-        for pos, _, _, s in sorted(cuts, reverse=True):
-            text = text[:pos] + s + text[pos:]
-        return text
+        pieces, marks, prev, size = [], [-1] * len(self.spans), 0, 0
+        for pos, is_open, key, s in sorted(cuts):
+            pieces.append(text[prev:pos])
+            size += pos - prev
+            prev = pos
+            if is_open:
+                marks[-key] = size
+            pieces.append(s)
+            size += len(s)
+        pieces.append(text[prev:])
+        return MarkedText("".join(pieces), marks)
 
     def render_columns(self, columns: Mapping[str, Sequence[Any]]) -> list[Rendered]:
         """Every row's input, from column lists (field -> values, same length)."""

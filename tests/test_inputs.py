@@ -165,7 +165,7 @@ def test_import_wrench_relation_set_sets_the_marker_template(tmp_path):
 # --- the round trip through training, the bundle, its runner and pyfunc --------------------------
 
 
-def test_template_round_trips_through_bundle_runner_and_pyfunc(rws, tmp_path):
+def test_template_round_trips_through_bundle_runner_and_pyfunc(rws, tmp_path, monkeypatch):
     from mothermodel.api import Registry
     from mothermodel.trainer.encoder import write_tiny_encoder
 
@@ -227,7 +227,8 @@ def test_template_round_trips_through_bundle_runner_and_pyfunc(rws, tmp_path):
     import mlflow.pyfunc
     import pandas as pd
 
-    mlflow.set_tracking_uri(f"sqlite:///{Path(rws) / '.mothermodel' / 'mlflow.db'}")
+    # the environment, not mlflow's process-wide setting (which later tests' commands would inherit)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{Path(rws) / '.mothermodel' / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model(f"models:/rel/{rec.mlflow_model_version}")
     assert list(model.predict(pd.DataFrame(rows))) == preds
     with pytest.raises(Exception, match="span1"):

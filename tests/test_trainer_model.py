@@ -327,3 +327,64 @@ def test_bf16_autocast_trains(enc_dir, tasks):
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast: weights stay float32
     m = evaluate(model, tok, tasks, tokens=res.tokens)
     assert min(m[t]["test"]["accuracy"] for t in m) >= 0.8, m
+
+
+def test_marked_inputs_feed_their_spans_to_the_head(enc_dir):
+    """A markers task's head reads the encoder's vectors at each opening marker (entity-start pooling): the
+    tokenizer finds the marker's token, the head's logits follow the marks, a plain head ignores them, and
+    prediction builds the same marks as training."""
+    from mothermodel.inputs import MarkedText, TaskInput
+    from mothermodel.trainer.data import tokenize
+
+    inp = TaskInput.marked("text", ["s1", "s2"])
+    rows = [{"text": "alpha beta gamma delta", "s1": [6, 10], "s2": [17, 22]},
+            {"text": "alpha beta gamma delta", "s1": [17, 22], "s2": [0, 5]},
+            {"text": "gamma", "s1": [0, 5], "s2": None}]
+    texts = [inp.render(r) for r in rows]
+    assert isinstance(texts[0], MarkedText) and texts[0] == "alpha << beta >> gamma [[ delta ]]"
+    assert [texts[0][m:m + 2] for m in texts[0].marks] == ["<<", "[["] and texts[2].marks == (0, -1)
+    cfg = tiny_config(encoder=str(enc_dir))
+    model, tok = build_model([HeadSpec("rel", ("A", "B", "C"), spans=2), HeadSpec("plain", ("x", "y"))], cfg)
+    tokens = tokenize(tok, texts, 64)
+    assert tokens.marks.shape == (3, 2) and tokens.marks[2, 1] == -1
+    for i, t in enumerate(texts):
+        ids = tokens.ids[tokens.offsets[i]:tokens.offsets[i + 1]]
+        for k, pos in enumerate(tokens.marks[i]):
+            if pos >= 0:
+                assert tok.convert_ids_to_tokens(int(ids[pos])) == ("<" if k == 0 else "[")
+    assert tokenize(tok, [str(t) for t in texts], 64).marks is None  # plain strings carry no marks
+    # Same sentence, the two pairs asked about: the marks decide the spans head's input.
+    model.eval()
+    ids = torch.tensor([tokens.ids[tokens.offsets[0]:tokens.offsets[1]]], dtype=torch.long)
+    mask = torch.ones_like(ids)
+    m = torch.from_numpy(tokens.marks[:1])
+    a, b = model(ids, mask, m), model(ids, mask, m.flip(1))
+    assert not torch.allclose(a["rel"]["logits"], b["rel"]["logits"])
+    assert torch.equal(a["plain"]["logits"], b["plain"]["logits"])
+    p = predict_proba(model, tok, texts[:1], max_length=64)
+    assert np.allclose(p["rel"], torch.softmax(a["rel"]["logits"], -1).detach().numpy(), atol=1e-5)
+    # The head's structure round-trips through a checkpoint's description; old descriptions read as before.
+    assert HeadSpec.from_dict(HeadSpec("rel", ("A", "B"), spans=2).to_dict()).spans == 2
+    assert "spans" not in HeadSpec("plain", ("x", "y")).to_dict()
+    assert head_specs([TaskData("r", ["a", "b"], ["x"], ["train"], spans=2)], span_pooling=False)[0].spans == 0
+
+
+def test_epochs_and_rate_follow_the_amount_of_data():
+    """Left unset, epochs and the encoder rate come from the data: little data gets 1e-4 and every small
+    dataset at least `small_data_epochs` passes from its share of the draws; plenty keeps the defaults; a
+    value given wins."""
+    from mothermodel.trainer.config import DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig
+    from mothermodel.trainer.data import draw_shares
+
+    big = TrainConfig().resolve([9000, 5000])
+    assert (big.epochs, big.lr) == (DEFAULT_EPOCHS, DEFAULT_LR)
+    for sizes in ([1400, 1250], [1380, 4800], [300]):
+        c = TrainConfig().resolve(sizes)
+        shares = draw_shares(sizes, c.temperature)
+        passes = [c.epochs * sum(sizes) * p / n for n, p in zip(sizes, shares) if n < c.small_data_rows]
+        assert min(passes) == pytest.approx(c.small_data_epochs, rel=1e-3) and c.epochs > DEFAULT_EPOCHS
+        assert c.lr == (c.small_data_lr if sum(sizes) < c.small_data_rows else DEFAULT_LR)
+    given = TrainConfig(epochs=2.0, lr=3e-5).resolve([300])
+    assert (given.epochs, given.lr) == (2.0, 3e-5)
+    with pytest.raises(ValueError, match="small_data_lr"):
+        TrainConfig(small_data_lr=0)

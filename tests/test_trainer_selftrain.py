@@ -79,3 +79,25 @@ def test_keep_targets_are_the_warm_models_outputs_on_the_rows_a_run_can_draw(tmp
     assert len(rows) == 35 and (topic.split[rows] == "train").all()
     want = predict_proba(model, tok, [topic.texts[i] for i in rows], tasks=["topic"], max_length=cfg.max_length)["topic"]
     np.testing.assert_allclose(kept.probs[rows], want, atol=1e-5)
+
+
+def test_warm_epochs_count_a_focus_task_in_its_own_rows():
+    """A changed child task that applies to a third of its dataset's rows gets a warm run three times as
+    long (its own rows then see `warm_epochs` passes); a task on all rows keeps `warm_epochs`; the cap holds."""
+    from mothermodel.trainer.config import TrainConfig
+    from mothermodel.trainer.data import TaskData
+    from mothermodel.trainer.selftrain import WARM_EPOCHS_CAP, warm_epochs
+
+    n = 300
+    split = np.array(["train"] * n, object)
+    probs = np.full((n, 2), 0.5, np.float32)
+    parent = TaskData("topic", ["a", "b"], ["x"] * n, split, probs=probs, dataset="d")
+    applies = (np.arange(n) % 3 == 0).astype(np.float32)
+    child = TaskData("kind", ["c", "d"], ["x"] * n, split, probs=probs, dataset="d", parent="topic",
+                     parent_class=0, applicable=applies)
+    rare = TaskData("rare", ["c", "d"], ["x"] * n, split, probs=probs, dataset="d", parent="topic",
+                    parent_class=1, applicable=(np.arange(n) == 0).astype(np.float32))
+    cfg = TrainConfig(warm_epochs=0.4)
+    assert warm_epochs([parent, child], ["topic"], cfg) == pytest.approx(0.4)
+    assert warm_epochs([parent, child], ["kind"], cfg) == pytest.approx(1.2)
+    assert warm_epochs([parent, child, rare], ["rare"], cfg) == pytest.approx(0.4 * WARM_EPOCHS_CAP)

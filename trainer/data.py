@@ -33,7 +33,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["TaskData", "Tokenized", "tokenize", "TrainingSet", "plan_batches", "Batch", "collate", "steps_for"]
+__all__ = ["TaskData", "Tokenized", "tokenize", "TrainingSet", "plan_batches", "Batch", "collate", "pad_marks",
+           "steps_for", "train_rows"]
 
 
 @dataclass
@@ -58,6 +59,8 @@ class TaskData:
         dataset: tasks with the same dataset share rows (identical texts, same
             order); None = a dataset of its own, named after the task.
         slices: slice name -> (rows,) bool membership (optional slice heads).
+        spans: how many marked spans the task's input has (mothermodel.inputs markers); its head also
+            reads the encoder's vectors at each opening marker. 0 = none.
     """
 
     name: str
@@ -72,6 +75,7 @@ class TaskData:
     applicable: Optional[np.ndarray] = None
     dataset: Optional[str] = None
     slices: dict[str, np.ndarray] = field(default_factory=dict)
+    spans: int = 0
 
     def __post_init__(self) -> None:
         n = len(self.texts)
@@ -136,10 +140,16 @@ class TaskData:
 # --------------------------------------------------------------------------- #
 @dataclass
 class Tokenized:
-    """Token ids of many texts, flat: text i is ``ids[offsets[i]:offsets[i+1]]``."""
+    """Token ids of many texts, flat: text i is ``ids[offsets[i]:offsets[i+1]]``.
+
+    ``marks`` (texts, spans) int64: for marked inputs (mothermodel.inputs.MarkedText), the token position
+    of each span's opening marker, -1 where the row has no such span or it was truncated away; None when
+    no text is marked.
+    """
 
     ids: np.ndarray  # int32
     offsets: np.ndarray  # int64, len = texts + 1
+    marks: Optional[np.ndarray] = None
 
     @property
     def lengths(self) -> np.ndarray:
@@ -155,6 +165,8 @@ def tokenize(tokenizer: Any, texts: Sequence[Any], max_length: int, chunk: int =
     of the two truncated first."""
     parts: list[np.ndarray] = []
     lengths = np.zeros(len(texts), np.int64)
+    width = max((len(getattr(t, "marks", ())) for t in texts), default=0)
+    marks = np.full((len(texts), width), -1, np.int64) if width else None
     for s in range(0, len(texts), chunk):
         raw = texts[s:s + chunk]
         pairs = any(isinstance(t, tuple) for t in raw)
@@ -164,14 +176,30 @@ def tokenize(tokenizer: Any, texts: Sequence[Any], max_length: int, chunk: int =
         else:
             first, second = ["" if t is None else str(t) for t in raw], None
         enc = tokenizer(first, second, truncation=True, max_length=max_length, padding=False,
-                        return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+                        return_attention_mask=False, return_token_type_ids=False)
+        if marks is not None:
+            _mark_tokens(enc, raw, marks[s:s + len(raw)])
+        enc = enc["input_ids"]
         for j, ids in enumerate(enc):
             lengths[s + j] = len(ids)
         parts.append(np.fromiter((t for ids in enc for t in ids), dtype=np.int32, count=int(lengths[s:s + len(enc)].sum())))
     offsets = np.zeros(len(texts) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
     ids = np.concatenate(parts) if parts else np.zeros(0, np.int32)
-    return Tokenized(ids, offsets)
+    return Tokenized(ids, offsets, marks)
+
+
+def _mark_tokens(enc: Any, raw: Sequence[Any], out: np.ndarray) -> None:
+    """Fill `out` (rows, spans) with the token holding each marked character (fast tokenizers map
+    characters to tokens; a slow one leaves -1, and the model then reads the first token)."""
+    if not getattr(enc, "is_fast", False):
+        return
+    for j, t in enumerate(raw):
+        for k, c in enumerate(getattr(t, "marks", ())):
+            if c >= 0:
+                tok = enc.char_to_token(j, c)
+                if tok is not None:
+                    out[j, k] = tok
 
 
 # --------------------------------------------------------------------------- #
@@ -246,6 +274,15 @@ class TrainingSet:
             m = d == di
             rows[m] = self.unit_rows[di][units[m] - self.unit_offsets[di]]
         return d, rows
+
+
+def train_rows(tasks: Sequence[TaskData], uncovered_weight: float = 0.0) -> dict[str, int]:
+    """Per dataset (in order of first appearance), its rows some task learns from (`TrainingSet`'s units)."""
+    w: dict[str, np.ndarray] = {}
+    for t in tasks:
+        tw = t.train_weights(uncovered_weight) > 0
+        w[t.dataset] = tw if t.dataset not in w else (w[t.dataset] | tw)
+    return {d: int(v.sum()) for d, v in w.items()}
 
 
 def steps_for(num_units: int, global_batch: int, epochs: float, max_steps: Optional[int]) -> int:
@@ -406,6 +443,8 @@ class Batch:
             for each task whose dataset has rows in the batch.
         slices: task index -> slice name -> (B,) float membership (tasks with slices only).
         size: B.
+        marks: (B, spans) int64 token positions of the opening markers (`Tokenized.marks`, 0 where a row
+            has none), or None when no row in the batch is marked.
     """
 
     input_ids: Any
@@ -413,13 +452,15 @@ class Batch:
     tasks: dict[int, tuple[Any, Any, Any]]
     slices: dict[int, dict[str, Any]]
     size: int
+    marks: Any = None
 
     def to(self, device: Any) -> "Batch":
         nb = device.type == "cuda"
         mv = lambda x: x.to(device, non_blocking=nb)  # noqa: E731
         return Batch(mv(self.input_ids), mv(self.attention_mask),
                      {k: (mv(a), mv(b), mv(c)) for k, (a, b, c) in self.tasks.items()},
-                     {k: {s: mv(m) for s, m in v.items()} for k, v in self.slices.items()}, self.size)
+                     {k: {s: mv(m) for s, m in v.items()} for k, v in self.slices.items()}, self.size,
+                     None if self.marks is None else mv(self.marks))
 
 
 def pad_ids(tokens: Sequence[Tokenized], dataset: np.ndarray, rows: np.ndarray, pad_id: int,
@@ -438,6 +479,22 @@ def pad_ids(tokens: Sequence[Tokenized], dataset: np.ndarray, rows: np.ndarray, 
         ids[i, :e - s] = tokens[d].ids[s:e]
         mask[i, :e - s] = 1
     return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+def pad_marks(tokens: Sequence[Tokenized], dataset: np.ndarray, rows: np.ndarray) -> Any:
+    """(B, spans) int64 marker positions of the given rows (0 = the first token where a row has none),
+    or None when none of their datasets is marked."""
+    import torch
+
+    width = max((tokens[d].marks.shape[1] for d in set(dataset.tolist()) if tokens[d].marks is not None), default=0)
+    if not width:
+        return None
+    out = np.zeros((len(rows), width), np.int64)
+    for i, (d, r) in enumerate(zip(dataset, rows)):
+        m = tokens[d].marks
+        if m is not None:
+            out[i, :m.shape[1]] = np.maximum(m[r], 0)
+    return torch.from_numpy(out)
 
 
 def collate(ts: TrainingSet, units: np.ndarray, pad_id: int, pad_multiple: int = 1) -> Batch:
@@ -461,4 +518,4 @@ def collate(ts: TrainingSet, units: np.ndarray, pad_id: int, pad_multiple: int =
                 m[pos] = member[r]
                 full[name] = torch.from_numpy(m)
             slices[ti] = full
-    return Batch(input_ids, attention_mask, tasks, slices, len(units))
+    return Batch(input_ids, attention_mask, tasks, slices, len(units), pad_marks(ts.tokens, d, rows))

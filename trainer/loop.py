@@ -294,6 +294,7 @@ def train(model: MotherModel, tokenizer: Any, tasks: Sequence[TaskData], config:
 
     # ---- 2. data: tokenise once, plan every step ----------------------------------------------------
     ts = TrainingSet(tasks, tokenizer, config.max_length, config.uncovered_weight, tokens=tokens)
+    config = config.resolve([len(r) for r in ts.unit_rows])  # epochs / lr left to the data (config.resolve)
     global_batch = config.batch_size * world
     focus_ds = None
     if focus is not None:
@@ -367,7 +368,7 @@ def train(model: MotherModel, tokenizer: Any, tasks: Sequence[TaskData], config:
             units = plan[step][rank::world]
             batch = collate(ts, units, pad_id, pad_multiple).to(device)
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                out = fwd(batch.input_ids, batch.attention_mask)
+                out = fwd(batch.input_ids, batch.attention_mask, batch.marks)
             loss, per_task = multitask_loss(out, batch, task_names, num_classes)
             loss.backward()
             if config.grad_clip > 0:

@@ -56,6 +56,9 @@ class HeadSpec:
         parent: the parent task in a tree (read by the hierarchical layout), or None.
         parent_class: the parent's class index this task refines, or None.
         slices: names of the task's slices (each gets an indicator and an expert).
+        spans: marked spans in the task's input (mothermodel.inputs markers): the head reads the pooled
+            vector and the encoder's vector at each span's opening marker (entity-start pooling, the
+            relation classifiers' choice: the sentence's mean says little about which pair is asked about).
     """
 
     name: str
@@ -63,25 +66,31 @@ class HeadSpec:
     parent: Optional[str] = None
     parent_class: Optional[int] = None
     slices: tuple[str, ...] = ()
+    spans: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["classes"], d["slices"] = list(self.classes), list(self.slices)
+        if not self.spans:
+            del d["spans"]  # descriptions of models without marked inputs read as before
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "HeadSpec":
         return cls(name=d["name"], classes=tuple(d["classes"]), parent=d.get("parent"),
-                   parent_class=d.get("parent_class"), slices=tuple(d.get("slices") or ()))
+                   parent_class=d.get("parent_class"), slices=tuple(d.get("slices") or ()),
+                   spans=int(d.get("spans") or 0))
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
 
-def head_specs(tasks: Sequence[Any]) -> list[HeadSpec]:
-    """HeadSpecs of TaskData-like objects (name, classes, parent, parent_class, slices)."""
-    return [HeadSpec(t.name, tuple(t.classes), t.parent, t.parent_class, tuple(sorted(getattr(t, "slices", {}) or {})))
+def head_specs(tasks: Sequence[Any], span_pooling: bool = True) -> list[HeadSpec]:
+    """HeadSpecs of TaskData-like objects (name, classes, parent, parent_class, slices, spans);
+    `span_pooling=False` gives marked tasks plain heads."""
+    return [HeadSpec(t.name, tuple(t.classes), t.parent, t.parent_class, tuple(sorted(getattr(t, "slices", {}) or {})),
+                     int(getattr(t, "spans", 0) or 0) if span_pooling else 0)
             for t in tasks]
 
 
@@ -106,12 +115,16 @@ class TaskHead(nn.Module):
         gen = torch.Generator().manual_seed(_init_seed(seed, spec.name))
         k = spec.num_classes
         self.parent_classes = parent_classes
+        self.span_dim = hidden * spec.spans
         self.indicators = nn.ModuleDict({s: _linear(hidden, 1, gen) for s in spec.slices})
         self.experts = nn.ModuleDict({s: _linear(hidden, k, gen) for s in spec.slices})
-        self.out = _linear(hidden + parent_classes + k * len(spec.slices), k, gen)
+        self.out = _linear(hidden + self.span_dim + parent_classes + k * len(spec.slices), k, gen)
 
-    def forward(self, h: torch.Tensor, parent_probs: Optional[torch.Tensor]) -> dict[str, Any]:
+    def forward(self, h: torch.Tensor, parent_probs: Optional[torch.Tensor],
+                span_h: Optional[torch.Tensor] = None) -> dict[str, Any]:
         feats = [h]
+        if self.span_dim:
+            feats.append(span_h[:, :self.span_dim])
         if self.parent_classes:
             feats.append(parent_probs)
         res: dict[str, Any] = {}
@@ -211,18 +224,28 @@ class MotherModel(nn.Module):
         """Use a torch.compile'd encoder forward (GPU; dynamic shapes for bucketed batches)."""
         self.__dict__["_encode_fn"] = torch.compile(self.encoder, dynamic=True)
 
-    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, H) float32 sentence vectors."""
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+             marks: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(B, H) float32 sentence vectors, and (B, spans * H) the vectors at the marker positions
+        `marks` (B, spans) when a head reads spans (None otherwise)."""
         enc = self.__dict__["_encode_fn"] or self.encoder
         hs = enc(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        spans = max((s.spans for s in self.specs.values()), default=0)
+        span_h = None
+        if spans:
+            pos = torch.zeros((hs.shape[0], spans), dtype=torch.long, device=hs.device)
+            if marks is not None:  # no marks (e.g. a text without markers): the first token stands in
+                k = min(spans, marks.shape[1])
+                pos[:, :k] = marks[:, :k].clamp(0, hs.shape[1] - 1)
+            span_h = hs.gather(1, pos.unsqueeze(-1).expand(-1, -1, hs.shape[-1])).flatten(1).float()
         if self.pooling == "cls":
-            return hs[:, 0].float()
+            return hs[:, 0].float(), span_h
         m = attention_mask.unsqueeze(-1).to(hs.dtype)
         # sum in float32: bf16 sums over hundreds of tokens lose digits
-        return (hs * m).float().sum(1) / m.float().sum(1).clamp_min(1.0)
+        return (hs * m).float().sum(1) / m.float().sum(1).clamp_min(1.0), span_h
 
-    def heads_forward(self, h: torch.Tensor) -> dict[str, dict[str, Any]]:
-        """Every head on pooled vectors `h` (B, H), parents first."""
+    def heads_forward(self, h: torch.Tensor, span_h: Optional[torch.Tensor] = None) -> dict[str, dict[str, Any]]:
+        """Every head on pooled vectors `h` (B, H) (and marker vectors `span_h`), parents first."""
         out: dict[str, dict[str, Any]] = {}
         for name in self._order:
             spec = self.specs[name]
@@ -230,12 +253,13 @@ class MotherModel(nn.Module):
             pp = None
             if head.parent_classes:
                 pp = torch.softmax(out[spec.parent]["logits"].float(), dim=-1).detach()
-            out[name] = head(h, pp)
+            out[name] = head(h, pp, span_h)
         return out
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, dict[str, Any]]:
-        h = self.drop(self.pool(input_ids, attention_mask))
-        return self.heads_forward(h)
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                marks: Optional[torch.Tensor] = None) -> dict[str, dict[str, Any]]:
+        h, span_h = self.pool(input_ids, attention_mask, marks)
+        return self.heads_forward(self.drop(h), None if span_h is None else self.drop(span_h))
 
     # ------------------------------------------------------------ description
     def describe(self) -> dict[str, Any]:

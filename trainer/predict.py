@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from mothermodel.defaults import resolve_device
-from mothermodel.trainer.data import Tokenized, pad_ids, tokenize
+from mothermodel.trainer.data import Tokenized, pad_ids, pad_marks, tokenize
 
 __all__ = ["predict_proba", "predict_tokens"]
 
@@ -45,8 +45,9 @@ def predict_tokens(model: Any, tokens: Tokenized, *, tasks: Optional[Sequence[st
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
             ids, mask = pad_ids([tokens], zeros[idx], rows[idx], pad_id, 8 if device.type == "cuda" else 1)
+            marks = pad_marks([tokens], zeros[idx], rows[idx])
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                res = model(ids.to(device), mask.to(device))
+                res = model(ids.to(device), mask.to(device), None if marks is None else marks.to(device))
             for n in names:
                 out[n][idx] = torch.softmax(res[n]["logits"].float(), dim=-1).cpu().numpy()
     finally:

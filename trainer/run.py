@@ -122,13 +122,15 @@ def task_data(store: RegistryStore, snap: Snapshot, lin: dict[str, Lineage]) -> 
     for n, li in lin.items():
         t = snap.tasks[n]
         pl = store.read_prob_labels(store.prob_labels(n, li.prob_label_version), with_text=True)
+        inp = t.input
         in_tree = t.parent in lin and t.parent_class and rows_key(snap.tasks[t.parent]) == rows_key(t)
         out.append(TaskData(
             name=n, classes=list(t.classes), texts=pl.texts, split=pl.split, probs=pl.probs, covered=pl.covered,
             gold=pl.gold, dataset=rows_key(t),
             parent=t.parent if in_tree else None,
             parent_class=snap.tasks[t.parent].classes.index(t.parent_class) if in_tree else None,
-            applicable=pl.applicable if in_tree else None))
+            applicable=pl.applicable if in_tree else None,
+            spans=len(inp.spans) if inp is not None and inp.kind == "markers" else 0))
     return out
 
 
@@ -177,7 +179,10 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
     from mothermodel.trainer.tracking import Tracker
 
     tasks = task_data(store, snap, lin)
-    specs = head_specs(tasks)
+    from mothermodel.trainer.data import train_rows
+
+    config = config.resolve(list(train_rows(tasks, config.uncovered_weight).values()))  # epochs / lr where left to the data
+    specs = head_specs(tasks, config.span_pooling)
     warm = None
     if warm_ok:
         # verify_all=False: verify_recorded above checked every file against the recorded manifest
