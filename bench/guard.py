@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -49,8 +50,7 @@ def acc(metrics: dict, split: str):
 
 def run_group(names: list[str], args: argparse.Namespace) -> dict:
     ws = args.ws_root / "+".join(names)
-    if ws.exists():
-        subprocess.run(["rm", "-rf", str(ws)], check=True)
+    shutil.rmtree(ws, ignore_errors=True)
     subprocess.run([*CLI, "init", str(ws)], check=True, capture_output=True)
     out: dict = {"tasks": {}, "seconds": {}}
     for n in names:

@@ -374,17 +374,21 @@ def test_epochs_and_rate_follow_the_amount_of_data():
     dataset at least `small_data_epochs` passes from its share of the draws; plenty keeps the defaults; a
     value given wins."""
     from mothermodel.trainer.config import DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig
-    from mothermodel.trainer.data import draw_shares
+    from mothermodel.trainer.data import draw_shares, resolve_config
 
-    big = TrainConfig().resolve([9000, 5000])
+    def tasks(sizes):  # one task a dataset, every row a covered train row
+        return [TaskData(f"t{i}", ["a", "b"], ["x"] * n, ["train"] * n, probs=np.full((n, 2), 0.5))
+                for i, n in enumerate(sizes)]
+
+    big = resolve_config(TrainConfig(), tasks([9000, 5000]))
     assert (big.epochs, big.lr) == (DEFAULT_EPOCHS, DEFAULT_LR)
     for sizes in ([1400, 1250], [1380, 4800], [300]):
-        c = TrainConfig().resolve(sizes)
+        c = resolve_config(TrainConfig(), tasks(sizes))
         shares = draw_shares(sizes, c.temperature)
         passes = [c.epochs * sum(sizes) * p / n for n, p in zip(sizes, shares) if n < c.small_data_rows]
         assert min(passes) == pytest.approx(c.small_data_epochs, rel=1e-3) and c.epochs > DEFAULT_EPOCHS
         assert c.lr == (c.small_data_lr if sum(sizes) < c.small_data_rows else DEFAULT_LR)
-    given = TrainConfig(epochs=2.0, lr=3e-5).resolve([300])
+    given = resolve_config(TrainConfig(epochs=2.0, lr=3e-5), tasks([300]))
     assert (given.epochs, given.lr) == (2.0, 3e-5)
     with pytest.raises(ValueError, match="small_data_lr"):
         TrainConfig(small_data_lr=0)

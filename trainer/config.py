@@ -19,7 +19,7 @@ Tests override them with tiny values.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from mothermodel.defaults import DEFAULT_SEED
 
@@ -69,7 +69,7 @@ class TrainConfig(Config):
             `max_steps` is set. One epoch = as many draws as there are training rows.
             None = `DEFAULT_EPOCHS`, raised where needed so that every dataset with
             fewer than `small_data_rows` rows gets `small_data_epochs` passes
-            (`resolve`).
+            (`data.resolve_config`).
         max_steps: optimizer steps in all; None = from `epochs`.
         lr: peak learning rate of the encoder. None = `DEFAULT_LR`, or
             `small_data_lr` when the run has fewer than `small_data_rows` rows.
@@ -181,32 +181,6 @@ class TrainConfig(Config):
     log_every: int = 10
     eval_batch_size: int = 128
     num_threads: Optional[int] = None
-
-    def resolve(self, sizes: Sequence[int]) -> "TrainConfig":
-        """This config with `epochs` and `lr` set (where None) for datasets of `sizes` training rows.
-
-        The rate: `small_data_lr` when the rows in all are fewer than `small_data_rows`, else
-        `DEFAULT_LR`. The epochs: `DEFAULT_EPOCHS`, or more where a dataset under `small_data_rows` rows
-        would otherwise get fewer than `small_data_epochs` passes from its share of the draws
-        (``n ** (1/temperature)``, as `data.draw_shares`): too few steps was why small relation and
-        non-English sets lost to their labels (docs/trainer.md, "How many steps")."""
-        if self.epochs is not None and self.lr is not None:
-            return self
-        sizes = [int(n) for n in sizes if n > 0]
-        total = sum(sizes)
-        lr = self.lr
-        if lr is None:
-            lr = self.small_data_lr if 0 < total < self.small_data_rows else DEFAULT_LR
-        epochs = self.epochs
-        if epochs is None:
-            epochs = DEFAULT_EPOCHS
-            z = sum(n ** (1.0 / self.temperature) for n in sizes)
-            for n in sizes:
-                if n < self.small_data_rows:
-                    share = n ** (1.0 / self.temperature) / z
-                    epochs = max(epochs, self.small_data_epochs * n / (total * share))
-            epochs = round(epochs, 3)
-        return self.replace(epochs=epochs, lr=lr)
 
     def __post_init__(self) -> None:
         def bad(field: str, why: str) -> ValueError:

@@ -33,8 +33,10 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from mothermodel.trainer.config import DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig
+
 __all__ = ["TaskData", "Tokenized", "tokenize", "TrainingSet", "plan_batches", "Batch", "collate", "pad_marks",
-           "steps_for", "train_rows"]
+           "steps_for", "train_rows", "resolve_config"]
 
 
 @dataclass
@@ -248,13 +250,8 @@ class TrainingSet:
             else:
                 self.targets.append(t.clean_probs())
             self.weights.append(t.train_weights(uncovered_weight))
-        self.unit_rows = []
-        for di in range(len(self.datasets)):
-            w = np.zeros(len(self.tokens[di]), np.float32)
-            for ti, t in enumerate(self.tasks):
-                if self.task_dataset[ti] == di:
-                    w = np.maximum(w, self.weights[ti])
-            self.unit_rows.append(np.flatnonzero(w > 0))
+        units = _unit_rows(self.tasks, self.weights)
+        self.unit_rows = [units[d] for d in self.datasets]
         self.unit_offsets = np.zeros(len(self.datasets) + 1, np.int64)
         np.cumsum([len(r) for r in self.unit_rows], out=self.unit_offsets[1:])
 
@@ -276,13 +273,45 @@ class TrainingSet:
         return d, rows
 
 
+def _unit_rows(tasks: Sequence[TaskData], weights: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per dataset (in order of first appearance), the rows some task has a non-zero weight on."""
+    any_w: dict[str, np.ndarray] = {}
+    for t, w in zip(tasks, weights):
+        any_w[t.dataset] = (w > 0) if t.dataset not in any_w else (any_w[t.dataset] | (w > 0))
+    return {d: np.flatnonzero(m) for d, m in any_w.items()}
+
+
 def train_rows(tasks: Sequence[TaskData], uncovered_weight: float = 0.0) -> dict[str, int]:
-    """Per dataset (in order of first appearance), its rows some task learns from (`TrainingSet`'s units)."""
-    w: dict[str, np.ndarray] = {}
-    for t in tasks:
-        tw = t.train_weights(uncovered_weight) > 0
-        w[t.dataset] = tw if t.dataset not in w else (w[t.dataset] | tw)
-    return {d: int(v.sum()) for d, v in w.items()}
+    """Per dataset (in order of first appearance), how many rows some task learns from (`TrainingSet`'s
+    units)."""
+    units = _unit_rows(tasks, [t.train_weights(uncovered_weight) for t in tasks])
+    return {d: len(r) for d, r in units.items()}
+
+
+def resolve_config(config: TrainConfig, tasks: Sequence[TaskData]) -> TrainConfig:
+    """`config` with `epochs` and `lr` set where they are None, from the rows `tasks` learn
+    from (`train_rows`).
+
+    The rate: `small_data_lr` when the rows in all are fewer than `small_data_rows`, else `DEFAULT_LR`.
+    The epochs: `DEFAULT_EPOCHS`, or more where a dataset under `small_data_rows` rows would otherwise get
+    fewer than `small_data_epochs` passes from its share of the draws (`draw_shares`' rule): too few steps
+    was why small relation and non-English sets lost to their labels (docs/trainer.md, "How many steps")."""
+    if config.epochs is not None and config.lr is not None:
+        return config
+    sizes = [n for n in train_rows(tasks, config.uncovered_weight).values() if n > 0]
+    total = sum(sizes)
+    lr = config.lr
+    if lr is None:
+        lr = config.small_data_lr if 0 < total < config.small_data_rows else DEFAULT_LR
+    epochs = config.epochs
+    if epochs is None:
+        epochs = DEFAULT_EPOCHS
+        if sizes:
+            shares = _dataset_probs(sizes, config.temperature)
+            epochs = max([epochs] + [config.small_data_epochs * n / (total * p)
+                                     for n, p in zip(sizes, shares) if n < config.small_data_rows])
+        epochs = round(float(epochs), 3)
+    return config.replace(epochs=epochs, lr=lr)
 
 
 def steps_for(num_units: int, global_batch: int, epochs: float, max_steps: Optional[int]) -> int:

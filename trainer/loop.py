@@ -47,7 +47,8 @@ from mothermodel.defaults import resolve_device
 from mothermodel.errors import UserError
 from mothermodel.trainer import checkpoint as ckpt
 from mothermodel.trainer.config import TrainConfig, native_bf16
-from mothermodel.trainer.data import TaskData, Tokenized, TrainingSet, collate, plan_batches, round_units, steps_for
+from mothermodel.trainer.data import (TaskData, Tokenized, TrainingSet, collate, plan_batches, resolve_config,
+                                      round_units, steps_for)
 from mothermodel.trainer.model import MotherModel
 
 __all__ = ["StepInfo", "StepBar", "TrainResult", "DistInfo", "setup_distributed", "soft_cross_entropy", "multitask_loss",
@@ -293,8 +294,8 @@ def train(model: MotherModel, tokenizer: Any, tasks: Sequence[TaskData], config:
         raise ValueError(f"tasks without a head in the model: {missing}")
 
     # ---- 2. data: tokenise once, plan every step ----------------------------------------------------
+    config = resolve_config(config, tasks)  # epochs / lr left to the data
     ts = TrainingSet(tasks, tokenizer, config.max_length, config.uncovered_weight, tokens=tokens)
-    config = config.resolve([len(r) for r in ts.unit_rows])  # epochs / lr left to the data (config.resolve)
     global_batch = config.batch_size * world
     focus_ds = None
     if focus is not None:

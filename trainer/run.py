@@ -179,9 +179,9 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
     from mothermodel.trainer.tracking import Tracker
 
     tasks = task_data(store, snap, lin)
-    from mothermodel.trainer.data import train_rows
+    from mothermodel.trainer.data import resolve_config
 
-    config = config.resolve(list(train_rows(tasks, config.uncovered_weight).values()))  # epochs / lr where left to the data
+    config = resolve_config(config, tasks)  # epochs / lr where left to the data, as recorded below
     specs = head_specs(tasks, config.span_pooling)
     warm = None
     if warm_ok:

@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from mothermodel.trainer.config import TrainConfig
-from mothermodel.trainer.data import TaskData, Tokenized, tokenize, train_rows
+from mothermodel.trainer.data import TaskData, Tokenized, resolve_config, tokenize, train_rows
 from mothermodel.trainer.loop import StepInfo, TrainResult, train
 from mothermodel.trainer.predict import predict_tokens
 
@@ -143,9 +143,10 @@ def warm_epochs(tasks: Sequence[TaskData], focus: Sequence[str], config: TrainCo
     lengthened until every focus task sees `warm_epochs` passes over its weighted rows (at most
     `WARM_EPOCHS_CAP` times)."""
     rows = train_rows(tasks, config.uncovered_weight)
+    focus = set(focus)
     ratio = 1.0
     for t in tasks:
-        if t.name in set(focus) and t.probs is not None:
+        if t.name in focus and t.probs is not None:
             w = float(t.train_weights(config.uncovered_weight).sum())
             if w > 0:
                 ratio = max(ratio, rows[t.dataset] / w)
@@ -170,7 +171,7 @@ def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConf
     from mothermodel.trainer import checkpoint as ckpt
 
     root = Path(checkpoint_dir) if checkpoint_dir else None
-    config = config.resolve(list(train_rows(tasks, config.uncovered_weight).values()))  # before the rounds scale lr
+    config = resolve_config(config, tasks)  # before the rounds scale lr
     results: list[TrainResult] = []
     stage_tasks: Sequence[TaskData] = tasks
     offset = 0
