@@ -96,11 +96,40 @@ def size_bytes(manifest: dict[str, Any]) -> int:
     return int(sum(f["bytes"] for f in manifest["files"].values()))
 
 
+def _check_replaceable(out: Path) -> None:
+    """UserError unless `out` is absent, an empty folder, or an earlier bundle and nothing else.
+
+    Replacing a folder deletes it whole, so only one this command could have written qualifies: its
+    manifest is a mothermodel bundle's and it holds exactly the files that manifest lists (a file of
+    the user's beside them, say a copy of run_bundle.py, makes it the user's folder).
+    """
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise UserError(f"--out: {out} exists and is not a folder; choose another (nothing was written)")
+    names = {p.name for p in out.iterdir()}
+    if not names:
+        return
+    why = None
+    try:
+        m = json.loads((out / "manifest.json").read_text())
+        listed = set(m["files"]) | {"manifest.json"} if isinstance(m, dict) and m.get("format") == FORMAT else None
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = None
+    if listed is None:
+        why = "is not an empty folder or an earlier mothermodel bundle"
+    elif names - listed:
+        why = f"holds files that are not the earlier bundle's ({', '.join(sorted(names - listed)[:3])})"
+    elif any(not (out / n).is_file() or (out / n).is_symlink() for n in names):
+        why = "holds something other than the earlier bundle's files"
+    if why:
+        raise UserError(f"--out: {out} {why}; choose another folder (nothing was written or removed)")
+
+
 def copy_to(src: Path, out: Path) -> dict[str, Any]:
     """Copy the verified bundle `src` to `out` atomically; `out` must be absent, empty, or a bundle."""
     manifest = verify(src)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "manifest.json").is_file())):
-        raise UserError(f"--out: {out} exists and is not an empty folder or a bundle; choose another")
+    _check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{out.name}-", dir=out.parent))
     try:

@@ -135,7 +135,8 @@ def distill(store: RegistryStore, task: str, config: DistillConfig, options: Dis
             logging.getLogger(noisy).setLevel(logging.WARNING)
         uri = _tracking_uri(store, options)
         ws = store.ws
-        with Tracker(uri, artifact_location=ws.mlflow_artifact_uri, run_name=f"distill {task} ({config.student})",
+        with Tracker(uri, artifact_location=ws.mlflow_artifact_uri,
+                     run_name=f"distill {task}: {config.student} student of model v{model_rec.version}",
                      tags={"mothermodel.kind": "distill", "mothermodel.task": task,
                            "mothermodel.workspace": str(ws.root)}) as tracker:
             removed = _cleanup(store, task, tracker.client, tracker.experiment_id, tracker.run_id)
@@ -254,7 +255,8 @@ def _distill(store: RegistryStore, t, model_rec, config: DistillConfig, options:
                                   path=str(final.relative_to(ws.home)), content_hash=content_hash,
                                   mlflow_model_version=version, metrics=metrics)
     tracker.set_tags({"mothermodel.deployable_version": str(rec.version), "mothermodel.registered_version": version,
-                      **tags})
+                      "mlflow.runName": f"distill {task} v{rec.version}: {config.student} student of model "
+                                        f"v{model_rec.version}", **tags})
     echo(f"deployable {task} v{rec.version}: {config.student} student taught by {source['name']}, registered as "
          f"MLflow model {task} version {version}; {_summary(scores)}")
     return {"task": task, "deployable_version": rec.version, "model_version": model_rec.version,

@@ -70,10 +70,12 @@ def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
     ds = snap.datasets[t.dataset]
     entries = label_files.read_checked(store.ws, m.path, m.content_hash)
     data = store.read_dataset(ds)
-    gcol = ds.gold_column(task)
+    from mothermodel.registry import gold as gold_rule
+
+    gold, gold_warning = gold_rule.resolve(data, t, ds)  # class names or indices, checked (registry/gold.py)
     cols = {"row": data.column("_row")}
     cols["split"] = data.column(ds.split_field) if ds.split_field else pa.array(["all"] * data.num_rows)
-    cols["gold"] = data.column(gcol).cast(pa.int64()) if gcol else pa.nulls(data.num_rows, pa.int64())
+    cols["gold"] = pa.array(gold, pa.int64()) if gold is not None else pa.nulls(data.num_rows, pa.int64())
     rows_tbl = pa.table(cols)
     if split is not None and split not in set(cols["split"].to_pylist()):
         raise UserError(f"--split: no rows in split {split!r}")
@@ -130,11 +132,14 @@ def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
         })
     names = [s.name for s in t.sources]
     groups = _near_duplicates(pairs, names, len(t.classes))
-    return {"task": task, "label_matrix_version": m.version, "split": split or "all", "num_rows": n,
-            "coverage": (totals[0] / n) if n else 0.0, "gold": gcol is not None, "lfs": lfs,
-            **regime_figures([lf["overlap_rows"] for lf in lfs], n, totals[1], totals[2],
-                             confirm_rows=[lf["confirm_rows"] for lf in lfs]),
-            "near_duplicate_groups": [[names[j] for j in g] for g in groups]}
+    out = {"task": task, "label_matrix_version": m.version, "split": split or "all", "num_rows": n,
+           "coverage": (totals[0] / n) if n else 0.0, "gold": gold is not None, "lfs": lfs,
+           **regime_figures([lf["overlap_rows"] for lf in lfs], n, totals[1], totals[2],
+                            confirm_rows=[lf["confirm_rows"] for lf in lfs]),
+           "near_duplicate_groups": [[names[j] for j in g] for g in groups]}
+    if gold_warning:
+        out["warnings"].append(gold_warning)
+    return out
 
 
 def _near_duplicates(pairs: dict, names: list[str], k: int) -> list[list[int]]:

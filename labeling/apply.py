@@ -3,13 +3,20 @@
 - Declarative LFs (keyword, regex, threshold) become one SQL query that DuckDB
   runs in a single pass over the table: no Python call per row.
 - Python LFs run in a process pool over chunks of rows, every core busy.
-- Fault isolation: an LF that raises, returns a non-integer or out-of-range
-  label, runs past its time limit on a row, or allocates past its worker's
-  memory limit (MemoryError) is reported per LF (rows affected, first
-  traceback); those outputs become abstains and every other output is kept.
-  Nothing here writes files: the label store does, atomically.
-- Worker processes die with the applier: a `label apply` killed with SIGKILL
-  leaves no orphaned worker behind (Linux: PR_SET_PDEATHSIG).
+- Fault isolation: an LF that raises (sys.exit() included), returns a
+  non-integer or out-of-range label, runs past its time limit on a row, or
+  allocates past its worker's memory limit (MemoryError) is reported per LF
+  (rows affected, first traceback); those outputs become abstains and every
+  other output is kept. An LF that kills its worker (os._exit, a native
+  crash), ignores the time limit (the worker is killed from outside), fails
+  on every row, or (declarative) names a missing or wrongly typed column is
+  stopped as a whole: `LFReport.fatal` says why, none of its votes are kept,
+  and the other LFs still land. Nothing here writes files: the label store
+  does, atomically.
+- Worker processes run in their own session and die with the applier: a
+  `label apply` killed with SIGKILL leaves no orphaned worker behind (Linux:
+  PR_SET_PDEATHSIG), and when it ends, each worker's process group (whatever
+  its LFs started) is killed.
 """
 
 from __future__ import annotations
@@ -18,8 +25,7 @@ import os
 import signal
 import sys
 import traceback
-from collections import namedtuple
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque, namedtuple
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -33,19 +39,20 @@ class ApplyConfig:
     """How LFs are applied.
 
     Attributes:
-        n_jobs: worker processes for Python LFs (None: every core; 1: one worker, or this
-            process itself when lf_memory_mb is 0).
+        n_jobs: worker processes for Python LFs (None: every core). Python LFs always run in
+            worker processes, never in the applier, so that one can be killed from outside.
         chunk_size: rows per work unit sent to a worker.
         lf_timeout_s: time limit for one LF on one row; past it the row is an abstain
-            and the LF is reported (0 disables the limit).
+            and the LF is reported (0 disables the limit). A call that does not stop
+            (it swallows the interruption, or sits in native code) gets its worker
+            killed after 2 * lf_timeout_s + 1 s, and the LF is stopped (fatal "timeout").
         lf_memory_mb: memory limit for each worker process running Python LFs, in MB of
             address space on top of what the worker inherits from the applier when it is
-            forked (RLIMIT_AS, on platforms that have it). An allocation past it raises
-            MemoryError inside the LF: that row is an abstain and the LF is reported as
-            raising, like any failing LF. When set, Python LFs always run in a worker
-            process (never in the applier itself, whose memory the limit would cap).
-            0 disables the limit (needed by LFs that initialise CUDA, which reserves far
-            more address space than it uses). Engine "local" only (a Dask worker has its
+            forked (RLIMIT_AS soft and hard limits, on platforms that have it: an LF cannot
+            raise it). An allocation past it raises MemoryError inside the LF: that row is
+            an abstain and the LF is reported as raising, like any failing LF. 0 disables
+            the limit (needed by LFs that initialise CUDA, which reserves far more address
+            space than it uses). Engine "local" only (a Dask worker has its
             own memory_limit).
         progress: show a progress bar (rich) on a terminal, plain lines otherwise.
         engine: "local" (this machine's cores) or "dask" (a Dask cluster; see dask_apply).
@@ -63,7 +70,14 @@ class ApplyConfig:
 
 @dataclass
 class LFReport:
-    """What went wrong with one LF during an apply (all zero when nothing did)."""
+    """What went wrong with one LF during an apply (all zero when nothing did).
+
+    `fatal` is set when the LF as a whole failed, so that none of its votes were kept:
+    "crashed" (its worker process died in it: os._exit, a segfault), "timeout" (a call
+    ignored the time limit and its worker was killed), "every row" (it failed on every
+    row), "unusable" (a declarative source whose column is missing or of the wrong type).
+    A fatal fault makes `label apply` exit 1 after recording every healthy output;
+    faults on some rows only do not (unless --strict)."""
 
     name: str
     raised: int = 0
@@ -72,23 +86,61 @@ class LFReport:
     out_of_range: int = 0
     first_row: int | None = None
     first_error: str | None = None
+    crashed: int = 0  # rows whose votes were dropped because the LF was stopped (see `fatal`)
+    fatal: str | None = None
 
     @property
     def failed_rows(self) -> int:
-        return self.raised + self.timed_out + self.bad_type + self.out_of_range
+        return self.raised + self.timed_out + self.bad_type + self.out_of_range + self.crashed
 
     def merge(self, other: "LFReport") -> None:
         self.raised += other.raised
         self.timed_out += other.timed_out
         self.bad_type += other.bad_type
         self.out_of_range += other.out_of_range
+        self.crashed += other.crashed
         if self.first_error is None and other.first_error is not None:
             self.first_row, self.first_error = other.first_row, other.first_error
+        self.fatal = self.fatal or other.fatal
+
+    def drop(self, reason: str, num_rows: int, error: str | None = None, row: int | None = None) -> None:
+        """Mark the whole LF failed: every one of its `num_rows` rows counts as failed."""
+        if self.fatal is None:
+            self.fatal = reason
+            if error is not None:  # the cause goes first: it explains the other counts
+                self.first_row, self.first_error = row, error
+        self.crashed = max(0, num_rows - (self.raised + self.timed_out + self.bad_type + self.out_of_range))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "failed_rows": self.failed_rows, "raised": self.raised,
                 "timed_out": self.timed_out, "bad_type": self.bad_type, "out_of_range": self.out_of_range,
-                "first_row": self.first_row, "first_error": self.first_error}
+                "first_row": self.first_row, "first_error": self.first_error, "crashed": self.crashed,
+                "fatal": self.fatal}
+
+
+def raise_if_lfs_stopped(result: dict[str, Any]) -> None:
+    """After a `label apply` result is shown: exit 1 when an LF was stopped as a whole (`LFReport.fatal`),
+    so that cron, systemd and `watch` notice; faults on some rows only do not (see --strict)."""
+    from mothermodel.errors import CommandFailed
+
+    stopped = [f"{t['task']}/{f['name']} ({f['fatal']})" for t in result.get("tasks", [])
+               for f in t.get("faults", []) if f.get("fatal")]
+    if stopped:
+        raise CommandFailed(f"{len(stopped)} LF(s) stopped, none of their votes kept: {', '.join(stopped[:5])}"
+                            f"{', ...' if len(stopped) > 5 else ''}; every other output was recorded")
+
+
+def drop_fatal(applied: "Applied", num_rows: int) -> "Applied":
+    """Mark LFs that failed on every row as fatal, and drop every vote of a fatal LF
+    (a stopped LF keeps no partial votes, so the result does not depend on scheduling)."""
+    for rep in applied.reports.values():
+        if num_rows and rep.fatal is None and rep.failed_rows >= num_rows:
+            rep.drop("every row", num_rows)
+    bad = [j for j, n in enumerate(applied.sources) if applied.reports.get(n) and applied.reports[n].fatal]
+    if bad:
+        keep = ~np.isin(applied.cols, np.asarray(bad, np.int32))
+        applied.rows, applied.cols, applied.labels = applied.rows[keep], applied.cols[keep], applied.labels[keep]
+    return applied
 
 
 @dataclass
@@ -115,13 +167,19 @@ def _vm_bytes() -> int | None:
 
 
 def _init_worker(parent_pid: int, memory_mb: int) -> None:
-    """Pool initializer: die with the applier, and cap this worker's memory.
+    """Worker start: its own session, die with the applier, LF prints to stderr, a hard memory cap.
 
-    Without the first, a SIGKILLed `label apply` left its workers blocked on
-    the task queue forever. The cap counts from the size the worker inherited
-    at fork (the applier's numpy/pyarrow/duckdb mappings are already there),
-    so `memory_mb` is what LFs may add.
+    Its own session (process group): whatever an LF starts is killed with the
+    group when the applier is done with the worker. Without PDEATHSIG a
+    SIGKILLed `label apply` left its workers behind. The cap counts from the
+    size the worker inherited at fork (the applier's numpy/pyarrow/duckdb
+    mappings are already there), so `memory_mb` is what LFs may add; it is set
+    as the hard limit too, which an LF cannot raise again.
     """
+    try:
+        os.setsid()
+    except OSError:
+        pass
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -131,6 +189,7 @@ def _init_worker(parent_pid: int, memory_mb: int) -> None:
             pass
     if os.getppid() != parent_pid:  # the applier died before prctl took effect
         os._exit(1)
+    os.dup2(2, 1)  # print() in an LF must not reach the applier's stdout (--json)
     if memory_mb and memory_mb > 0:
         try:
             import resource
@@ -144,7 +203,7 @@ def _init_worker(parent_pid: int, memory_mb: int) -> None:
         if hard != resource.RLIM_INFINITY:
             limit = min(limit, hard)
         try:
-            resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         except (ValueError, OSError):  # e.g. macOS refuses RLIMIT_AS: run without the cap
             pass
 
@@ -161,10 +220,13 @@ class _Watchdog:
 
     TICKS = 10
 
-    def __init__(self, timeout: float):
+    def __init__(self, timeout: float, share=None):
         self.timeout, self.calls, self.in_call, self.seen, self.stale = timeout, 0, False, -1, 0
+        self.share = share  # shared with the applier: it kills a worker whose count stops moving
 
     def __call__(self, signum, frame):
+        if self.share is not None:
+            self.share[0] = self.calls
         if not self.in_call or self.calls != self.seen:
             self.seen, self.stale = self.calls, 0
             return
@@ -194,20 +256,41 @@ def row_type(columns: Sequence[str]):
 _STATE: dict[str, Any] = {}
 
 
-def _run_chunk(start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[LFReport]]:
-    """Worker side of the local applier: rows start..stop of the inherited state."""
+def _run_chunk(start: int, stop: int, idx: Sequence[int], share=None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[LFReport]]:
+    """Worker side of the local applier: LFs `idx` on rows start..stop of the inherited state."""
     columns: dict[str, list] = _STATE["columns"]
     Row, fields = _STATE["row_type"]
-    data = [Row(*vals) for vals in zip(*(columns[f][start:stop] for f in fields))]
-    return label_rows(_STATE["lfs"], data, _STATE["row_ids"][start:stop], _STATE["cardinality"], _STATE["timeout"])
+    data = [Row(*vals) for vals in zip(*(columns[f][start:stop] for f in fields))] if fields \
+        else [Row() for _ in range(stop - start)]
+    r, c, lab, reps = label_rows([_STATE["lfs"][j] for j in idx], data, _STATE["row_ids"][start:stop],
+                                 _STATE["cardinality"], _STATE["timeout"], share)
+    return r, np.asarray(idx, np.int32)[c] if len(c) else c, lab, reps
+
+
+def _worker_main(conn, share, parent_pid: int, memory_mb: int) -> None:
+    """A local worker: (start, stop, LF indices) requests in, results out, until None or EOF."""
+    _init_worker(parent_pid, memory_mb)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            break
+        if msg is None:
+            break
+        conn.send(_run_chunk(*msg, share=share))
+    conn.close()
 
 
 def label_rows(lfs: Sequence[LabelingFunction], data: Sequence[Any], row_ids: Sequence[int], cardinality: int,
-               timeout: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[LFReport]]:
+               timeout: float, share=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[LFReport]]:
     """Apply `lfs` to row objects `data` with fault isolation; any engine's workers call this.
 
     Returns sparse (rows, lf index, labels) and one report per LF. The time
     limit uses SIGALRM, so it applies when called in a process's main thread.
+    `share` (3 ints shared with the applier, or None): [calls counted at the last
+    timer tick, index of the LF running, calls before that LF started], so the
+    applier can tell which LF and row a dead or stuck worker was in.
     """
     import threading
 
@@ -215,12 +298,14 @@ def label_rows(lfs: Sequence[LabelingFunction], data: Sequence[Any], row_ids: Se
     reports = [LFReport(lf.name) for lf in lfs]
     use_timer = (timeout > 0 and hasattr(signal, "setitimer")
                  and threading.current_thread() is threading.main_thread())
-    dog = _Watchdog(timeout)
+    dog = _Watchdog(timeout, share)
     if use_timer:
         dog.start()
     try:
         for j, lf in enumerate(lfs):
             rep = reports[j]
+            if share is not None:
+                share[1], share[2] = j, dog.calls
             for i, x in enumerate(data):
                 try:
                     dog.calls += 1
@@ -234,7 +319,7 @@ def label_rows(lfs: Sequence[LabelingFunction], data: Sequence[Any], row_ids: Se
                     if rep.first_error is None:
                         rep.first_row, rep.first_error = row_ids[i], f"timed out after {timeout} s"
                     continue
-                except Exception:  # noqa: BLE001 - isolate any LF failure
+                except (Exception, SystemExit):  # noqa: BLE001 - isolate any LF failure, sys.exit() too
                     rep.raised += 1
                     if rep.first_error is None:
                         rep.first_row, rep.first_error = row_ids[i], traceback.format_exc(limit=-3)
@@ -302,9 +387,7 @@ def progress_bar(total: int, label: str, enabled: bool, unit: str = "rows", min_
 
 def apply_python_lfs(table, lfs: Sequence[LabelingFunction], cardinality: int,
                      config: ApplyConfig | None = None, label: str = "applying LFs") -> Applied:
-    """Run Python LFs over an Arrow table (needs a `_row` column) with a process pool."""
-    import multiprocessing as mp
-
+    """Run Python LFs over an Arrow table (needs a `_row` column) in forked worker processes."""
     config = config or ApplyConfig()
     lfs = list(lfs)
     n = table.num_rows
@@ -321,43 +404,172 @@ def apply_python_lfs(table, lfs: Sequence[LabelingFunction], cardinality: int,
     )
     n_jobs = config.n_jobs or os.cpu_count() or 1
     chunks = [(s, min(s + config.chunk_size, n)) for s in range(0, n, config.chunk_size)]
-    parts = []
     bar = progress_bar(n, label, config.progress)
     try:
-        # A memory limit needs a worker process: it would otherwise cap the applier itself.
-        in_process = (n_jobs == 1 or len(chunks) == 1) and not config.lf_memory_mb
-        if in_process:
-            for s, e in chunks:
-                parts.append(_run_chunk(s, e))
-                bar.advance(e - s)
-        else:
-            # fork: workers inherit _STATE (LFs, columns) instead of unpickling it.
-            with ProcessPoolExecutor(max_workers=min(n_jobs, len(chunks)), mp_context=mp.get_context("fork"),
-                                     initializer=_init_worker,
-                                     initargs=(os.getpid(), config.lf_memory_mb)) as pool:
-                futures = [(pool.submit(_run_chunk, s, e), e - s) for s, e in chunks]
-                try:
-                    for fut, size in futures:
-                        parts.append(fut.result())
-                        bar.advance(size)
-                except BaseException:
-                    # Ctrl-C or SIGTERM: stop the workers now instead of waiting for their chunks.
-                    procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    for proc in procs:
-                        proc.terminate()
-                    raise
+        parts, stopped = _run_pool(chunks, len(lfs), min(n_jobs, len(chunks)), config, bar)
     finally:
         bar.close()
+        row_ids = _STATE.get("row_ids", [])
         _STATE.clear()
     reports = {lf.name: LFReport(lf.name) for lf in lfs}
     for *_, reps in parts:
         for r in reps:
             reports[r.name].merge(r)
-    return Applied(
-        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-        np.concatenate([p[2] for p in parts]), names, reports,
-    )
+    for j, (reason, error, pos) in stopped.items():
+        reports[names[j]].drop(reason, n, error, row_ids[pos] if pos is not None else None)
+    return drop_fatal(Applied(
+        np.concatenate([p[0] for p in parts]) if parts else empty.rows,
+        np.concatenate([p[1] for p in parts]) if parts else empty.cols,
+        np.concatenate([p[2] for p in parts]) if parts else empty.labels, names, reports,
+    ), n)
+
+
+class _Worker:
+    """A forked worker process in its own session, fed (start, stop, LF indices) over a pipe."""
+
+    def __init__(self, ctx, memory_mb: int):
+        self.share = ctx.RawArray("q", 3)  # see label_rows
+        self.conn, child = ctx.Pipe()
+        sys.stdout.flush()  # or the child would write the parent's buffered output again
+        self.proc = ctx.Process(target=_worker_main, args=(child, self.share, os.getpid(), memory_mb))
+        self.proc.start()
+        child.close()
+        # Units sent, oldest first: it answers in order, so units[0] is the one it is in. Two are
+        # in flight so that a worker never waits for the applier between chunks.
+        self.units: deque[tuple[int, int, list[int]]] = deque()
+        self.seen, self.since = -1, 0.0
+
+    def assign(self, unit: tuple[int, int, list[int]]) -> None:
+        import time
+
+        if not self.units:
+            self.seen, self.since = -1, time.monotonic()
+            self.share[0], self.share[1] = -1, -1
+        self.units.append(unit)
+        self.conn.send(unit)
+
+    def where(self) -> tuple[int, int]:
+        """(LF index, row position in the dataset) the worker was last known to be at."""
+        s, _e, idx = self.units[0]
+        if int(self.share[1]) < 0:  # it died before any LF ran: no LF to blame, no point retrying
+            raise RuntimeError(f"a labeling worker process died before running any LF (exit code "
+                               f"{self.proc.exitcode}; a --memory-mb too small for reading its rows?)")
+        local = min(int(self.share[1]), len(idx) - 1)
+        row = s + max(int(self.share[0]) - int(self.share[2]) - 1, 0)
+        return idx[local], row
+
+    def kill(self) -> None:
+        """Kill the worker and everything its LFs started (its process group); reap it."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the worker is unreaped here: its pid is still ours
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+        self.proc.kill()
+        self.proc.join()
+        self.conn.close()
+
+
+def _run_pool(chunks: list[tuple[int, int]], n_lfs: int, n_workers: int, config: ApplyConfig, bar):
+    """Run chunks x LFs on forked workers; returns (results, {LF index: (reason, error, row position)}
+    for LFs that were stopped). The time limit is enforced in the worker (SIGALRM interrupts a slow
+    call: that row abstains) and, for a call that ignores it, from here: the worker is killed."""
+    import multiprocessing as mp
+    import time
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("fork")  # workers inherit _STATE (LFs, columns) instead of unpickling it
+    timeout = float(config.lf_timeout_s or 0)
+    hard = 2 * timeout + 1.0 if timeout > 0 else None  # the SIGALRM tick count moves at least every timeout/10
+    poll = min(0.25, hard / 8) if hard else 1.0
+    pending = deque(chunks)
+    stopped: dict[int, tuple[str, str, int | None]] = {}
+    parts: list = []
+    workers: list[_Worker] = []
+    try:
+        while True:
+            for w in workers + [None] * (n_workers - len(workers)):
+                while pending and (w is None or len(w.units) < 2):
+                    s, e = pending.popleft()
+                    idx = [j for j in range(n_lfs) if j not in stopped]
+                    if not idx:
+                        bar.advance(e - s)
+                        continue
+                    if w is None:
+                        w = _Worker(ctx, config.lf_memory_mb)
+                        workers.append(w)
+                    w.assign((s, e, idx))
+            busy = [w for w in workers if w.units]
+            if not busy:
+                break
+            ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy], timeout=poll))
+            now = time.monotonic()
+            for w in busy:
+                s, e, idx = w.units[0]
+                if w.conn in ready or w.proc.sentinel in ready:
+                    try:
+                        if w.conn.poll():
+                            parts.append(w.conn.recv())
+                            w.units.popleft()
+                            bar.advance(e - s)
+                            continue
+                    except (EOFError, OSError):
+                        pass
+                    if w.proc.sentinel not in ready and w.proc.exitcode is None:
+                        continue
+                    j, pos = w.where()
+                    w.kill()
+                    code = w.proc.exitcode
+                    how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                    stopped.setdefault(j, ("crashed", f"the worker process died ({how}) while running this LF "
+                                           f"on rows {_STATE['row_ids'][s]}..{_STATE['row_ids'][e - 1]} "
+                                           "(os._exit, a crash in native code, or killed): its votes are dropped",
+                                           None))
+                elif hard is not None:
+                    seen = int(w.share[0])
+                    if seen != w.seen:
+                        w.seen, w.since = seen, now
+                        continue
+                    if now - w.since < hard:
+                        continue
+                    j, pos = w.where()
+                    w.kill()
+                    stopped.setdefault(j, ("timeout", f"a call ran past the {timeout:g} s time limit without "
+                                           f"stopping; its worker was killed after {hard:g} s: its votes are dropped",
+                                           pos))
+                else:
+                    continue
+                workers.remove(w)
+                # Its chunks run again elsewhere, without the stopped LF.
+                pending.extendleft(reversed([(us, ue) for us, ue, _ in w.units]))
+    finally:
+        for w in workers:  # done (or Ctrl-C): no worker, and nothing an LF started, outlives the apply
+            w.kill()
+    return parts, stopped
+
+
+def _field_problem(lf: DeclarativeLF, schema) -> str | None:
+    """Why `lf` cannot run on a table of this schema (missing column, wrong column type), or None."""
+    import pyarrow as pa
+
+    from mothermodel.labeling.lf import RegexLF, ThresholdLF
+
+    field = getattr(lf, "field", None)
+    if field is None:
+        return None
+    if field not in schema.names:
+        cols = [c for c in schema.names if c != "_row"]
+        more = ", ..." if len(cols) > 12 else ""
+        return f"field {field!r}: no such column in the dataset (columns: {', '.join(cols[:12])}{more})"
+    t = schema.field(field).type
+    if isinstance(lf, (KeywordLF, RegexLF)):
+        ok = pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t) or str(t) == "string_view"
+        need = "a text column"
+    elif isinstance(lf, ThresholdLF):
+        ok = (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_null(t))
+        need = "a numeric column"
+    else:
+        return None
+    return None if ok else f"field {field!r} is a {t} column: a {lf.kind} source needs {need}"
 
 
 def apply_declarative_lfs(table, lfs: Sequence[DeclarativeLF], cardinality: int) -> Applied:
@@ -373,22 +585,32 @@ def apply_declarative_lfs(table, lfs: Sequence[DeclarativeLF], cardinality: int)
         if not 0 <= lf.label < cardinality:
             reports[lf.name].out_of_range = table.num_rows
             reports[lf.name].first_error = f"label {lf.label} outside 0..{cardinality - 1}"
+        problem = _field_problem(lf, table.schema)
+        if problem:  # e.g. a keyword source on a numeric column: DuckDB would refuse the whole query
+            reports[lf.name].raised = table.num_rows
+            reports[lf.name].first_error, reports[lf.name].fatal = problem, "unusable"
     ok = [j for j, lf in enumerate(lfs) if reports[lf.name].failed_rows == 0]
+    if not ok:
+        return drop_fatal(Applied(np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.int16), names,
+                                  reports), table.num_rows)
     con = duckdb.connect()
     try:
         con.register("_arrow", table)
         # Copy the needed columns into a DuckDB table once, with lower(field) computed once
         # per field rather than once per keyword LF: scanning Arrow strings per LF costs more.
+        # Columns are renamed f<k>/l<k>: no dataset column name can shadow an internal one.
         fields = sorted({lfs[j].field for j in ok})
         lowered = sorted({lfs[j].field for j in ok if isinstance(lfs[j], KeywordLF) and not lfs[j].case_sensitive})
-        cols = (["_row"] + [sql_ident(f) for f in fields]
-                + [f"lower({sql_ident(f)}) AS {sql_ident('__lower_' + f)}" for f in lowered])
+        fcol = {f: f"f{k}" for k, f in enumerate(fields)}
+        lcol = {f: f"l{k}" for k, f in enumerate(lowered)}
+        cols = (["_row"] + [f"{sql_ident(f)} AS {fcol[f]}" for f in fields]
+                + [f"lower({sql_ident(f)}) AS {lcol[f]}" for f in lowered])
         con.execute(f"CREATE TEMP TABLE _data AS SELECT {', '.join(cols)} FROM _arrow")
 
         def sql(lf):
             if isinstance(lf, KeywordLF) and not lf.case_sensitive:
-                return lf.sql(lower_col=f"__lower_{lf.field}")
-            return lf.sql()
+                return lf.sql(lower_col=lcol[lf.field], col=fcol[lf.field])
+            return lf.sql(col=fcol[lf.field])
 
         selects = ", ".join(f"({sql(lfs[j])})::SMALLINT AS c{j}" for j in ok)
         unions = " UNION ALL ".join(
@@ -408,7 +630,7 @@ def apply_declarative_lfs(table, lfs: Sequence[DeclarativeLF], cardinality: int)
                     parts_r.append(r["_row"]); parts_c.append(r["col"]); parts_l.append(r["label"])
                 except duckdb.Error as e2:
                     rep = reports[lfs[j].name]
-                    rep.raised = table.num_rows
+                    rep.raised, rep.fatal = table.num_rows, "unusable"
                     rep.first_row, rep.first_error = None, str(e2).splitlines()[0]
             del e
             res = {"_row": np.concatenate(parts_r) if parts_r else np.empty(0, np.int64),
@@ -416,8 +638,8 @@ def apply_declarative_lfs(table, lfs: Sequence[DeclarativeLF], cardinality: int)
                    "label": np.concatenate(parts_l) if parts_l else np.empty(0, np.int16)}
     finally:
         con.close()
-    return Applied(np.asarray(res["_row"], np.int64), np.asarray(res["col"], np.int32),
-                   np.asarray(res["label"], np.int16), names, reports)
+    return drop_fatal(Applied(np.asarray(res["_row"], np.int64), np.asarray(res["col"], np.int32),
+                              np.asarray(res["label"], np.int16), names, reports), table.num_rows)
 
 
 def apply_lfs(table, lfs: Sequence[LabelingFunction], cardinality: int,

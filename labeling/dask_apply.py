@@ -25,15 +25,21 @@ How it runs:
 The time limit. `label_rows` enforces `lf_timeout_s` with SIGALRM, which works
 only in a process's main thread, and Dask runs tasks in worker threads. So by
 default (`isolate=True`) every Dask worker keeps helper processes (plain
-subprocesses, one per worker thread, started on first use, exiting when their
-worker's pipe closes) and each partition runs inside one of them, in its main
-thread: the time limit then behaves exactly as in the local applier (an LF
-call past it is interrupted, that row is an abstain, the LF's `timed_out`
-count goes up). What SIGALRM cannot interrupt (a C extension that never
-returns to the interpreter) is not limited, as locally. With `isolate=False` partitions run directly in the
-Dask worker thread: faster to start, but **no time limit is enforced** (a
-warning says so when `lf_timeout_s > 0`); raised/bad-type/out-of-range
-isolation is unchanged.
+subprocesses in their own session, one per worker thread, started on first
+use, exiting when their worker's pipe closes) and each partition runs inside
+one of them, in its main thread: the time limit then behaves exactly as in the
+local applier (an LF call past it is interrupted, that row is an abstain, the
+LF's `timed_out` count goes up). A call that does not stop (it swallows the
+interruption, or sits in a C extension) gets its helper killed (with its
+process group) after 2 * lf_timeout_s + 1 s; an LF that kills its helper
+(os._exit, a native crash) is found the same way (the helper shares which LF
+it is in). Either LF is stopped as a whole (`LFReport.fatal`), the partition
+runs again without it, and the other LFs land, as locally. With
+`isolate=False` partitions run directly in the Dask worker thread: faster to
+start, but **no time limit is enforced** (a warning says so when
+`lf_timeout_s > 0`) and an LF that kills its process takes the Dask worker
+with it; raised/bad-type/out-of-range isolation is unchanged, and LF output
+on stdout goes to stderr.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from mothermodel.labeling.apply import (
     LFReport,
     progress_bar,
     apply_declarative_lfs,
+    drop_fatal,
     label_rows,
     row_type,
 )
@@ -184,10 +191,13 @@ def _open_parquet(path: str):
     return pq.ParquetFile(path)
 
 
-def label_partition(blob: bytes, source: tuple, row_offset: int, cardinality: int, timeout: float):
+def label_partition(blob: bytes, source: tuple, row_offset: int, cardinality: int, timeout: float,
+                    only: Sequence[int] | None = None, share=None):
     """One partition, wherever it runs: read rows, DuckDB for declarative LFs, label_rows for the rest.
 
-    Returns (rows, cols, labels, reports) with cols indexing the blob's LF list.
+    Returns (rows, cols, labels, reports) with cols indexing the blob's LF list. `only`: the
+    indices of the LFs to run (default: all); `share`: see `label_rows` (its LF index counts
+    the Python LFs run, in blob order).
     """
     import pyarrow as pa
 
@@ -196,8 +206,9 @@ def label_partition(blob: bytes, source: tuple, row_offset: int, cardinality: in
     n = table.num_rows
     if "_row" not in table.column_names:
         table = table.append_column("_row", pa.array(np.arange(row_offset, row_offset + n, dtype=np.int64)))
-    decl_idx = [j for j, lf in enumerate(lfs) if isinstance(lf, DeclarativeLF)]
-    py_idx = [j for j, lf in enumerate(lfs) if not isinstance(lf, DeclarativeLF)]
+    run = range(len(lfs)) if only is None else sorted(only)
+    decl_idx = [j for j in run if isinstance(lfs[j], DeclarativeLF)]
+    py_idx = [j for j in run if not isinstance(lfs[j], DeclarativeLF)]
     rs, cs, ls, reports = [], [], [], {}
     if decl_idx:
         a = apply_declarative_lfs(table, [lfs[j] for j in decl_idx], cardinality)
@@ -208,7 +219,7 @@ def label_partition(blob: bytes, source: tuple, row_offset: int, cardinality: in
         cols = [table.column(f).to_pylist() for f in fields]
         data = [Row(*vals) for vals in zip(*cols)] if fields else [Row() for _ in range(n)]
         r, c, lab, reps = label_rows([lfs[j] for j in py_idx], data, table.column("_row").to_pylist(),
-                                     cardinality, timeout)
+                                     cardinality, timeout, share)
         rs.append(r); cs.append(np.asarray(py_idx, np.int32)[c]); ls.append(lab)
         reports.update({rep.name: rep for rep in reps})
     for j in py_idx:
@@ -228,18 +239,25 @@ def helper_main() -> None:
     import pickle
     import traceback
 
+    import ctypes
+    import mmap
+
     inp = os.fdopen(os.dup(0), "rb")
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
+    share = None
+    if len(sys.argv) > 1:  # progress shared with the Dask worker (see label_rows), which kills a stuck helper
+        with open(sys.argv[1], "r+b") as fh:
+            share = (ctypes.c_int64 * 3).from_buffer(mmap.mmap(fh.fileno(), 24))
     while True:
         head = inp.read(8)
         if len(head) < 8:
             return
         args = pickle.loads(inp.read(int.from_bytes(head, "little")))
         try:
-            reply = (True, label_partition(*args) if args is not None else None)  # None: a ping
+            reply = (True, label_partition(*args, share=share) if args is not None else None)  # None: a ping
         except BaseException:  # noqa: BLE001 - sent back to the Dask task, which raises it
             reply = (False, traceback.format_exc())
         data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
@@ -248,46 +266,90 @@ def helper_main() -> None:
         out.flush()
 
 
+class _HelperFailed(Exception):
+    """The helper process died, or was killed stuck in an LF call: `lf` is the index (among the Python
+    LFs it ran) of the LF it was in, -1 when it was in none."""
+
+    def __init__(self, lf: int, reason: str, message: str):
+        super().__init__(message)
+        self.lf, self.reason = lf, reason
+
+
 class _Helper:
-    """A helper process (plain subprocess: Dask workers are daemonic, multiprocessing may not fork there)."""
+    """A helper process (plain subprocess: Dask workers are daemonic, multiprocessing may not fork there),
+    in its own session so that whatever its LFs start is killed with it."""
 
     def __init__(self):
+        import ctypes
+        import mmap
         import subprocess
+        import tempfile
 
+        fd, self.share_path = tempfile.mkstemp(prefix="mothermodel-helper-")
+        os.write(fd, b"\0" * 24)
+        self.share = (ctypes.c_int64 * 3).from_buffer(mmap.mmap(fd, 24))
+        os.close(fd)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from mothermodel.labeling.dask_apply import helper_main; helper_main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            [sys.executable, "-c", "from mothermodel.labeling.dask_apply import helper_main; helper_main()",
+             self.share_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
 
-    def call(self, args: tuple):
+    def call(self, args: tuple | None, hard: float | None = None):
+        """Send one request, wait for its reply. `hard`: kill the helper when its LF call count
+        (updated by its SIGALRM ticks) stops moving for that many seconds."""
         import pickle
+        import select
+        import time
 
         data = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+        self.share[0], self.share[1] = -1, -1
+        seen, since = -1, time.monotonic()
         try:
             self.proc.stdin.write(len(data).to_bytes(8, "little"))
             self.proc.stdin.write(data)
             self.proc.stdin.flush()
+            while hard is not None and not select.select([self.proc.stdout], [], [], min(0.25, hard / 8))[0]:
+                if int(self.share[0]) != seen:
+                    seen, since = int(self.share[0]), time.monotonic()
+                elif time.monotonic() - since > hard:
+                    self.close()
+                    raise _HelperFailed(int(self.share[1]), "timeout", (
+                        f"a call ran past the time limit without stopping; its helper process was killed after "
+                        f"{hard:g} s: its votes are dropped"))
             head = self.proc.stdout.read(8)
             if len(head) < 8:
                 raise EOFError
             ok, value = pickle.loads(self.proc.stdout.read(int.from_bytes(head, "little")))
         except (EOFError, BrokenPipeError, OSError):
             self.close()
-            raise RuntimeError(
-                f"the helper process died (exit code {self.proc.poll()}) while labeling a partition: an LF "
-                "crashed the interpreter or exhausted memory; raised and hanging LFs are isolated, "
-                "a dying process is not") from None
+            raise _HelperFailed(int(self.share[1]), "crashed", (
+                f"the helper process died (exit code {self.proc.poll()}) while running this LF (os._exit, a "
+                "crash in native code, or out of memory): its votes are dropped")) from None
+        self._unlink()  # it has mapped the file by now: the name is no longer needed
         if not ok:
             raise RuntimeError(f"labeling a partition failed in the helper process:\n{value}")
         return value
 
+    def _unlink(self):
+        if self.share_path:
+            try:
+                os.unlink(self.share_path)
+            except OSError:
+                pass
+            self.share_path = None
+
     def close(self):
+        import signal
+
         try:
             self.proc.stdin.close()
         except OSError:
             pass
-        if self.proc.poll() is None:
-            self.proc.kill()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # and whatever its LFs started; it is not reaped yet
+        except OSError:
+            pass
         self.proc.wait()
+        self._unlink()
 
 
 _IDLE: list[_Helper] = []
@@ -325,18 +387,42 @@ def start_helpers(client) -> dict[str, int]:
 
 
 def _run_partition(blob: bytes, source: tuple, row_offset: int, cardinality: int, timeout: float, isolate: bool):
-    """The Dask task: in a helper process (time limit enforced) or in this worker thread."""
+    """The Dask task: in a helper process (time limit enforced) or in this worker thread.
+
+    An LF that kills its helper (os._exit, a native crash) or ignores the time limit (its helper is
+    killed from here) is stopped: the partition runs again without it, and its report says why."""
+    import contextlib
+
     args = (blob, source, row_offset, cardinality, timeout)
     if not isolate:
-        return label_partition(*args)
-    with _IDLE_LOCK:
-        helper = _IDLE.pop() if _IDLE else None
-    if helper is None or helper.proc.poll() is not None:
-        helper = _Helper()  # one per concurrently running task, i.e. per worker thread
-    result = helper.call(args)
-    with _IDLE_LOCK:
-        _IDLE.append(helper)
-    return result
+        with contextlib.redirect_stdout(sys.stderr):  # print() in an LF must not reach the client's stdout
+            return label_partition(*args)
+    lfs = _loads_lfs(blob)
+    hard = 2 * timeout + 1.0 if timeout > 0 else None
+    stopped: dict[int, tuple[str, str]] = {}
+    while True:
+        only = [j for j in range(len(lfs)) if j not in stopped]
+        with _IDLE_LOCK:
+            helper = _IDLE.pop() if _IDLE else None
+        if helper is None or helper.proc.poll() is not None:
+            helper = _Helper()  # one per concurrently running task, i.e. per worker thread
+        try:
+            result = helper.call((*args, only), hard)
+        except _HelperFailed as e:
+            py = [j for j in only if not isinstance(lfs[j], DeclarativeLF)]
+            if not 0 <= e.lf < len(py):
+                raise RuntimeError(f"the helper process died outside any LF: {e}") from None
+            stopped[py[e.lf]] = (e.reason, str(e))
+            continue
+        with _IDLE_LOCK:
+            _IDLE.append(helper)
+        break
+    rows, cols, labels, reports = result
+    n = _read_part(source).num_rows if stopped else 0
+    for j, (reason, message) in stopped.items():
+        rep = reports[lfs[j].name] = LFReport(lfs[j].name)
+        rep.drop(reason, n, message)
+    return rows, cols, labels, reports
 
 
 # --- client side: planning and merging -----------------------------------------------
@@ -480,4 +566,4 @@ def apply_lfs_dask(data, lfs: Sequence[LabelingFunction], cardinality: int,
     cols = np.concatenate([p[1] for p in parts])
     labels = np.concatenate([p[2] for p in parts])
     order = np.lexsort((rows, cols))
-    return Applied(rows[order], cols[order], labels[order], names, reports)
+    return drop_fatal(Applied(rows[order], cols[order], labels[order], names, reports), total)

@@ -21,6 +21,7 @@ from mothermodel.labeling import sources as src_mod
 from mothermodel.labeling import store as label_files
 from mothermodel.labeling.apply import Applied, ApplyConfig, LFReport, apply_lfs
 from mothermodel.labeling.lf import LabelingFunction
+from mothermodel.registry import faults
 from mothermodel.registry.graph import closure, topological
 from mothermodel.registry.records import DatasetRecord, LabelMatrixRecord, Snapshot, TaskRecord
 from mothermodel.registry.store import RegistryStore
@@ -60,25 +61,61 @@ class _Run:
 
 
 def apply(store: RegistryStore, task_names: Sequence[str] | None = None, config: ApplyConfig | None = None,
-          force: bool = False, strict: bool = False, track: bool = True) -> dict[str, Any]:
-    """Run every stale source of the given tasks (default: all) in DAG order; record new versions."""
-    return apply_and_read(store, task_names, config, force, strict, track)[0]
+          force: bool = False, strict: bool = False, track: bool = True, isolate: bool | None = None) -> dict[str, Any]:
+    """Run every stale source of the given tasks (default: all) in DAG order; record new versions
+    (`isolate`: see `apply_and_read`)."""
+    return apply_and_read(store, task_names, config, force, strict, track, isolate)[0]
 
 
 def apply_and_read(store: RegistryStore, task_names: Sequence[str] | None, config: ApplyConfig | None,
-                   force: bool = False, strict: bool = False, track: bool = True) -> tuple[dict[str, Any], DatasetCache]:
-    """`apply`, also handing back the datasets it read (hash-checked), so a fit reads them once."""
+                   force: bool = False, strict: bool = False, track: bool = True,
+                   isolate: bool | None = None) -> tuple[dict[str, Any], DatasetCache]:
+    """`apply`, also handing back the datasets it read (hash-checked), so a fit reads them once.
+
+    isolate (default: when the run targets more than one task): a task that fails (a spec or LF code that
+    cannot be built, a source that cannot be computed, ...) is left out with every task that uses its output,
+    reported in "failed" and recorded as its fault (registry/faults.py); every other task goes on. Without it
+    the first failure stops the run, as for one named task. --strict stops the run either way."""
     snap = store.snapshot()
     unknown = [n for n in task_names or [] if n not in snap.tasks]
     if unknown:
         raise UserError(f"TASK: unknown task {unknown[0]!r}")
     targets = list(task_names) if task_names else sorted(snap.tasks)
+    if isolate is None:
+        isolate = len(targets) > 1
     order = apply_order(snap, targets)
-    lfs_by_task = {n: src_mod.build_lfs(snap.tasks[n]) for n in order}  # fail on bad specs before any work
+    failed: dict[str, dict[str, Any]] = {}
+
+    def fail(name: str, e: Exception) -> None:
+        if not isolate or not faults.isolatable(e) or isinstance(e, LabelingFaults):
+            raise e
+        failed[name] = faults.describe(name, faults.APPLY, e)
+
+    lfs_by_task = {}
+    for n in order:  # bad specs fail before any work
+        try:
+            lfs_by_task[n] = src_mod.build_lfs(snap.tasks[n])
+        except Exception as e:  # noqa: BLE001 - one task's fault, see fail()
+            fail(n, faults.with_fix(e, f"resubmit {n}'s spec with `mothermodel task submit SPEC --replace` "
+                                       "(from the spec file, so its LF code is stored)"))
     run = _Run(store, snap, config or ApplyConfig(), DatasetCache(store, snap.datasets))
-    results = [_apply_task(run, snap.tasks[name], lfs_by_task[name], force, strict) for name in order]
+    uses = snap.graph(kinds=("task_output",))
+    results = []
+    for name in order:
+        if name in failed:
+            continue
+        up = next((u for u in sorted(uses.predecessors(name)) if u in failed), None)
+        if up is not None:  # its labels are computed from the failed task's
+            failed[name] = faults.upstream_failed(name, faults.APPLY, up)
+            continue
+        try:
+            results.append(_apply_task(run, snap.tasks[name], lfs_by_task[name], force, strict))
+        except Exception as e:  # noqa: BLE001 - one task's fault, see fail()
+            fail(name, e)
+    store.set_task_faults(faults.APPLY, list(failed.values()), [r["task"] for r in results])
     note = label_files.dvc_track(store.ws) if track and any(r["status"] == "created" for r in results) else None
-    out: dict[str, Any] = {"tasks": [r for r in results if r["task"] in targets or r["status"] == "created"]}
+    out: dict[str, Any] = {"tasks": [r for r in results if r["task"] in targets or r["status"] == "created"],
+                           "failed": list(failed.values())}
     if note:
         out["dvc"] = note
     return out, run.data
@@ -96,7 +133,9 @@ def _apply_task(run: _Run, t: TaskRecord, lfs: dict[str, LabelingFunction], forc
     key = _h({"dataset": ds.content_hash, "sources": ident})
     prev = run.snap.latest_matrix.get(t.name)
     if prev and prev.inputs_key == key and not force:
-        return {"task": t.name, "version": prev.version, "status": "up to date", "faults": []}
+        # An LF stopped as a whole in that version is still stopped: say so again (exit 1), recompute nothing.
+        return {"task": t.name, "version": prev.version, "status": "up to date",
+                "faults": [f for f in prev.faults if f.get("fatal")]}
     reuse = set() if not prev or force else {n for n, i in ident.items() if prev.source_versions.get(n) == i}
     todo = [s for s in t.sources if s.name not in reuse]
     parts = _compute(run, t, todo, lfs)

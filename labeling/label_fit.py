@@ -38,6 +38,7 @@ class FitInputs:
     split: np.ndarray  # per-row split name
     train: np.ndarray  # rows a label model fits on
     gold: np.ndarray | None  # evaluation (and, with dev labels, the valid split's)
+    gold_warning: str | None = None  # the dataset's gold field does not fit the task's classes: not used
 
 
 def read_inputs(store: RegistryStore, data: DatasetCache, name: str, snap: Snapshot | None = None) -> FitInputs:
@@ -49,9 +50,10 @@ def read_inputs(store: RegistryStore, data: DatasetCache, name: str, snap: Snaps
     table = data.table(t.dataset)
     L = label_files.dense(label_files.read_checked(store.ws, m.path, m.content_hash), ds.num_rows, t.source_names())
     split, train = _splits(table, ds)
-    gcol = ds.gold_column(name)
-    gold = table.column(gcol).to_numpy(zero_copy_only=False).astype(np.int64) if gcol else None
-    return FitInputs(t, ds, table, L, m.version, split, train, gold)
+    from mothermodel.registry import gold as gold_rule
+
+    gold, warning = gold_rule.resolve(table, t, ds)  # checked against the task's classes (registry/gold.py)
+    return FitInputs(t, ds, table, L, m.version, split, train, gold, warning)
 
 
 def _splits(table, ds: DatasetRecord) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +95,8 @@ def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bo
         raise UserError("--select-on: only with --model label-model")
     if model == "hierarchical":
         return fit_tree(store, task, use_dev=use_dev, seed=seed, apply_config=apply_config)
-    applied, data = apply_and_read(store, [task], apply_config)
+    _has_sources(store, task)
+    applied, data = apply_and_read(store, [task], apply_config, isolate=False)
     x = read_inputs(store, data, task)
     k = x.task.num_classes
     config: dict[str, Any] = {"model": model, "seed": seed}
@@ -134,9 +137,26 @@ def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bo
         res["metrics_votes_only"] = votes_metrics
     if gold_free is not None:
         res["metrics_gold_free"] = gold_free
+    if x.gold_warning:
+        res["warnings"] = [x.gold_warning]
+    if res["coverage"] == 0.0:  # every label is the tie-break's guess: say so rather than fit quietly
+        res.setdefault("warnings", []).append(
+            f"{task}: no source voted on any row (coverage 0.0): the labels are guesses; "
+            "see the faults of `mothermodel label apply` and `mothermodel label analyze`")
     if note:
         res["dvc"] = note
     return res
+
+
+def _has_sources(store: RegistryStore, task: str) -> None:
+    """A task without sources has no votes to fit labels from: exit 2 before anything is written."""
+    try:
+        t = store.task(task)
+    except UserError:
+        return  # an unknown task: apply_and_read names it
+    if not t.sources:
+        raise UserError(f"TASK: task {task} has no sources to fit labels from; add LFs or columns to its spec "
+                        "and resubmit it with --replace")
 
 
 def _select(x: FitInputs, split: str, seed: int, votes_probs: np.ndarray,
@@ -237,7 +257,7 @@ def fit_tree(store: RegistryStore, task: str, use_dev: bool | None = None, seed:
     tree = store.task_tree(task)
     if len(tree) == 1:
         raise UserError(f"--model: task {task} is in no task tree (hierarchical needs tasks with parent and parent_class)")
-    applied, data = apply_and_read(store, tree, apply_config)
+    applied, data = apply_and_read(store, tree, apply_config, isolate=False)
     snap = store.snapshot()
     inputs = {name: read_inputs(store, data, name, snap) for name in tree}
     hlm, dev_used, cfg = _fit_hierarchy(inputs, tree, use_dev, seed)
@@ -260,6 +280,9 @@ def fit_tree(store: RegistryStore, task: str, use_dev: bool | None = None, seed:
     res = {"task": task, "version": me["version"], "model": "hierarchical",
            "label_matrix_version": me["label_matrix_version"], "uses_dev_labels": dev_used,
            "metrics": me["metrics"], "tree": results, "apply": applied["tasks"]}
+    warnings = [x.gold_warning for x in inputs.values() if x.gold_warning]
+    if warnings:
+        res["warnings"] = warnings
     if note:
         res["dvc"] = note
     return res

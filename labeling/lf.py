@@ -105,8 +105,9 @@ class DeclarativeLF(LabelingFunction):
     def params(self) -> dict[str, Any]:  # what defines it
         raise NotImplementedError
 
-    def sql(self) -> str:
-        """A SQL expression over the dataset's columns giving the label or -1."""
+    def sql(self, col: str | None = None) -> str:
+        """A SQL expression over the dataset's columns giving the label or -1 (`col`: the column
+        holding the LF's field, when the applier renamed it)."""
         raise NotImplementedError
 
     @property
@@ -121,11 +122,12 @@ class DeclarativeLF(LabelingFunction):
 
 
 class KeywordLF(DeclarativeLF):
-    """Label `label` when any keyword occurs in `field` (substring; case-insensitive by default)."""
+    """Label `label` when any keyword occurs in `field` (substring; case-insensitive by default).
+    `field` None: the dataset's text field, filled in at submit."""
 
     kind = "keyword"
 
-    def __init__(self, name: str, keywords: Sequence[str], label: int, field: str = "text",
+    def __init__(self, name: str, keywords: Sequence[str], label: int, field: str | None = None,
                  case_sensitive: bool = False):
         if isinstance(keywords, str) or not keywords:
             raise ValueError(f"{name}: keywords must be a non-empty list of strings")
@@ -134,7 +136,7 @@ class KeywordLF(DeclarativeLF):
         kws = self.keywords if case_sensitive else tuple(k.lower() for k in self.keywords)
 
         def f(x):
-            v = getattr(x, field)
+            v = getattr(x, self.field or "text")
             if v is None:
                 return ABSTAIN
             v = v if case_sensitive else v.lower()
@@ -146,12 +148,14 @@ class KeywordLF(DeclarativeLF):
         return {"keywords": list(self.keywords), "label": self.label, "field": self.field,
                 "case_sensitive": self.case_sensitive}
 
-    def sql(self, lower_col: str | None = None) -> str:
-        """lower_col: a column already holding lower(field), so many LFs lower the text once."""
+    def sql(self, lower_col: str | None = None, col: str | None = None) -> str:
+        """lower_col: a column already holding lower(field), so many LFs lower the text once;
+        col: the column holding `field` when the applier renamed it (default: `field` itself)."""
+        field_col = sql_ident(col or self.field)
         if self.case_sensitive:
-            col = sql_ident(self.field)
+            col = field_col
         else:
-            col = sql_ident(lower_col) if lower_col else f"lower({sql_ident(self.field)})"
+            col = sql_ident(lower_col) if lower_col else f"lower({field_col})"
         kws = self.keywords if self.case_sensitive else [k.lower() for k in self.keywords]
         cond = " OR ".join(f"contains({col}, {_sql_str(k)})" for k in kws)
         return f"CASE WHEN {cond} THEN {self.label} ELSE -1 END"
@@ -165,11 +169,12 @@ def re2_compatible(pattern: str) -> bool:
 
 
 class RegexLF(DeclarativeLF):
-    """Label `label` when `pattern` matches anywhere in `field` (re.search semantics, RE2 syntax)."""
+    """Label `label` when `pattern` matches anywhere in `field` (re.search semantics, RE2 syntax).
+    `field` None: the dataset's text field, filled in at submit."""
 
     kind = "regex"
 
-    def __init__(self, name: str, pattern: str, label: int, field: str = "text", ignore_case: bool = False):
+    def __init__(self, name: str, pattern: str, label: int, field: str | None = None, ignore_case: bool = False):
         import re
 
         self.pattern, self.label, self.field, self.ignore_case = pattern, int(label), field, bool(ignore_case)
@@ -179,7 +184,7 @@ class RegexLF(DeclarativeLF):
                              "(RE2 syntax)")
 
         def f(x):
-            v = getattr(x, field)
+            v = getattr(x, self.field or "text")
             return self.label if v is not None and rx.search(v) else ABSTAIN
 
         super().__init__(name=name, f=f)
@@ -187,9 +192,9 @@ class RegexLF(DeclarativeLF):
     def params(self):
         return {"pattern": self.pattern, "label": self.label, "field": self.field, "ignore_case": self.ignore_case}
 
-    def sql(self) -> str:
+    def sql(self, col: str | None = None) -> str:
         opts = ", 'i'" if self.ignore_case else ""
-        return (f"CASE WHEN regexp_matches({sql_ident(self.field)}, {_sql_str(self.pattern)}{opts}) "
+        return (f"CASE WHEN regexp_matches({sql_ident(col or self.field)}, {_sql_str(self.pattern)}{opts}) "
                 f"THEN {self.label} ELSE -1 END")
 
 
@@ -217,38 +222,87 @@ class ThresholdLF(DeclarativeLF):
     def params(self):
         return {"field": self.field, "op": self.op, "value": self.value, "label": self.label}
 
-    def sql(self) -> str:
-        return f"CASE WHEN {sql_ident(self.field)} {self.OPS[self.op]} {float(self.value)!r} THEN {self.label} ELSE -1 END"
+    def sql(self, col: str | None = None) -> str:
+        return f"CASE WHEN {sql_ident(col or self.field)} {self.OPS[self.op]} {float(self.value)!r} THEN {self.label} ELSE -1 END"
+
+
+def split_stored_spec(text: str) -> tuple[str, dict[str, str]]:
+    """A stored Python spec: (module text, {helper module name: its text}). Helper modules beside a
+    spec are stored after it, NUL-separated (Python source cannot contain NUL): `name\0text` each."""
+    parts = text.split("\0")
+    return parts[0], dict(zip(parts[1::2], parts[2::2]))
+
+
+class _StoredModules:
+    """A meta-path finder serving a spec's stored helper modules, and nothing else."""
+
+    def __init__(self, texts: dict[str, str], folder: str):
+        self.texts, self.folder = texts, folder
+
+    def find_spec(self, name, path=None, target=None):
+        import importlib.util
+        import os
+
+        if name not in self.texts:
+            return None
+        return importlib.util.spec_from_loader(name, self, origin=os.path.join(self.folder, f"{name}.py"))
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        module.__file__ = module.__spec__.origin
+        exec(compile(self.texts[module.__name__], module.__file__, "exec"), module.__dict__)
 
 
 def lfs_from_source(text: str, origin: str) -> dict[str, LabelingFunction]:
     """Re-create a Python spec's LFs from its stored module text (exactly what was submitted).
 
+    Only stored code runs: the spec's text and the helper modules stored with it.
+    Neither the spec's folder nor the current directory is searched for imports
+    (a file dropped there later would otherwise run as whoever applies the task).
+    What the module prints goes to stderr (stdout may carry --json).
     LFs are found among the module's globals and in the `sources` list of any
     object that has one (the spec's `Task`), so this module needs no spec types.
     """
+    import contextlib
     import importlib.util
+    import os
     import sys
     import uuid
     from pathlib import Path
 
     from mothermodel.errors import UserError
 
+    spec_text, helpers = split_stored_spec(text)
     mod_name = f"_mothermodel_spec_{uuid.uuid4().hex}"
     module = importlib.util.module_from_spec(importlib.util.spec_from_loader(mod_name, loader=None))
     module.__file__ = origin
     sys.modules[mod_name] = module
-    parent = str(Path(origin).parent)
-    added = parent not in sys.path and Path(parent).is_dir()
-    if added:
-        sys.path.insert(0, parent)  # specs may import helper modules beside them
+    folder = str(Path(origin).parent)
+
+    def local(p: str) -> bool:
+        return p in ("", ".") or os.path.realpath(p) in {os.path.realpath(folder), os.path.realpath(os.getcwd())}
+
+    saved_path = list(sys.path)
+    sys.path[:] = [p for p in sys.path if not local(p)]
+    for name in helpers:  # this spec's stored helper, not one loaded earlier under that name
+        sys.modules.pop(name, None)
+    finder = _StoredModules(helpers, folder)
+    sys.meta_path.insert(0, finder)
     try:
-        exec(compile(text, origin, "exec"), module.__dict__)
-    except Exception as e:  # noqa: BLE001 - user code
-        raise UserError(f"{origin}: failed to import: {type(e).__name__}: {e}".splitlines()[0]) from None
+        with contextlib.redirect_stdout(sys.stderr):
+            exec(compile(spec_text, origin, "exec"), module.__dict__)
+    except BaseException as e:  # noqa: BLE001 - user code, sys.exit() included
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        hint = (f" (if {e.name!r} is a module beside the spec: only modules stored with the spec are "
+                "imported; resubmit it with task submit --replace to store them)"
+                if isinstance(e, ModuleNotFoundError) and e.name not in helpers else "")
+        raise UserError(f"{origin}: failed to import: {type(e).__name__}: {e}".splitlines()[0] + hint) from None
     finally:
-        if added:
-            sys.path.remove(parent)
+        sys.meta_path.remove(finder)
+        sys.path[:] = saved_path
     # Keep the module registered: LFs pickled to worker processes refer to it.
     lfs: dict[str, LabelingFunction] = {}
     for v in list(vars(module).values()):

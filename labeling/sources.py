@@ -10,7 +10,7 @@ import numpy as np
 
 from mothermodel.defaults import ABSTAIN
 from mothermodel.errors import UserError
-from mothermodel.labeling.apply import Applied, LFReport
+from mothermodel.labeling.apply import Applied, LFReport, drop_fatal
 from mothermodel.labeling.lf import KeywordLF, LabelingFunction, RegexLF, ThresholdLF, lfs_from_source
 from mothermodel.registry.records import SourceRecord, TaskRecord, declarative_params
 
@@ -53,20 +53,47 @@ def column_entries(table, sources: Sequence[SourceRecord], cardinality: int) -> 
     rows, cidx, labels, reports = [], [], [], {}
     row_ids = table.column("_row").to_numpy()
     for j, s in enumerate(sources):
-        v = table.column(s.ref).to_numpy(zero_copy_only=False)
-        v = np.where(np.isnan(v), ABSTAIN, v) if v.dtype.kind == "f" else v
+        rep = reports[s.name] = LFReport(s.name)
+        problem = _column_problem(table.schema, s.ref)
+        if problem:  # one unusable column source must not stop the task's other sources, nor other tasks
+            rep.raised, rep.first_error, rep.fatal = table.num_rows, f"column {s.ref!r}: {problem}", "unusable"
+            continue
+        col = table.column(s.ref)
+        v = col.to_numpy(zero_copy_only=False)
+        if v.dtype.kind == "f":
+            frac = ~np.isnan(v) & (v != np.floor(v))  # 0.5 is no class index: not silently truncated to 0
+            v = np.where(np.isnan(v) | frac, ABSTAIN, v)
+        elif v.dtype.kind == "O":  # an integer column with nulls
+            frac = np.zeros(len(v), bool)
+            v = np.array([ABSTAIN if x is None else x for x in v])
+        else:
+            frac = np.zeros(len(v), bool)
         v = v.astype(np.int64)
-        bad = (v < ABSTAIN) | (v >= cardinality)
-        rep = LFReport(s.name)
+        bad = (v < ABSTAIN) | (v >= cardinality) | frac
         if bad.any():
             rep.out_of_range = int(bad.sum())
             i = int(np.argmax(bad))
-            rep.first_row, rep.first_error = int(row_ids[i]), f"column value {v[i]} outside 0..{cardinality - 1} or -1"
+            shown = col[i].as_py()
+            rep.first_row, rep.first_error = int(row_ids[i]), f"column value {shown} outside 0..{cardinality - 1} or -1"
         keep = (v != ABSTAIN) & ~bad
         rows.append(row_ids[keep]); cidx.append(np.full(int(keep.sum()), j, np.int32)); labels.append(v[keep])
-        reports[s.name] = rep
-    return Applied(np.concatenate(rows).astype(np.int64), np.concatenate(cidx), np.concatenate(labels).astype(np.int16),
-                   [s.name for s in sources], reports)
+    if not rows:
+        return empty([s.name for s in sources], reports)
+    return drop_fatal(Applied(np.concatenate(rows).astype(np.int64), np.concatenate(cidx),
+                              np.concatenate(labels).astype(np.int16), [s.name for s in sources], reports),
+                      table.num_rows)
+
+
+def _column_problem(schema, ref: str) -> str | None:
+    """Why a column cannot hold weak labels (class indices), or None."""
+    import pyarrow as pa
+
+    if ref not in schema.names:
+        return "no such column in the dataset"
+    t = schema.field(ref).type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t):
+        return None
+    return f"a {t} column: a column source needs class indices (integers, -1 or null = abstain)"
 
 
 def map_output(t: TaskRecord, s: SourceRecord, up: TaskRecord, preds: np.ndarray, table) -> Applied:

@@ -46,22 +46,40 @@ class Registry:
     # --- datasets ----------------------------------------------------------------
     def add_dataset(self, name: str, file: str | Path, text_field: str | None = None,
                     split_field: str | None = None, gold_field: str | None = None,
-                    replace: bool = False) -> dict[str, Any]:
-        """`dataset add`: register a .parquet, .csv or .jsonl file as dataset NAME."""
+                    replace: bool = False, no_text: bool = False) -> dict[str, Any]:
+        """`dataset add`: register a .parquet, .csv or .jsonl file as dataset NAME (it needs a text column
+        unless `no_text`; split values must be train, valid or test)."""
         from mothermodel.registry import datasets
 
         return self.add_dataset_table(name, datasets.read_table(file), text_field, split_field, gold_field,
-                                      replace, origin=str(file))
+                                      replace, origin=str(file), no_text=no_text)
 
     def add_dataset_table(self, name: str, table, text_field: str | None = None,
                           split_field: str | None = None, gold_field: str | None = None,
-                          replace: bool = False, origin: str = "<arrow>") -> dict[str, Any]:
+                          replace: bool = False, origin: str = "<arrow>", no_text: bool = False) -> dict[str, Any]:
         """Register an in-memory Arrow table as a dataset."""
         from mothermodel.registry import datasets
 
         self._refuse_taken(name, replace)
-        row = datasets.stage(self.ws, name, table, text_field, split_field, gold_field, origin=origin)
-        return self.store.record_dataset(row, replace)
+        return self._stage_and_record(
+            lambda: datasets.stage(self.ws, name, table, text_field, split_field, gold_field, origin=origin,
+                                   no_text=no_text),
+            lambda row: self.store.record_dataset(row, replace))
+
+    def _stage_and_record(self, stage, record):
+        """Write a dataset file (`stage()`), then `record(row)` it; when the record is refused, the file this
+        call brought is removed again (not one an existing dataset already had: files are content-addressed),
+        so bad input leaves no orphan."""
+        folder = self.ws.data_dir
+        before = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+        row = stage()
+        try:
+            return record(row)
+        except BaseException:
+            path = self.ws.home / row["path"]
+            if path.name not in before:
+                path.unlink(missing_ok=True)
+            raise
 
     def _refuse_taken(self, name: str, replace: bool) -> None:
         """A taken dataset name without --replace is refused before the data file is written (the
@@ -86,23 +104,108 @@ class Registry:
         relation = all(c in table.column_names for c in wrench.RELATION_FIELDS)
         spec = wrench.task_for(task, classes, m, origin=str(folder), relation=relation)
         self._refuse_taken(task, replace)
-        row = datasets.stage(self.ws, task, table, "text", "split", "label", origin=str(folder))
-        ds, res = self.store.record_dataset_and_tasks(row, [spec], replace)
+        ds, res = self._stage_and_record(
+            lambda: datasets.stage(self.ws, task, table, "text", "split", "label", origin=str(folder)),
+            lambda row: self.store.record_dataset_and_tasks(row, [spec], replace))
         return {"dataset": ds, "task": res["tasks"][0], "restamped": res["restamped"],
                 "input": spec.input.to_dict() if spec.input is not None else None}
 
     # --- tasks -------------------------------------------------------------------
-    def submit(self, spec: str | Path | TaskSpec | Sequence[TaskSpec], replace: bool = False) -> dict[str, Any]:
-        """`task submit`: a spec file, a TaskSpec, or many TaskSpecs in one transaction."""
-        from mothermodel.spec import load_spec
+    def submit(self, spec, replace: bool = False) -> dict[str, Any]:
+        """`task submit`: a spec file, a `Task` built in Python (its LFs' code is recorded, so `label apply` runs
+        them later), a TaskSpec, or a list of these submitted in one transaction."""
+        from mothermodel.spec import Task, from_task, load_spec
 
-        if isinstance(spec, (str, Path)):
-            specs = [load_spec(spec)]
-        elif isinstance(spec, TaskSpec):
-            specs = [spec]
+        def one(s) -> TaskSpec:
+            if isinstance(s, (str, Path)):
+                return load_spec(s)
+            if isinstance(s, Task):
+                return from_task(s)
+            if isinstance(s, TaskSpec):
+                return s
+            raise UserError(f"submit: expected a Task, a TaskSpec or a spec file, got {type(s).__name__}")
+
+        if isinstance(spec, (str, Path, Task, TaskSpec)):
+            specs = [one(spec)]
+        elif hasattr(spec, "__iter__"):  # a list, a tuple, a generator of them
+            specs = [one(s) for s in spec]
         else:
-            specs = list(spec)
+            specs = [one(spec)]  # refused, naming the type
+        specs = self._fill_text_fields(specs)
+        self._check_column_types(specs)
         return self.store.submit(specs, replace=replace)
+
+    def _fill_text_fields(self, specs: Sequence[TaskSpec]) -> list[TaskSpec]:
+        """A keyword/regex source that names no `field` reads its dataset's text field (not a column that
+        happens to be called "text"). Filled in before recording, so the stored code names the column it reads;
+        a dataset whose text field is "text" records exactly what it did before (same hashes, no new versions)."""
+        import dataclasses
+        import hashlib
+        import json
+
+        from mothermodel.registry.records import declarative_params
+
+        known = self.store.datasets()
+        out = []
+        for s in specs:
+            ds = known.get(s.dataset)
+            sources = list(s.sources)
+            for i, src in enumerate(sources):
+                params = declarative_params(src.code) if src.kind == "lf" else None
+                if not params or params.get("kind") not in ("keyword", "regex") or params.get("field") is not None:
+                    continue
+                if ds is not None and ds.text_field is None:
+                    raise UserError(f"{s.origin}: sources[{i}].field: {src.name}: dataset {ds.name!r} has no text "
+                                    "field; name the column this source reads")
+                params["field"] = ds.text_field if ds is not None else "text"
+                code = json.dumps(params, sort_keys=True)
+                sources[i] = dataclasses.replace(src, code=code, code_hash=hashlib.sha256(code.encode()).hexdigest())
+            out.append(dataclasses.replace(s, sources=tuple(sources)))
+        return out
+
+    def _check_column_types(self, specs: Sequence[TaskSpec]) -> None:
+        """Each source reads a column of the type it needs (keyword/regex: text; column: class indices, integers;
+        threshold: numbers), else refused naming the source, the column and its type: apply would only abstain.
+        Unknown datasets and columns are left to the registry's checks."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        from mothermodel.registry.records import declarative_params
+
+        known = self.store.datasets()
+        for s in specs:
+            ds = known.get(s.dataset)
+            if ds is None:
+                continue
+            path = self.ws.home / ds.path
+            schema = pq.read_schema(path)
+            for i, src in enumerate(s.sources):
+                params = declarative_params(src.code) if src.kind == "lf" else None
+                col = src.ref if src.kind == "column" else (params or {}).get("field")
+                if not isinstance(col, str) or col not in schema.names:
+                    continue
+                t = schema.field(col).type
+                if pa.types.is_dictionary(t):
+                    t = t.value_type
+                kind = src.kind if src.kind == "column" else params.get("kind")
+                if kind in ("keyword", "regex"):
+                    ok, need = pa.types.is_string(t) or pa.types.is_large_string(t), "text"
+                elif kind == "threshold":
+                    ok, need = (pa.types.is_integer(t) or pa.types.is_floating(t)), "numbers"
+                elif kind == "column":
+                    need = "class indices (integers, -1 = abstain)"
+                    ok = pa.types.is_integer(t)
+                    if pa.types.is_floating(t):  # whole numbers with NaN/null for abstain are fine
+                        v = pq.read_table(path, columns=[col]).column(0)
+                        v = pc.drop_null(pc.if_else(pc.is_nan(v), None, v))
+                        ok = len(v) == 0 or pc.all(pc.equal(pc.floor(v), v)).as_py()
+                        need += ", not fractions"
+                else:
+                    continue
+                if not ok:
+                    raise UserError(f"{s.origin}: sources[{i}] ({src.name}): column {col!r} of dataset {s.dataset!r} "
+                                    f"holds {t}; a {kind} source needs {need}")
 
     def list_tasks(self) -> list[dict[str, Any]]:
         """`task list`."""
@@ -127,18 +230,42 @@ class Registry:
 
     def status(self) -> dict[str, Any]:
         """`status`: per task, whether labels, model and deployable are stale, and why."""
+        from mothermodel.registry.workspace import training_state
+
+        # "training": a run `train` has not recorded (running, or interrupted: `train --resume` continues it)
         return {"workspace": str(self.ws.root), "mlflow_tracking_uri": self.ws.mlflow_tracking_uri,
-                **self.store.status()}
+                **self.store.status(), "training": training_state(self.ws)}
+
+    def verify(self, tracking_uri: str | None = None) -> dict[str, Any]:
+        """`verify`: every recorded file exists and matches its hash, no interrupted command's leftovers
+        remain, MLflow's registered versions match the deployables. Reports, changes nothing:
+        ``{"ok", "checked", "problems": [{"kind", "path", "problem"}], "notes"}`` (see registry/verify.py)."""
+        from mothermodel.registry.verify import check_workspace
+
+        rec = self.store.recorded_files()
+        report = check_workspace(self.store, rec=rec)
+        from mothermodel.distill.verify import check_mlflow, needs_mlflow
+
+        if needs_mlflow(self.ws, rec, tracking_uri):  # MLflow is imported only when there is something to check
+            check_mlflow(self.store, rec, report, tracking_uri)
+        return report.to_dict()
 
     # --- labeling --------------------------------------------------------------------
     def label_apply(self, tasks: Sequence[str] | None = None, config=None, force: bool = False,
-                    strict: bool = False) -> dict[str, Any]:
+                    strict: bool = False, isolate: bool | None = None) -> dict[str, Any]:
         """`label apply [TASK...]`: every stale source, in DAG order, into new label-matrix versions.
 
-        config: a `mothermodel.labeling.apply.ApplyConfig` (processes, time limit, engine)."""
+        config: a `mothermodel.labeling.apply.ApplyConfig` (processes, time limit, engine).
+        isolate (default: when more than one task is applied): a task that fails is left out, listed in
+        "failed" ({task, stage, reason, fix}) and recorded as its fault; the others go on."""
         from mothermodel.labeling import label_apply
 
-        return label_apply.apply(self.store, list(tasks) if tasks else None, config, force=force, strict=strict)
+        return label_apply.apply(self.store, list(tasks) if tasks else None, config, force=force, strict=strict,
+                                 isolate=isolate)
+
+    def task_faults(self) -> list[dict[str, Any]]:
+        """Each task's current fault per stage ({task, stage, reason, fix, at}; also in `status`)."""
+        return self.store.task_faults()
 
     def label_analyze(self, task: str, split: str | None = None) -> dict[str, Any]:
         """`label analyze TASK`: per LF polarity, coverage, overlaps, conflicts, empirical accuracy."""
@@ -263,7 +390,9 @@ class Registry:
 
     def watch(self, every: str | None = None, once: bool = False, config=None, options=None,
               echo=print, distill_config=None) -> list[dict[str, Any]]:
-        """`watch [--every D] [--once]`: relabel, refit, retrain and redistil what is stale, periodically."""
+        """`watch [--every D] [--once]`: relabel, refit, retrain and redistil what is stale, periodically.
+        Each tick's "failed" lists the tasks it left out (recorded as their faults), "errors" the steps that
+        failed as a whole; the other tasks go on (mothermodel/watch.py)."""
         from mothermodel.trainer.config import TrainConfig
         from mothermodel.trainer.run import TrainOptions
         from mothermodel.watch import parse_duration, watch

@@ -31,6 +31,19 @@ def _registry(ctx: click.Context):
     return Registry.open(ctx.obj.get("workspace"))
 
 
+def _failed_tasks(failed: list[dict], as_json: bool) -> None:
+    """Tasks a run left out (registry/faults.py): a table (not with --json, whose "failed" lists them), then
+    exit 1 after the healthy tasks' output, so cron and systemd notice."""
+    if not failed:
+        return
+    from mothermodel.registry.faults import TasksFailed
+
+    if not as_json:
+        console.table([(f["task"], f["stage"], f["reason"], f["fix"]) for f in failed],
+                      ["failed task (left out)", "stage", "reason", "fix"])
+    raise TasksFailed(failed)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-w", "--workspace", type=click.Path(file_okay=False), default=None,
               help="Workspace root (default: $MOTHERMODEL_HOME, else the nearest parent holding .mothermodel/).")
@@ -71,11 +84,14 @@ def dataset() -> None:
 @click.option("--split-field", default=None, help="Column holding the split name (default: 'split' if present).")
 @click.option("--gold-field", default=None, help="Column of gold labels (evaluation only, never training).")
 @click.option("--replace", is_flag=True, help="Replace an existing dataset of that name.")
+@click.option("--no-text", is_flag=True, help="The dataset has no text on purpose (votes-only tasks: labelled "
+              "and fit, never trained or distilled).")
 @json_option
 @click.pass_context
-def dataset_add(ctx, name, file, text_field, split_field, gold_field, replace, as_json) -> None:
-    """Register FILE (.parquet, .csv or .jsonl) as dataset NAME."""
-    res = _registry(ctx).add_dataset(name, file, text_field, split_field, gold_field, replace)
+def dataset_add(ctx, name, file, text_field, split_field, gold_field, replace, no_text, as_json) -> None:
+    """Register FILE (.parquet, .csv or .jsonl) as dataset NAME: it needs a text column ('text' or
+    --text-field, else --no-text); split values must be train, valid or test."""
+    res = _registry(ctx).add_dataset(name, file, text_field, split_field, gold_field, replace, no_text=no_text)
     if as_json:
         console.emit_json(res)
     else:
@@ -293,7 +309,7 @@ def label() -> None:
 @click.pass_context
 def label_apply(ctx, tasks, jobs, lf_timeout, memory_mb, force, strict, engine, scheduler, as_json) -> None:
     """Run every stale source of TASKS (default: all) in DAG order into new label-matrix versions."""
-    from mothermodel.labeling.apply import ApplyConfig
+    from mothermodel.labeling.apply import ApplyConfig, raise_if_lfs_stopped
 
     if scheduler and engine != "dask":
         raise UserError("--scheduler: only with --engine dask")
@@ -304,6 +320,8 @@ def label_apply(ctx, tasks, jobs, lf_timeout, memory_mb, force, strict, engine, 
     res = _registry(ctx).label_apply(list(tasks) or None, cfg, force=force, strict=strict)
     if as_json:
         console.emit_json(res)
+        _failed_tasks(res.get("failed", []), as_json)
+        raise_if_lfs_stopped(res)
         return
     for t in res["tasks"]:
         if t["status"] == "up to date":
@@ -314,10 +332,14 @@ def label_apply(ctx, tasks, jobs, lf_timeout, memory_mb, force, strict, engine, 
         for f in t["faults"]:
             first = (f["first_error"] or "").strip().splitlines()
             console.info(f"  ! {f['name']}: {f['failed_rows']} rows failed (raised {f['raised']}, timed out "
-                         f"{f['timed_out']}, bad type {f['bad_type']}, out of range {f['out_of_range']}); "
-                         f"first at row {f['first_row']}: {first[-1] if first else ''}")
+                         f"{f['timed_out']}, bad type {f['bad_type']}, out of range {f['out_of_range']}"
+                         f"{'; stopped: ' + f['fatal'] if f.get('fatal') else ''}); "
+                         f"{'' if f['first_row'] is None else 'first at row ' + str(f['first_row']) + ': '}"
+                         f"{first[-1] if first else ''}")
     if res.get("dvc"):
         console.info(f"note: {res['dvc']}")
+    _failed_tasks(res.get("failed", []), as_json)
+    raise_if_lfs_stopped(res)
 
 
 @label.command("analyze")
@@ -375,6 +397,8 @@ def label_fit(ctx, task, model, use_dev, seed, text_view, select_on, as_json) ->
         return
     console.info(f"{task}: probabilistic labels v{res['version']} ({model}, label matrix v{res['label_matrix_version']}"
                  f"{', uses valid gold labels' if res['uses_dev_labels'] else ''})")
+    for w in res.get("warnings", []):
+        console.info(f"warning: {w}")
     if res.get("label_model_fit", {}).get("balance_fallback"):
         console.info(f"note: the first fit overruled {res['label_model_fit']['overruled']:.1%} of the rows whose votes "
                      f"all agree; refitted with the majority vote's class shares as the class balance")
@@ -524,12 +548,24 @@ def train(ctx, if_changed, resume, fresh, tasks, encoder, device, epochs, max_st
                         seed, checkpoint_every, settings)
     opts = TrainOptions(tasks=list(tasks) or None, if_changed=if_changed, resume=resume, fresh=fresh,
                         tracking_uri=tracking_uri, progress=not as_json)
-    res = _registry(ctx).train(cfg, opts, echo=console.info if not as_json else (lambda s: None))
+    try:
+        res = _registry(ctx).train(cfg, opts, echo=console.info if not as_json else (lambda s: None))
+    except KeyboardInterrupt:
+        # click would say only "aborted": say what is kept and how to go on
+        console.error("interrupted: `mothermodel train --resume` continues this training run from its last "
+                      "checkpoint (`mothermodel status` shows it)")
+        sys.exit(130)
     if as_json:
         console.emit_json(res)
+        _failed_tasks(res.get("failed", []), as_json)
         return
+    if res.get("status") == "failed":
+        console.info("nothing trained: every task failed")
+        _failed_tasks(res["failed"], as_json)
     if not res["trained"]:
-        console.info(f"up to date: model v{res['model_version']} was trained on every task's current labels")
+        console.info(f"up to date: model v{res['model_version']} was trained on every task's current labels"
+                     + (" but those below" if res.get("failed") else ""))
+        _failed_tasks(res.get("failed", []), as_json)
         return
     console.info(f"model v{res['model_version']}: {res['steps']} steps in {res['seconds']:.0f}s "
                  f"({res['examples_per_s']:.0f} examples/s); MLflow run {res['mlflow_run_id']}")
@@ -543,6 +579,7 @@ def train(ctx, if_changed, resume, fresh, tasks, encoder, device, epochs, max_st
                     _served(guard.get(t)))
                    for (t, s), m in sorted(rows.items())],
                   ["task", "split", "label model acc.", "mother model acc.", "served by (valid margin)"])
+    _failed_tasks(res.get("failed", []), as_json)
 
 
 def _served(c: dict | None) -> str:
@@ -635,6 +672,12 @@ def watch(ctx, every, once, encoder, device, epochs, max_steps, batch_size, max_
                                  distill_config=dcfg)
     if as_json:
         console.emit_json(ticks[-1] if once else ticks)
+    last = ticks[-1] if ticks else {}
+    if last.get("failed"):
+        _failed_tasks(last["failed"], as_json)
+    if last.get("errors"):
+        e = last["errors"][0]
+        raise CommandFailed(f"watch: {e['stage']} failed: {e['reason']}")
 
 
 @cli.command()
@@ -702,6 +745,10 @@ def status(ctx, as_json) -> None:
     c = res["counts"]
     console.info(f"workspace {res['workspace']}: {c['tasks']} tasks, {c['sources']} sources, {c['datasets']} datasets")
     console.info(f"MLflow tracking URI: {res['mlflow_tracking_uri']}")
+    tr = res.get("training")
+    if tr:
+        console.info(f"training: a run is in progress ({tr['run_dir']})" if tr["state"] == "running" else
+                     f"training: a run was interrupted ({tr['run_dir']}); `{tr['resume']}` continues it")
     yes = lambda b: "stale" if b else "ok"  # noqa: E731
     why = lambda t: next((f"{k}: {t[k]['reason']}" for k in ("labels", "model", "deployable")  # noqa: E731
                           if t[k]["stale"]), "")
@@ -710,6 +757,9 @@ def status(ctx, as_json) -> None:
                     yes(t["deployable"]["stale"]) + ver(t["deployable"]), _served(t.get("serving")), why(t))
                    for t in res["tasks"]],
                   ["task", "version", "labels", "model", "deployable", "served by (valid margin)", "first reason"])
+    if res.get("failed"):
+        console.table([(f["task"], f["stage"], f["reason"], f["fix"], f["at"][:19]) for f in res["failed"]],
+                      ["failed task", "stage", "reason", "fix", "since"])
     for t in res["tasks"]:
         sv = t.get("serving") or {}
         if sv.get("below_labels"):
@@ -719,6 +769,29 @@ def status(ctx, as_json) -> None:
         elif sv.get("encoder_fit"):
             console.info(f"note: {t['name']}: {sv['encoder_fit']['advice']} (whole-word share "
                          f"{sv['encoder_fit']['whole_word_share']:.2f})")
+
+
+@cli.command()
+@click.option("--tracking-uri", default=None,
+              help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the workspace's own store).")
+@json_option
+@click.pass_context
+def verify(ctx, tracking_uri, as_json) -> None:
+    """Check the workspace: every file the registry records exists and matches its hash, no interrupted
+    command left files behind, MLflow's registered versions match the deployables. Changes nothing;
+    exit 1 listing what is wrong, 0 when clean (an interrupted `train` to resume is only a note)."""
+    res = _registry(ctx).verify(tracking_uri)
+    if as_json:
+        console.emit_json(res)
+    else:
+        if res["problems"]:
+            console.table([(p["kind"], p["path"], p["problem"]) for p in res["problems"]], ["kind", "path", "problem"])
+        for n in res["notes"]:
+            console.info(f"note: {n}")
+        console.info(f"clean: {res['checked']} files checked" if res["ok"] else
+                     f"{len(res['problems'])} problem(s) found ({res['checked']} files checked)")
+    if not res["ok"]:
+        sys.exit(1)
 
 
 @cli.command()

@@ -21,7 +21,8 @@ from typing import Any
 from mothermodel.errors import UserError
 from mothermodel.inputs import InputError, TaskInput
 from mothermodel.labeling.lf import DeclarativeLF, KeywordLF, LabelingFunction, RegexLF
-from mothermodel.registry.records import NAME_RE, SourceSpec, TaskSpec, is_name, is_source_name
+from mothermodel.registry.records import (NAME_RE, SourceSpec, TaskSpec, class_names_problem, is_name,
+                                          is_source_name)
 
 
 
@@ -68,12 +69,16 @@ class Task:
         parent: a parent task's name (task tree: a child's label implies its parent's), or None.
         parent_class: the parent's class this task refines (e.g. BILLING for billing_kind);
             the hierarchical label model needs it. Only with `parent`.
-        sources: non-LF weak sources (TaskOutput, Column, Model); LFs come from the module.
+        sources: non-LF weak sources (TaskOutput, Column, Model); in a spec file LFs come from the module,
+            for ``Registry.submit(task)`` in code they go here too (their code is recorded: `from_task`).
         description: free text for people; not part of the fingerprint.
         owner: who to ask about this task; not part of the fingerprint.
         input: how the model input is built from a row (a `TaskInput`, or its mapping form, e.g.
             ``{"kind": "markers", "field": "text", "spans": ["span1", "span2"]}``); None = the
             dataset's text field. Part of the fingerprint (docs/writing-tasks.md, "Inputs").
+        gold: the dataset column holding this task's gold labels (class names or indices; evaluation
+            only), when it is not the dataset's `--gold-field`. Checked against `classes` at submit;
+            part of the fingerprint when set.
     """
 
     name: str
@@ -85,6 +90,7 @@ class Task:
     owner: str | None = None
     parent_class: str | None = None
     input: Any = None
+    gold: str | None = None
 
 
 def _err(origin: str, fld: str, msg: str) -> UserError:
@@ -103,16 +109,9 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>",
     if not is_name(task.dataset):
         raise _err(origin, "dataset", f"{task.dataset!r} is not a dataset name (must match {NAME_RE.pattern})")
     classes = task.classes
-    if isinstance(classes, str) or not isinstance(classes, (list, tuple)) or not classes:
-        raise _err(origin, "classes", "must be a non-empty list of class names")
-    for c in classes:
-        if isinstance(c, bool):
-            raise _err(origin, "classes", f"class {c!r} is a boolean, not a name (YAML reads NO/YES/ON/OFF as booleans: quote them)")
-        if not isinstance(c, str) or not c.strip():
-            raise _err(origin, "classes", f"class {c!r}: every class name must be a non-empty string")
-    dup = sorted({c for c in classes if list(classes).count(c) > 1})
-    if dup:
-        raise _err(origin, "classes", f"duplicate class name {dup[0]!r}")
+    problem = class_names_problem(classes)  # the same rules as `import wrench`
+    if problem:
+        raise _err(origin, "classes", problem)
     if task.parent is not None and not is_name(task.parent):
         raise _err(origin, "parent", f"{task.parent!r} is not a task name")
     if task.parent_class is not None and (task.parent is None or not isinstance(task.parent_class, str)):
@@ -153,9 +152,12 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>",
             sources.append(SourceSpec(name=s.name, kind="model", ref=s.uri))
         elif isinstance(s, LabelingFunction):
             # In place, so sources[i] in a registry-side error is the i-th source as written.
+            _check_regex_lf(s, origin, where)
             sources.append(_lf_source(s, shared_hash))
         else:
             raise _err(origin, where, f"unknown source type {type(s).__name__}")
+    for lf in lfs:
+        _check_regex_lf(lf, origin, f"LF {lf.name}")
     sources += [_lf_source(lf, shared_hash) for lf in lfs]
     seen: set[str] = set()
     for i, s in enumerate(sources):
@@ -176,7 +178,23 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>",
         source_text=source_text,
         parent_class=task.parent_class,
         input=task_input,
+        gold=_gold_field(task.gold, origin),
     )
+
+
+def _check_regex_lf(lf: LabelingFunction, origin: str, where: str) -> None:
+    """A RegexLF built in Python is checked as a YAML regex source is: by the engine that runs it."""
+    if isinstance(lf, RegexLF):
+        problem = re2_problem(lf.pattern, lf.ignore_case)
+        if problem:
+            raise _err(origin, f"{where}.pattern", f"{lf.name}: {problem}")
+
+
+def _gold_field(gold: Any, origin: str) -> str | None:
+    """A task's own gold column: a column name (whether it holds labels that fit is checked at submit)."""
+    if gold is not None and (not isinstance(gold, str) or not gold):
+        raise _err(origin, "gold", f"must be a column name, not {gold!r}")
+    return gold
 
 
 def _lf_source(lf: LabelingFunction, shared_hash: str | None) -> SourceSpec:
@@ -185,6 +203,187 @@ def _lf_source(lf: LabelingFunction, shared_hash: str | None) -> SourceSpec:
         # A Python LF also depends on the module code around it (constants, helpers).
         code_hash = hashlib.sha256(f"{code_hash}\0{shared_hash}".encode()).hexdigest()
     return SourceSpec(name=lf.name, kind="lf", code=lf.code, code_hash=code_hash)
+
+
+# --- tasks built in Python (Registry.submit(Task(...))) ----------------------
+
+
+def from_task(task: Task) -> TaskSpec:
+    """A `Task` built in code, its LFs among its sources, as a `TaskSpec` `RegistryStore.submit` takes.
+
+    `label apply` runs in another process later, so each Python LF's code is recorded: a small module made of
+    the LF functions' source, the helpers of the same module they call, the imports and the constant values
+    they read (`_python_lf_module`). What cannot be recorded (a lambda, a function typed at a REPL, a closure,
+    a global holding an arbitrary object) is refused here naming the LF, not left to fail at apply.
+    """
+    if not isinstance(task, Task):
+        raise UserError(f"submit: expected a Task, a TaskSpec or a spec file, got {type(task).__name__}")
+    origin = f"<task {task.name} built in Python>"
+    py_lfs = [s for s in task.sources or [] if isinstance(s, LabelingFunction) and not isinstance(s, DeclarativeLF)]
+    text, shared = _python_lf_module(py_lfs, origin) if py_lfs else (None, None)
+    return normalise(task, [], origin=origin, source_text=text, shared_hash=shared)
+
+
+def _python_lf_module(lfs: list[LabelingFunction], origin: str) -> tuple[str, str]:
+    """(module text that rebuilds `lfs`, hash of its shared part: imports, constants, helpers)."""
+    import ast
+    import dis
+    import inspect
+    import re
+    import textwrap
+    import types
+
+    support: dict[str, tuple[Any, str]] = {}  # global name -> (value, code that defines it)
+    lf_defs: dict[str, tuple[Any, str]] = {}
+
+    def refuse(lf, why):
+        return _err(origin, "sources", f"LF {lf.name!r}: {why}")
+
+    def globals_read(code):
+        for ins in dis.get_instructions(code):
+            if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+                yield ins.argval
+        for c in code.co_consts:
+            if isinstance(c, types.CodeType):
+                yield from globals_read(c)
+
+    def put(table, name, value, code, lf):
+        if name in support or name in lf_defs:
+            old = (support.get(name) or lf_defs[name])[0]
+            if old is not value and old != value:
+                raise refuse(lf, f"two different objects are called {name!r} among the task's LFs: rename one")
+            return
+        table[name] = (value, code)
+
+    def function(fn, lf, table):
+        if not inspect.isfunction(fn):
+            raise refuse(lf, f"{fn!r} is not a Python function defined with def")
+        if fn.__name__ == "<lambda>":
+            raise refuse(lf, "a lambda's code cannot be recorded: define the LF with def")
+        if fn.__closure__:
+            raise refuse(lf, f"{fn.__name__} uses variables of the function it is defined in "
+                             f"({', '.join(fn.__code__.co_freevars)}): define it at module level or pass them "
+                             "as resources")
+        if fn.__name__ in support or fn.__name__ in lf_defs:
+            put(table, fn.__name__, fn, "", lf)
+            return
+        try:
+            src = textwrap.dedent(inspect.getsource(fn))
+            node = next(n for n in ast.parse(src).body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+        except (OSError, TypeError, SyntaxError, StopIteration):
+            raise refuse(lf, f"the code of {fn.__name__} cannot be read (typed at an interactive prompt?): define it "
+                             "in a file or a notebook cell") from None
+        # From the `def` line: the decorators are replaced by the LabelingFunction(...) built below.
+        put(table, fn.__name__, fn, "\n".join(src.splitlines()[node.lineno - 1:]), lf)
+        # Default values are evaluated where the def runs: the names they read are needed too.
+        in_defaults = [n.id for d in [*node.args.defaults, *node.args.kw_defaults] if d is not None
+                       for n in ast.walk(d) if isinstance(n, ast.Name)]
+        for name in [*globals_read(fn.__code__), *in_defaults]:
+            if name in fn.__globals__:
+                dependency(name, fn.__globals__[name], fn, lf)
+
+    def dependency(name, value, fn, lf):
+        home = getattr(value, "__module__", None)
+        if isinstance(value, types.ModuleType):
+            if not _importable_elsewhere(value.__name__, fn):
+                raise refuse(lf, f"{fn.__name__} uses module {value.__name__}, a file of yours that `label apply` "
+                                 f"cannot import: import the functions it needs (from {value.__name__} import ...) "
+                                 "so their code is recorded")
+            alias = f" as {name}" if name != value.__name__ else ""
+            put(support, name, value, f"import {value.__name__}{alias}", lf)
+        elif inspect.isfunction(value) and (home in (fn.__module__, "__main__") or not _importable_elsewhere(home, fn)):
+            function(value, lf, support)  # a helper of yours (this module or a file beside it): recorded with it
+        elif (inspect.isfunction(value) or inspect.isclass(value) or inspect.isbuiltin(value)) and \
+                home not in (None, fn.__module__, "__main__") and "." not in value.__qualname__ and \
+                _importable_elsewhere(home, fn):
+            alias = f" as {name}" if name != value.__name__ else ""
+            put(support, name, value, f"from {home} import {value.__qualname__}{alias}", lf)
+        elif isinstance(value, re.Pattern):
+            put(support, name, value, f"{name} = __import__('re').compile({value.pattern!r}, {int(value.flags)})", lf)
+        elif _literal(value):
+            put(support, name, value, f"{name} = {_stable_repr(value)}", lf)
+        else:
+            raise refuse(lf, f"{fn.__name__} reads the global {name!r} (a {type(value).__name__}), whose value "
+                             "cannot be recorded: pass it as resources= or create it inside the function")
+
+    built = []
+    for i, lf in enumerate(lfs):
+        function(lf.f, lf, lf_defs)
+        for p in lf.pre:
+            function(p, lf, lf_defs)
+        for key, value in lf.resources.items():
+            if not _literal(value):
+                raise refuse(lf, f"resource {key!r} (a {type(value).__name__}) cannot be recorded: give plain values "
+                                 "(numbers, text, lists, sets, dicts)")
+        pre = "".join(f"{p.__name__}, " for p in lf.pre)
+        built.append(f"_lf_{i} = _LabelingFunction(name={lf.name!r}, f={lf.f.__name__}, "
+                     f"resources={_stable_repr(dict(lf.resources))}, pre=({pre}))")
+    shared = "\n\n".join(code for _, code in support.values() if code)
+    text = "\n\n".join([f"# The Python LFs of {origin}, recorded at submit: `label apply` runs this module.",
+                        "from __future__ import annotations  # annotations name types this module need not hold",
+                        "from mothermodel.labeling.lf import LabelingFunction as _LabelingFunction", shared,
+                        *(code for _, code in lf_defs.values() if code), "\n".join(built)]) + "\n"
+    try:  # built once here, as `label apply` will: a task whose LFs cannot be rebuilt is not registered
+        exec(compile(text, origin, "exec"), {"__name__": f"_mothermodel_check_{len(text)}"})
+    except Exception as e:  # noqa: BLE001 - the user's code
+        raise _err(origin, "sources", f"the recorded LF code does not run: {type(e).__name__}: {e}".splitlines()[0]) \
+            from None
+    return text, hashlib.sha256(shared.encode()).hexdigest()
+
+
+def _importable_elsewhere(module: str | None, fn) -> bool:
+    """Whether `label apply`, in another process and folder, can import `module`: an installed package (or the
+    standard library), not a file found only through the current folder or the folder of the user's code."""
+    import importlib.machinery
+    import os
+
+    if not module:
+        return False
+    top = module.split(".")[0]
+    if top in sys.builtin_module_names:
+        return True
+    local = {"", os.getcwd()}
+    for f in (getattr(sys.modules.get("__main__"), "__file__", None), fn.__globals__.get("__file__")):
+        if f:
+            local.add(str(Path(f).resolve().parent))
+    paths = [p for p in sys.path if p not in local and str(Path(p or ".").resolve()) not in local]
+    for finder in sys.meta_path:
+        try:
+            if finder is importlib.machinery.PathFinder:
+                found = finder.find_spec(top, paths)
+            else:  # editable installs and other import hooks
+                found = finder.find_spec(top, None)
+        except Exception:  # noqa: BLE001 - a broken import hook: try the next one
+            continue
+        if found is not None:
+            origin = getattr(found, "origin", None)
+            return not (origin and str(Path(origin).resolve().parent) in local)
+    return False
+
+
+def _literal(value: Any) -> bool:
+    """Whether `value` is written back exactly by its repr (numbers, text, and containers of them)."""
+    import ast
+
+    try:
+        return ast.literal_eval(_stable_repr(value)) == value
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+
+
+def _stable_repr(value: Any) -> str:
+    """repr with sets sorted: a set's order follows string hashing, which differs between processes, and the
+    recorded text decides the LFs' versions."""
+    if type(value) in (set, frozenset):  # exact types: a subclass's repr is not a literal
+        items = sorted(_stable_repr(v) for v in value)
+        return "{" + ", ".join(items) + "}" if items else "set()"
+    if type(value) is dict:
+        return "{" + ", ".join(f"{_stable_repr(k)}: {_stable_repr(v)}" for k, v in value.items()) + "}"
+    if type(value) is list:
+        return "[" + ", ".join(_stable_repr(v) for v in value) + "]"
+    if type(value) is tuple:
+        return "(" + ", ".join(_stable_repr(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
 
 
 # --- reading spec files ------------------------------------------------------
@@ -202,7 +401,7 @@ def load_spec(path: str | Path) -> TaskSpec:
         import yaml
 
         try:
-            data = yaml.safe_load(p.read_text())
+            data = yaml.safe_load(_read_text(p))
         except yaml.YAMLError as e:
             raise UserError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
         return _from_mapping(data, str(p))
@@ -212,14 +411,26 @@ def load_spec(path: str | Path) -> TaskSpec:
         except ModuleNotFoundError:  # Python 3.10
             import tomli as tomllib  # type: ignore[no-redef]
         try:
-            data = tomllib.loads(p.read_text())
+            data = tomllib.loads(_read_text(p))
         except tomllib.TOMLDecodeError as e:
             raise UserError(f"{p}: not valid TOML: {e}") from None
         return _from_mapping(data, str(p))
     raise UserError(f"{p}: a spec must be .py, .yaml, .yml or .toml")
 
 
+def _read_text(p: Path) -> str:
+    """A spec file's text: UTF-8 (a UTF-8 byte-order mark is dropped); other encodings are refused, since the
+    text is stored and re-read as UTF-8."""
+    data = p.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")
+        raise UserError(f"{p}: not UTF-8 text{' (it is UTF-16)' if utf16 else ''}: save the spec as UTF-8") from None
+
+
 def _load_python(p: Path) -> TaskSpec:
+    import contextlib
     import importlib.util
     import uuid
 
@@ -238,7 +449,8 @@ def _load_python(p: Path) -> TaskSpec:
         del sys.modules[name]  # so this load reads them afresh
     known = set(sys.modules)
     try:
-        spec.loader.exec_module(module)
+        with contextlib.redirect_stdout(sys.stderr):  # print() in a spec must not break --json
+            spec.loader.exec_module(module)
     except SystemExit:
         raise UserError(f"{p}: the module called exit() while importing") from None
     except BaseException as e:  # noqa: BLE001 - any failure of user code is bad input
@@ -258,11 +470,13 @@ def _load_python(p: Path) -> TaskSpec:
     if len(tasks) != 1:
         raise UserError(f"{p}: a spec module must define exactly one Task (found {len(tasks)})")
     lfs = [v for v in values if isinstance(v, LabelingFunction)]
-    text = p.read_text()
+    text = _read_text(p)
     shared = _shared_code_hash(text, module)
     if helpers:  # a helper module beside the spec is code every Python LF may use
         shared = hashlib.sha256("\0".join([shared, *helpers]).encode()).hexdigest()
-    return normalise(tasks[0], lfs, origin=str(p), source_text=text, shared_hash=shared)
+    # Helper modules are stored after the spec's text (NUL-separated, see lf.split_stored_spec):
+    # `label apply` runs these texts, never files found beside the spec later.
+    return normalise(tasks[0], lfs, origin=str(p), source_text="\0".join([text, *helpers]), shared_hash=shared)
 
 
 def _helper_modules(names: set[str], folder: Path) -> list[str]:
@@ -305,7 +519,8 @@ def _shared_code_hash(text: str, module) -> str:
 def _from_mapping(data: Any, origin: str) -> TaskSpec:
     if not isinstance(data, dict):
         raise UserError(f"{origin}: the spec must be a mapping of fields")
-    known = {"name", "dataset", "classes", "parent", "parent_class", "description", "owner", "sources", "input"}
+    known = {"name", "dataset", "classes", "parent", "parent_class", "description", "owner", "sources", "input",
+             "gold"}
     unknown = sorted(set(data) - known, key=str)  # YAML keys may be numbers too
     if unknown:
         raise _err(origin, unknown[0], "unknown field")
@@ -322,6 +537,7 @@ def _from_mapping(data: Any, origin: str) -> TaskSpec:
         description=data.get("description", ""),  # normalise checks its type
         owner=data.get("owner"),
         input=data.get("input"),
+        gold=data.get("gold"),
     )
     normalise(task, [], origin=origin)  # the task's own fields first: a source's label needs valid classes
     raw_sources = data.get("sources") or []
@@ -368,8 +584,8 @@ def _source_from_mapping(s: Any, where: str, i: int, classes: list[str], origin:
     if not isinstance(name, str):
         raise _err(origin, f"{where}.name", f"{name!r} is not a valid source name")
     label = _label_index(s["label"], classes, origin, f"{where}.label")
-    fld = s.get("field", "text")
-    if not isinstance(fld, str) or not fld:
+    fld = s.get("field")  # None: the dataset's text field (filled in by Registry.submit)
+    if fld is not None and (not isinstance(fld, str) or not fld):
         raise _err(origin, f"{where}.field", "must be a column name")
     flag = "case_sensitive" if kind == "keyword" else "ignore_case"
     if not isinstance(s.get(flag, False), bool):
@@ -411,3 +627,25 @@ def _check_regex(pattern: str, origin: str, where: str) -> None:
 
     if not re2_compatible(pattern):  # Python accepts both; RE2 does not
         raise _err(origin, where, "lookarounds and backreferences are not supported (RE2 syntax)")
+    problem = re2_problem(pattern)
+    if problem:
+        raise _err(origin, where, problem)
+
+
+def re2_problem(pattern: str, ignore_case: bool = False) -> str | None:
+    """Why DuckDB's RE2, which runs regex sources at apply, refuses `pattern` (None: it compiles). Python's re
+    accepts more (\\Z, atomic groups, possessive quantifiers, conditionals, named back-references) and no
+    nesting limit, so only compiling it with the engine itself tells."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        # A constant pattern is compiled when the statement is bound: no rows needed.
+        con.execute("SELECT regexp_matches('', " + "'" + pattern.replace("'", "''") + "'"
+                    + (", 'i')" if ignore_case else ")")).fetchall()
+        return None
+    except duckdb.Error as e:
+        msg = str(e).splitlines()[0]
+        return "not supported by RE2, which runs it: " + msg.split("Error: ", 1)[-1]
+    finally:
+        con.close()

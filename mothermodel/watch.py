@@ -56,33 +56,98 @@ def last_fit_settings(store, task: str) -> dict[str, Any]:
 def tick(reg, train_config, train_options, echo: Callable[[str], None] = print,
          distill_config=None) -> dict[str, Any]:
     """One pass: relabel and refit what is stale, retrain if anything the model learns from moved,
-    then redistil every stale deployable (`distill_config`: a DistillConfig; None = the defaults)."""
+    then redistil every stale deployable (`distill_config`: a DistillConfig; None = the defaults).
+
+    One task's failure never stops the others (registry/faults.py): a task whose labels cannot be applied
+    or fit, or that cannot train, is left out, recorded as its fault and listed in "failed"; a step that
+    fails as a whole (the registry stayed locked, say) is listed in "errors" and the tick goes on with the
+    next step. Either makes `watch --once` exit 1."""
+    from dataclasses import replace
+
     from mothermodel.distill.run import DistillOptions
 
     from mothermodel.labeling.apply import ApplyConfig
+    from mothermodel.registry import faults
     from mothermodel.registry.graph import topological
 
     progress = train_options.progress
-    applied = reg.label_apply(config=ApplyConfig(progress=progress))
-    created = [t["task"] for t in applied["tasks"] if t["status"] == "created"]
-    if created:
-        echo(f"label apply: new label matrices for {', '.join(created)}")
-    stale = {t["name"] for t in reg.status()["tasks"] if t["labels"]["stale"]}
-    fitted, done = [], set()
-    for name in topological(reg.graph()):
-        if name not in stale or name in done:
+    failed: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+
+    def step_failed(stage: str, e: Exception) -> None:
+        if not faults.isolatable(e):
+            raise e
+        reason = faults.describe("", stage, e)["reason"]
+        errors.append({"stage": stage, "reason": reason})
+        echo(f"{stage}: failed: {reason}")
+
+    def report(res_failed: list[dict[str, Any]]) -> None:
+        for f in res_failed:
+            failed.append(f)
+            echo(f"{f['stage']} {f['task']}: failed, left out: {f['reason']} (fix: {f['fix']})")
+
+    created: list[str] = []
+    left_out: set[str] = set()
+    try:
+        applied = reg.label_apply(config=ApplyConfig(progress=progress), isolate=True)
+        created = [t["task"] for t in applied["tasks"] if t["status"] == "created"]
+        if created:
+            echo(f"label apply: new label matrices for {', '.join(created)}")
+        report(applied["failed"])
+        left_out = {f["task"] for f in applied["failed"]}  # reported once: their fit would fail the same way
+        for t in applied["tasks"]:  # an LF stopped as a whole (labeling/apply.py LFReport.fatal): exit 1 too
+            for f in t.get("faults", []):
+                if f.get("fatal"):
+                    why = ((f["first_error"] or "").strip().splitlines() or [""])[-1]
+                    errors.append({"stage": faults.APPLY, "reason": f"{t['task']}: LF {f['name']} stopped "
+                                   f"({f['fatal']}), none of its votes kept: {why}"})
+                    echo(f"label apply {t['task']}: LF {f['name']} stopped ({f['fatal']})")
+    except Exception as e:  # noqa: BLE001 - see step_failed
+        step_failed(faults.APPLY, e)
+    fitted, done, fit_failed = [], set(), []
+    try:
+        stale = {t["name"] for t in reg.status()["tasks"] if t["labels"]["stale"]}
+        order = topological(reg.graph())
+    except Exception as e:  # noqa: BLE001 - see step_failed
+        step_failed(faults.FIT, e)
+        stale, order = set(), []
+    for name in order:
+        if name not in stale or name in done or name in left_out:
             continue
-        settings = last_fit_settings(reg.store, name)
-        res = reg.label_fit(name, apply_config=ApplyConfig(progress=progress), **settings)
+        try:
+            settings = last_fit_settings(reg.store, name)
+            res = reg.label_fit(name, apply_config=ApplyConfig(progress=progress), **settings)
+        except Exception as e:  # noqa: BLE001 - one task's fault, unless an interrupt
+            if not faults.isolatable(e):
+                raise
+            fit_failed.append(faults.describe(name, faults.FIT, e))
+            continue
         # A hierarchical fit relabels the whole tree at once.
         done |= {t["task"] for t in res.get("tree", [])} | {name}
         fitted.append({"task": name, "version": res["version"], "model": res["model"]})
         echo(f"label fit {name}: probabilistic labels v{res['version']} ({res['model']})")
-    trained = reg.train(train_config, options=train_options, if_changed=True)
-    echo(f"train: model v{trained['model_version']} " + ("trained" if trained["trained"] else "up to date"))
-    distilled = reg.distill(all_tasks=True, config=distill_config,
-                            options=DistillOptions(tracking_uri=train_options.tracking_uri, progress=progress),
-                            echo=echo)
+        for w in res.get("warnings", []):
+            echo(f"warning: {w}")
+    report(fit_failed)
+    try:  # a successful fit clears its own fault (RegistryStore.record_prob_labels)
+        reg.store.set_task_faults(faults.FIT, fit_failed)
+    except Exception as e:  # noqa: BLE001 - see step_failed
+        step_failed(faults.FIT, e)
+    trained = {"model_version": None, "trained": False, "changes": {}}
+    try:
+        trained = reg.train(train_config, options=replace(train_options, isolate=True), if_changed=True)
+        if trained.get("status") != "failed":
+            echo(f"train: model v{trained['model_version']} " + ("trained" if trained["trained"] else "up to date"))
+        report(trained.get("failed", []))
+    except Exception as e:  # noqa: BLE001 - see step_failed
+        step_failed(faults.TRAIN, e)
+    distilled = {"distilled": [], "skipped": [], "up_to_date": []}
+    try:
+        distilled = reg.distill(all_tasks=True, config=distill_config,
+                                options=DistillOptions(tracking_uri=train_options.tracking_uri, progress=progress),
+                                echo=echo)
+    except Exception as e:  # noqa: BLE001 - see step_failed
+        step_failed("distill", e)
     for d in distilled["distilled"]:
         echo(f"distill {d['task']}: deployable v{d['deployable_version']} (MLflow model {d['task']} "
              f"version {d['registered_model']['version']})")
@@ -90,17 +155,27 @@ def tick(reg, train_config, train_options, echo: Callable[[str], None] = print,
             "train": {k: trained[k] for k in ("model_version", "trained", "changes")},
             "distill": {"distilled": [{k: d[k] for k in ("task", "deployable_version", "registered_model")}
                                       for d in distilled["distilled"]],
-                        "skipped": distilled["skipped"], "up_to_date": distilled["up_to_date"]}}
+                        "skipped": distilled["skipped"], "up_to_date": distilled["up_to_date"]},
+            "failed": failed, "errors": errors}
+
+
+def tick_failed(t: dict[str, Any]) -> bool:
+    """Whether a tick left a task out or a step failed (`watch --once` then exits 1)."""
+    return bool(t.get("failed") or t.get("errors"))
 
 
 def watch(reg, every_s: float | None, once: bool, train_config, train_options,
           echo: Callable[[str], None] = print, distill_config=None) -> list[dict[str, Any]]:
-    """Tick now, then every `every_s` seconds until SIGINT/SIGTERM (or once)."""
+    """Tick now, then every `every_s` seconds until SIGINT/SIGTERM (or once). A periodic loop logs a tick that
+    failed (`tick_failed`) and keeps going; the CLI exits 1 when a `--once` tick failed."""
+    from mothermodel.registry import faults
+
     ticks: list[dict[str, Any]] = []
     stop = {"now": False}
 
     def on_term(signum, frame):  # SIGTERM behaves like Ctrl-C: unwinds, nothing half-written
         stop["now"] = True
+        faults.stopping()  # whatever the interrupt surfaces as inside a step, it is no task's fault
         raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGTERM, on_term)
@@ -108,9 +183,19 @@ def watch(reg, every_s: float | None, once: bool, train_config, train_options,
     try:
         while True:
             started = time.monotonic()
-            ticks.append(tick(reg, train_config, train_options, echo, distill_config))
             if once or every_s is None:
+                ticks.append(tick(reg, train_config, train_options, echo, distill_config))
                 return ticks
+            try:
+                ticks.append(tick(reg, train_config, train_options, echo, distill_config))
+            except Exception as e:  # noqa: BLE001 - a periodic loop logs a failed tick and keeps going
+                if stop["now"] or not faults.isolatable(e):
+                    raise
+                ticks.append({"errors": [{"stage": "tick", "reason": faults.describe("", "tick", e)["reason"]}],
+                              "failed": []})
+                echo(f"tick failed: {ticks[-1]['errors'][0]['reason']}")
+            if stop["now"]:  # the interrupt was swallowed somewhere inside the tick
+                raise KeyboardInterrupt
             wait = max(0.0, every_s - (time.monotonic() - started))
             echo(f"next tick in {wait:.0f}s (Ctrl-C stops)")
             time.sleep(wait)
@@ -123,3 +208,4 @@ def watch(reg, every_s: float | None, once: bool, train_config, train_options,
     finally:
         signal.signal(signal.SIGTERM, old)
         signal.signal(signal.SIGINT, old_int)
+        faults.stopping(False)

@@ -18,6 +18,8 @@ from mothermodel.registry.records import NAME_RE, is_name
 
 READERS = {".parquet": "read_parquet", ".csv": "read_csv_auto", ".jsonl": "read_json_auto", ".ndjson": "read_json_auto"}
 ROW = "_row"
+#: The split names every stage knows (label fit selects on valid, reports test; the trainer trains on train).
+SPLITS = ("train", "valid", "test")
 
 
 def read_table(file: str | Path):
@@ -31,8 +33,17 @@ def read_table(file: str | Path):
     if not p.is_file():
         raise UserError(f"{p}: no such file")
     con = duckdb.connect()
+    tmp = None
     try:
-        quoted = str(p).replace("'", "''")
+        target = p
+        if any(c in p.name for c in "*?[]{}") or any(c in str(p.parent) for c in "*?[]{}"):
+            # DuckDB's readers expand globs: read the named file only, through a link with a plain name.
+            import tempfile
+
+            tmp = tempfile.mkdtemp(prefix="mothermodel-read-")
+            target = Path(tmp) / f"data{p.suffix.lower()}"
+            target.symlink_to(p.resolve())
+        quoted = str(target).replace("'", "''")
         rel = con.sql(f"SELECT * FROM {reader}('{quoted}')")
         # DuckDB 2 renamed fetch_arrow_table() to to_arrow_table().
         return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.fetch_arrow_table()
@@ -40,11 +51,18 @@ def read_table(file: str | Path):
         raise UserError(f"{p}: cannot be read: {str(e).splitlines()[0]}") from None
     finally:
         con.close()
+        if tmp is not None:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def stage(ws, name: str, table, text_field: str | None, split_field: str | None,
-          gold_field: str | None, origin: str) -> dict[str, Any]:
+          gold_field: str | None, origin: str, no_text: bool = False) -> dict[str, Any]:
     """Validate `table` and write it into the workspace's data folder (no registry write).
+
+    A dataset needs a text column (models read text) unless `no_text` says it has none on purpose
+    (votes-only tasks); split values must be train, valid or test (`SPLITS`).
 
     Returns the dataset row for `RegistryStore.record_dataset`. The file name carries the content hash,
     so the same content is stored once.
@@ -54,15 +72,33 @@ def stage(ws, name: str, table, text_field: str | None, split_field: str | None,
     if not is_name(name):
         raise UserError(f"NAME: {name!r} does not match {NAME_RE.pattern}")
     cols = [c for c in table.column_names if c != ROW]
-    if text_field is None and "text" in cols:
+    if no_text and text_field is not None:
+        raise UserError("--no-text: not with --text-field")
+    if text_field is None and "text" in cols and not no_text:
         text_field = "text"
+    if text_field is None and not no_text:
+        raise UserError(f"--text-field: {origin} has no 'text' column: name the text column "
+                        f"(columns: {', '.join(cols[:20])}), or pass --no-text for a dataset without text")
     if split_field is None and "split" in cols:
         split_field = "split"
     for flag, fld in (("--text-field", text_field), ("--split-field", split_field), ("--gold-field", gold_field)):
         if fld is not None and fld not in cols:
             raise UserError(f"{flag}: column {fld!r} not in {origin} (columns: {', '.join(cols[:20])})")
+    if gold_field is not None:
+        from mothermodel.registry.gold import can_be_gold
+
+        if not can_be_gold(table.schema.field(gold_field).type):
+            raise UserError(f"--gold-field: column {gold_field!r} in {origin} is of type "
+                            f"{table.schema.field(gold_field).type}, which cannot hold gold labels "
+                            "(class indices or class names)")
     if table.num_rows == 0:
         raise UserError(f"{origin}: the dataset has no rows")
+    if text_field is not None:
+        ttype = table.schema.field(text_field).type
+        if not (pa.types.is_string(ttype) or pa.types.is_large_string(ttype)):
+            raise UserError(f"--text-field: column {text_field!r} holds {ttype}, not text")
+    if split_field is not None:
+        _check_splits(table, split_field)
     if ROW in table.column_names:
         table = table.drop_columns([ROW])
     table = table.add_column(0, ROW, pa.array(range(table.num_rows), pa.int64()))
@@ -74,6 +110,23 @@ def stage(ws, name: str, table, text_field: str | None, split_field: str | None,
         "gold_field": gold_field, "columns": cols, "source_file": origin,
         "created_at": now, "updated_at": now,
     }
+
+
+def _check_splits(table, split_field: str) -> None:
+    """Split values are the names the stages know (and they end up in MLflow metric keys, whose characters
+    MLflow restricts): train, valid or test, as text; anything else is refused naming the first bad row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = table.column(split_field)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        raise UserError(f"--split-field: column {split_field!r} holds {col.type}, not split names "
+                        f"({', '.join(SPLITS)})")
+    ok = pc.fill_null(pc.is_in(col, value_set=pa.array(SPLITS, col.type)), False)
+    if not pc.all(ok).as_py():
+        row = pc.index(ok, False).as_py()
+        raise UserError(f"--split-field: column {split_field!r} row {row}: split {col[row].as_py()!r} "
+                        f"is not one of {', '.join(SPLITS)}")
 
 
 def input_texts(table, task_input) -> list[Any]:

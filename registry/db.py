@@ -69,8 +69,12 @@ def _open(path: str, read_only: bool, deadline: float) -> duckdb.DuckDBPyConnect
         try:
             return duckdb.connect(path, read_only=read_only)
         except duckdb.IOException as e:
-            if not _is_lock_error(e) or time.monotonic() > deadline:
+            if not _is_lock_error(e):
                 raise
+            if time.monotonic() > deadline:
+                # Another DuckDB client (not a mothermodel command: those queue on the lock file) holds it.
+                raise RegistryBusy(f"{path}: registry stayed locked by another process "
+                                   f"({str(e).splitlines()[0]})") from None
             time.sleep(_backoff(attempt))
             attempt += 1
 

@@ -26,6 +26,7 @@ def compute(
     upstream: Mapping[str, str],
     parent_class: str | None = None,
     input: dict | None = None,
+    gold: str | None = None,
 ) -> str:
     """sources: (name, kind, ref, version); upstream: {task: fingerprint}; input: the task's input template
     (None: the dataset's text field)."""
@@ -39,6 +40,8 @@ def compute(
         payload["spec"]["parent_class"] = parent_class
     if input is not None:  # only when set: the fingerprints of tasks without a template stay what they were
         payload["spec"]["input"] = input
+    if gold is not None:  # the task's own gold column (selection on valid reads it); only when set, as input
+        payload["spec"]["gold"] = gold
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -53,6 +56,7 @@ class Inputs:
     sources: tuple[tuple[str, str, str | None, int], ...]  # (name, kind, ref, version)
     dataset_hash: str
     input: dict | None = None  # the task's input template (TaskInput.to_dict), None = the dataset's text field
+    gold: str | None = None  # the task's own gold column, None = inherited
 
 
 def recompute(graph, order: Sequence[str], inputs: Mapping[str, Inputs], current: Mapping[str, str]) -> dict[str, str]:
@@ -64,5 +68,5 @@ def recompute(graph, order: Sequence[str], inputs: Mapping[str, Inputs], current
         ups = {u: new.get(u, current.get(u, "")) for u in graph.predecessors(n)}
         new[n] = compute(name=n, dataset=i.dataset, classes=i.classes, parent=i.parent, sources=i.sources,
                          dataset_hash=i.dataset_hash, upstream=ups, parent_class=i.parent_class,
-                         input=i.input)
+                         input=i.input, gold=i.gold)
     return new

@@ -33,6 +33,19 @@ def is_source_name(value: object) -> bool:
     return isinstance(value, str) and SOURCE_NAME_RE.fullmatch(value) is not None
 
 
+def class_names_problem(classes: object) -> str | None:
+    """What is wrong with a task's class names (None: nothing): shared by spec submit and `import wrench`."""
+    if isinstance(classes, str) or not isinstance(classes, (list, tuple)) or not classes:
+        return "must be a non-empty list of class names"
+    for c in classes:
+        if isinstance(c, bool):
+            return f"class {c!r} is a boolean, not a name (YAML reads NO/YES/ON/OFF as booleans: quote them)"
+        if not isinstance(c, str) or not c.strip():
+            return f"class {c!r}: every class name must be a non-empty string"
+    dup = sorted({c for c in classes if list(classes).count(c) > 1})
+    return f"duplicate class name {dup[0]!r}" if dup else None
+
+
 def declarative_params(code: str | None) -> dict[str, Any] | None:
     """A declarative LF's recorded parameters: its `code` is their JSON object (with its "kind");
     None for a Python LF's code."""
@@ -89,6 +102,7 @@ class TaskSpec:
     source_text: str | None = None  # a Python spec's module text: apply re-runs exactly this
     parent_class: str | None = None
     input: TaskInput | None = None  # how the model input is built from a row; None = the dataset's text field
+    gold: str | None = None  # the task's own gold column; None = `gold_<task>` or the dataset's gold field
 
     @property
     def upstream_tasks(self) -> list[tuple[str, str]]:
@@ -110,7 +124,8 @@ class TaskSpec:
                 {"name": s.name, "kind": s.kind, "ref": s.ref, "code_hash": s.code_hash}
                 for s in self.sources
             ],
-        } | ({"input": self.input.to_dict()} if self.input is not None else {})  # absent: hashes stay as before
+        } | ({"input": self.input.to_dict()} if self.input is not None else {}) | (
+            {"gold": self.gold} if self.gold is not None else {})  # absent: hashes stay as before
 
     @property
     def spec_hash(self) -> str:
@@ -134,9 +149,14 @@ class DatasetRecord:
     columns: tuple[str, ...]
     source_file: str | None = None
 
-    def gold_column(self, task: str) -> str | None:
-        """A task's gold labels: column `gold_<task>` if the dataset has it, else the dataset's gold field."""
-        return f"gold_{task}" if f"gold_{task}" in self.columns else self.gold_field
+    def gold_column(self, task) -> str | None:
+        """A task's gold labels (a TaskRecord, or a task name): its own `gold:` column, else column
+        `gold_<task>` if the dataset has it, else the dataset's gold field (registry/gold.py checks it fits)."""
+        own = getattr(task, "gold", None)
+        if own:
+            return own
+        name = getattr(task, "name", task)
+        return f"gold_{name}" if f"gold_{name}" in self.columns else self.gold_field
 
 
 @dataclass(frozen=True)
@@ -180,6 +200,7 @@ class TaskRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     input: TaskInput | None = None  # None: the dataset's text field
+    gold: str | None = None  # its own gold column (None: `gold_<task>` or the dataset's gold field)
 
     @property
     def num_classes(self) -> int:

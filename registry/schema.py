@@ -128,6 +128,17 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE model_tasks ADD COLUMN checkpoint_hash VARCHAR", # sha256 of that checkpoint's manifest
         "ALTER TABLE model_tasks ADD COLUMN guard VARCHAR",           # JSON: the figures the choice was made on
     ],
+    # 3 -> 4: one task's fault never stops the others; a task may name its own gold column.
+    [
+        """CREATE TABLE task_faults (            -- each task's current fault per stage; gone when the stage next succeeds
+               task VARCHAR NOT NULL,
+               stage VARCHAR NOT NULL,           -- 'label apply' | 'label fit' | 'train'
+               reason VARCHAR NOT NULL,
+               fix VARCHAR,
+               recorded_at TIMESTAMP NOT NULL,
+               PRIMARY KEY (task, stage))""",
+        "ALTER TABLE tasks ADD COLUMN gold VARCHAR",                   # the task's own gold column (NULL: inherited)
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

@@ -75,7 +75,7 @@ def _names(names) -> Any:
 
 
 _TASK_COLS = ("name, dataset, classes, parent, parent_class, version, fingerprint, description, owner, "
-              "spec_origin, spec_source, created_at, updated_at, input")
+              "spec_origin, spec_source, created_at, updated_at, input, gold")
 _DATASET_COLS = "name, path, num_rows, content_hash, text_field, split_field, gold_field, columns, source_file"
 _MATRIX_COLS = ("task, version, path, content_hash, dataset_hash, source_versions, task_fingerprint, num_rows, "
                 "inputs_key, num_entries, report, created_at")
@@ -95,7 +95,7 @@ def _source(r) -> SourceRecord:
 def _task(r, sources=()) -> TaskRecord:
     return TaskRecord(name=r[0], dataset=r[1], classes=tuple(r[2]), parent=r[3], parent_class=r[4], version=r[5],
                       fingerprint=r[6], description=r[7] or "", owner=r[8], spec_origin=r[9], spec_source=r[10],
-                      sources=tuple(sources), created_at=r[11], updated_at=r[12], input=_input(r[13]))
+                      sources=tuple(sources), created_at=r[11], updated_at=r[12], input=_input(r[13]), gold=r[14])
 
 
 def _input(text: str | None):
@@ -212,8 +212,30 @@ class RegistryStore:
     def _submit(self, con, specs: Sequence[TaskSpec], replace: bool) -> dict[str, Any]:
         state = self._submit_state(con, specs)
         plan = submit_rules.plan_submit(specs, state, replace, lambda names: self._fingerprint_inputs(con, names))
+        self._check_gold(con, specs)
         self._write_submit(con, plan, state)
         return {"tasks": [plan.results[n] for n in plan.names], "restamped": sorted(plan.restamped)}
+
+    def _check_gold(self, con, specs: Sequence[TaskSpec]) -> None:
+        """A gold column named for a task (its `gold:` field, or a `gold_<task>` column) must fit its classes:
+        refused at submit (exit 2), before anything is written. An inherited dataset gold field is not checked
+        here: a task it does not fit just goes without it (registry/gold.py)."""
+        import pyarrow.parquet as pq
+
+        from mothermodel.registry import gold
+
+        for s in specs:
+            ds = _dataset(con.execute(f"SELECT {_DATASET_COLS} FROM datasets WHERE name = ?", [s.dataset]).fetchall()[0])
+            col, own = gold.column_for(s, ds)
+            if not own:
+                continue
+            if col not in ds.columns:
+                raise UserError(f"{s.origin}: gold: dataset {s.dataset!r} has no column {col!r}")
+            values = pq.read_table(self.ws.home / ds.path, columns=[col]).column(col)
+            try:
+                gold.indices(values, s.classes, dataset=ds.name, column=col, task=s.name)
+            except gold.GoldError as e:
+                raise UserError(f"{s.origin}: {e}") from None
 
     def _submit_state(self, con, specs: Sequence[TaskSpec]) -> submit_rules.SubmitState:
         existing = {
@@ -247,9 +269,9 @@ class RegistryStore:
                 srcs[t].append((n, k, ref, v))
             return {
                 r[0]: fp.Inputs(dataset=r[1], classes=tuple(r[2]), parent=r[3], parent_class=r[4],
-                                sources=tuple(srcs[r[0]]), dataset_hash=r[5], input=_json(r[6], None))
+                                sources=tuple(srcs[r[0]]), dataset_hash=r[5], input=_json(r[6], None), gold=r[7])
                 for r in con.execute(
-                    "SELECT t.name, t.dataset, t.classes, t.parent, t.parent_class, d.content_hash, t.input "
+                    "SELECT t.name, t.dataset, t.classes, t.parent, t.parent_class, d.content_hash, t.input, t.gold "
                     "FROM tasks t JOIN datasets d ON d.name = t.dataset WHERE t.name IN (SELECT name FROM _fp_names)"
                 ).fetchall()
             }
@@ -281,6 +303,7 @@ class RegistryStore:
             "spec_source": pa.array([s.source_text for s in specs], pa.string()),
             "input": pa.array([json.dumps(s.input.to_dict()) if s.input is not None else None for s in specs],
                               pa.string()),
+            "gold": pa.array([s.gold for s in specs], pa.string()),
             "created_at": pa.array([state.existing[n].created_at if n in state.existing else now for n in names], ts),
             "updated_at": pa.array([now] * len(names), ts),
         })
@@ -370,6 +393,7 @@ class RegistryStore:
             "name": t.name, "dataset": t.dataset, "classes": list(t.classes), "parent": t.parent,
             "parent_class": t.parent_class, "description": t.description, "owner": t.owner, "version": t.version,
             "fingerprint": t.fingerprint, "input": t.input.to_dict() if t.input is not None else None,
+            "gold": t.gold,
             "spec_origin": t.spec_origin, "created_at": t.created_at.isoformat(),
             "updated_at": t.updated_at.isoformat(),
             "sources": [{"name": r[0], "kind": r[1], "version": r[2], "ref": r[3], "code_hash": r[4]} for r in sources],
@@ -387,6 +411,7 @@ class RegistryStore:
             n_sources = con.execute("SELECT count(*) FROM sources WHERE task = ?", [name]).fetchone()[0]
             con.execute("DELETE FROM sources WHERE task = ?", [name])
             con.execute("DELETE FROM edges WHERE downstream = ?", [name])
+            con.execute("DELETE FROM task_faults WHERE task = ?", [name])
             con.execute("DELETE FROM tasks WHERE name = ?", [name])
         # Version history (task_versions, label and model versions) stays: it is history.
         return {"removed": name, "sources_removed": n_sources}
@@ -468,6 +493,7 @@ class RegistryStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [task.name, v, content_hash, path, dataset_hash, json.dumps(source_versions, sort_keys=True),
                  task.fingerprint, num_rows, now, inputs_key, num_entries, json.dumps(faults)])
+            con.execute("DELETE FROM task_faults WHERE task = ? AND stage = 'label apply'", [task.name])
         return LabelMatrixRecord(task.name, v, path, content_hash, dataset_hash, dict(source_versions),
                                  task.fingerprint, num_rows, inputs_key, num_entries, list(faults), now)
 
@@ -482,6 +508,7 @@ class RegistryStore:
                 "task_fingerprint, metrics, created_at, config) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [task.name, v, label_matrix_version, model, content_hash, path, task.fingerprint,
                  json.dumps(metrics), now, json.dumps(config, default=str)])
+            con.execute("DELETE FROM task_faults WHERE task = ? AND stage = 'label fit'", [task.name])
         return ProbLabelsRecord(task.name, v, label_matrix_version, model, path, content_hash, task.fingerprint,
                                 dict(metrics), json.loads(json.dumps(config, default=str)), now)
 
@@ -533,9 +560,9 @@ class RegistryStore:
             applicable = np.ones(n, np.float32)
             applicable[rows] = pl.column("applicable").to_numpy()
         split = split_column(data, d)
-        gcol = d.gold_column(t.name)
-        gold = (np.nan_to_num(data.column(gcol).to_numpy(zero_copy_only=False).astype(np.float64), nan=-1)
-                .astype(np.int64) if gcol else None)
+        from mothermodel.registry import gold as gold_rule
+
+        gold = gold_rule.resolve(data, t, d)[0]  # a task's own gold column that no longer fits: GoldError
         covered = None
         if m is not None:
             lm = read_parquet_checked(self.ws.home, _matrix(m).path, _matrix(m).content_hash)
@@ -569,6 +596,8 @@ class RegistryStore:
                             "served_by, checkpoint, checkpoint_hash, guard) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             [[v, t.task, t.task_fingerprint, t.prob_label_version, t.served_by, t.checkpoint,
                               t.checkpoint_hash, json.dumps(t.guard) if t.guard else None] for t in tasks])
+            con.execute("DELETE FROM task_faults WHERE stage = 'train' AND list_contains(?, task)",
+                        [[t.task for t in tasks]])
         return ModelRecord(v, path, encoder, content_hash, dict(metrics), mlflow_run_id, {t.task: t for t in tasks}, now)
 
     def set_model_run(self, version: int, mlflow_run_id: str) -> None:
@@ -642,6 +671,9 @@ class RegistryStore:
             deploy = {r[0]: _deployable(r) for r in con.execute(
                 f"SELECT {_DEPLOYABLE_COLS} FROM deployables "
                 "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1").fetchall()}
+            faults: dict[str, list[dict[str, Any]]] = {}
+            for f in self._task_faults(con):
+                faults.setdefault(f["task"], []).append({k: v for k, v in f.items() if k != "task"})
             counts = con.execute(
                 "SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM sources), (SELECT count(*) FROM datasets), "
                 "(SELECT max(version) FROM schema_version)").fetchone()
@@ -652,14 +684,46 @@ class RegistryStore:
                                        model, deploy.get(name))
             tasks.append({"name": name, "version": version, "fingerprint": fingerprint, "dataset": dataset,
                           **{k: v.to_dict() for k, v in s.items()},
-                          "serving": lineage.serving(model.tasks.get(name) if model else None)})
+                          "serving": lineage.serving(model.tasks.get(name) if model else None),
+                          "faults": faults.get(name, [])})
         return {
             "latest_model_version": model.version if model else None,
             "counts": {"tasks": counts[0], "sources": counts[1], "datasets": counts[2]},
             "schema_version": counts[3],
             "stale": {k: sum(t[k]["stale"] for t in tasks) for k in ("labels", "model", "deployable")},
             "tasks": tasks,
+            "failed": [{"task": t["name"], **f} for t in tasks for f in t["faults"]],
         }
+
+    # --- per-task faults: one task's failure is recorded and reported, the others go on ----------------
+
+    def _task_faults(self, con) -> list[dict[str, Any]]:
+        return [{"task": r[0], "stage": r[1], "reason": r[2], "fix": r[3], "at": r[4].isoformat()}
+                for r in con.execute("SELECT f.task, f.stage, f.reason, f.fix, f.recorded_at FROM task_faults f "
+                                     "JOIN tasks t ON t.name = f.task ORDER BY f.task, f.stage").fetchall()]
+
+    def task_faults(self) -> list[dict[str, Any]]:
+        """Each task's current fault per stage: {task, stage, reason, fix, at}."""
+        with self.read() as con:
+            return self._task_faults(con)
+
+    def set_task_faults(self, stage: str, failed: Sequence[Mapping[str, Any]], succeeded: Sequence[str] = ()) -> None:
+        """Record each failed task's fault at STAGE ({task, reason, fix}; replacing its previous one) and clear
+        the STAGE fault of every task in SUCCEEDED, in one transaction. Writes nothing when nothing changes."""
+        names = [f["task"] for f in failed] + list(succeeded)
+        if not names:
+            return
+        if not failed:
+            with self.read() as con:  # the common case: nothing failed, nothing to clear
+                if not con.execute("SELECT count(*) FROM task_faults WHERE stage = ? AND list_contains(?, task)",
+                                   [stage, names]).fetchall()[0][0]:
+                    return
+        with self.write() as con:
+            con.execute("DELETE FROM task_faults WHERE stage = ? AND list_contains(?, task)", [stage, names])
+            now = _now()
+            con.executemany("INSERT INTO task_faults (task, stage, reason, fix, recorded_at) VALUES (?, ?, ?, ?, ?)",
+                            [[f["task"], stage, f["reason"], f.get("fix"), now]
+                             for f in {f["task"]: f for f in failed}.values()])
 
     def impact(self, name: str, kind: str = "auto") -> dict[str, Any]:
         """Everything a change to NAME (a task, TASK.SOURCE or a dataset) makes stale, and why."""
@@ -673,12 +737,16 @@ class RegistryStore:
                        UNION ALL
                        SELECT task, 'prob_labels', version FROM prob_labels WHERE task IN (SELECT name FROM _impacted)
                        ORDER BY 1, 2, 3""").fetchall()]
+                # Only what is current goes stale: the latest model, and each task's latest deployable
+                # (older versions were superseded already).
                 model_tasks = con.execute(
                     "SELECT model_version, list(task ORDER BY task) FROM model_tasks "
-                    "WHERE task IN (SELECT name FROM _impacted) GROUP BY 1 ORDER BY 1").fetchall()
+                    "WHERE task IN (SELECT name FROM _impacted) "
+                    "AND model_version = (SELECT max(version) FROM models) GROUP BY 1 ORDER BY 1").fetchall()
                 deployables = con.execute(
                     "SELECT task, version, model_version, student FROM deployables "
-                    "WHERE task IN (SELECT name FROM _impacted) ORDER BY 1, 2").fetchall()
+                    "WHERE task IN (SELECT name FROM _impacted) "
+                    "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1 ORDER BY 1, 2").fetchall()
         return lineage.impact_report(what, canonical, g, reached, label_versions, model_tasks, deployables)
 
     def _resolve(self, con, name: str, kind: str) -> tuple[str, str, list[str]]:
@@ -694,3 +762,37 @@ class RegistryStore:
             return "dataset", name, users
         what = {"auto": "task, TASK.SOURCE or dataset", "task": "task", "source": "TASK.SOURCE", "dataset": "dataset"}[kind]
         raise UserError(f"NAME: no {what} named {name!r}")
+
+    # --- verify (read-only) ------------------------------------------------------------------
+
+    def recorded_files(self) -> dict[str, list[tuple]]:
+        """Every file and folder the registry records, in one read (`registry.verify`).
+
+        Keys dataset, label_matrix, prob_labels, model, checkpoint (a guard's stage checkpoint other than
+        its model's folder), deployable: ``[(path relative to .mothermodel/, sha256 or None, what)]``;
+        mlflow_runs: ``[(model version, run id, checkpoint path, manifest sha256)]``;
+        registered: ``[(task, deployable version, registered version, bundle path, manifest sha256)]``.
+        """
+        with self.read() as con:
+            q = lambda sql: con.execute(sql).fetchall()  # noqa: E731
+            return {
+                "dataset": [(p, h, f"dataset {n}") for n, p, h in
+                            q("SELECT name, path, content_hash FROM datasets ORDER BY name")],
+                "label_matrix": [(p, h, f"{t} label matrix v{v}") for t, v, p, h in
+                                 q("SELECT task, version, path, content_hash FROM label_matrices ORDER BY 1, 2")],
+                "prob_labels": [(p, h, f"{t} probabilistic labels v{v}") for t, v, p, h in
+                                q("SELECT task, version, path, content_hash FROM prob_labels ORDER BY 1, 2")],
+                "model": [(p, h, f"model v{v}") for v, p, h in
+                          q("SELECT version, path, content_hash FROM models ORDER BY version")],
+                "checkpoint": [(p, h, f"model v{v}'s {t} checkpoint") for v, t, p, h in q(
+                    "SELECT mt.model_version, mt.task, mt.checkpoint, mt.checkpoint_hash FROM model_tasks mt "
+                    "JOIN models m ON m.version = mt.model_version WHERE mt.checkpoint IS NOT NULL "
+                    "AND mt.checkpoint <> m.path QUALIFY row_number() OVER (PARTITION BY mt.checkpoint "
+                    "ORDER BY mt.model_version, mt.task) = 1 ORDER BY 1, 2")],
+                "deployable": [(p, h, f"deployable {t} v{v}") for t, v, p, h in
+                               q("SELECT task, version, path, content_hash FROM deployables ORDER BY 1, 2")],
+                "mlflow_runs": q("SELECT version, mlflow_run_id, path, content_hash FROM models "
+                                 "WHERE mlflow_run_id IS NOT NULL ORDER BY version"),
+                "registered": q("SELECT task, version, mlflow_model_version, path, content_hash FROM deployables "
+                                "WHERE mlflow_model_version IS NOT NULL ORDER BY 1, 2"),
+            }

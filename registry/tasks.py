@@ -79,7 +79,8 @@ def plan_submit(specs: Sequence[TaskSpec], state: SubmitState, replace: bool,
         inputs[s.name] = fp.Inputs(
             dataset=s.dataset, classes=tuple(s.classes), parent=s.parent, parent_class=s.parent_class,
             sources=tuple([(src.name, src.kind, src.ref, v) for src, v in zip(s.sources, source_versions[s.name])]),
-            dataset_hash=state.datasets[s.dataset][0], input=s.input.to_dict() if s.input is not None else None)
+            dataset_hash=state.datasets[s.dataset][0], input=s.input.to_dict() if s.input is not None else None,
+            gold=s.gold)
     current = {n: e.fingerprint for n, e in state.existing.items()}
     new_fp = fp.recompute(graph, topological(graph, affected), inputs, current)
     for n in names:

@@ -16,11 +16,13 @@ the two spans (`RELATION_INPUT`), since the label depends on which pair is asked
 from __future__ import annotations
 
 import json
+import math
+import reprlib
 from pathlib import Path
 
 from mothermodel.errors import UserError
 from mothermodel.inputs import TaskInput
-from mothermodel.registry.records import NAME_RE, SourceSpec, TaskSpec, is_name
+from mothermodel.registry.records import NAME_RE, SourceSpec, TaskSpec, class_names_problem, is_name
 
 SPLITS = ("train", "valid", "test")
 RELATION_FIELDS = ("entity1", "entity2", "span1", "span2")
@@ -38,37 +40,44 @@ def read(folder: str | Path):
     label_file = d / "label.json"
     if not label_file.is_file():
         raise UserError(f"{label_file}: missing (a WRENCH folder needs label.json)")
+    labels = _load_json(label_file)
     try:
-        labels = json.loads(label_file.read_text())
         classes = [labels[k] for k in sorted(labels, key=int)]
     except (ValueError, TypeError, AttributeError) as e:
         raise UserError(f"{label_file}: not a WRENCH label map ({e})") from None
     if [int(k) for k in sorted(labels, key=int)] != list(range(len(classes))):
         raise UserError(f"{label_file}: class indices must be 0..k-1")
+    problem = class_names_problem(classes)  # the same rules as `task submit`
+    if problem is None:
+        problem = next((f"class {c!r} is not UTF-8 text" for c in classes if not _encodable(c)), None)
+    if problem:
+        raise UserError(f"{label_file}: classes: {problem}")
     ids, splits, texts, gold, weak, extra = [], [], [], [], [], []
     m = None
     for split in SPLITS:
         f = d / f"{split}.json"
         if not f.is_file():
             raise UserError(f"{f}: missing (a WRENCH folder needs {', '.join(s + '.json' for s in SPLITS)})")
-        try:
-            data = json.loads(f.read_text())
-        except ValueError as e:
-            raise UserError(f"{f}: not valid JSON ({e})") from None
+        data = _load_json(f)
         if not isinstance(data, dict):
             raise UserError(f"{f}: must map id -> example")
         for key, ex in data.items():
             try:
-                wl = [int(v) for v in ex["weak_labels"]]
-                text = ex["data"]["text"]
-                y = int(ex["label"])
-            except (KeyError, TypeError, ValueError) as e:
+                raw_wl, text, raw_y = ex["weak_labels"], ex["data"]["text"], ex["label"]
+            except (KeyError, TypeError) as e:
                 raise UserError(f"{f}: example {key!r}: missing or bad field {e}") from None
+            if not isinstance(raw_wl, list):
+                raise UserError(f"{f}: example {key!r}: weak_labels must be a list of class indices, "
+                                f"got {reprlib.repr(raw_wl)}")
+            wl = [_label(v, f, key, "weak_labels") for v in raw_wl]
+            y = _label(raw_y, f, key, "label")
+            if not isinstance(text, str) or not _encodable(text) or not _encodable(key):
+                raise UserError(f"{f}: example {key!r:.40}: data.text must be UTF-8 text")
             if m is None:
                 m = len(wl)
             elif len(wl) != m:
                 raise UserError(f"{f}: example {key!r}: {len(wl)} weak labels, expected {m}")
-            if y >= len(classes) or any(v >= len(classes) or v < -1 for v in wl):
+            if not -1 <= y < len(classes) or any(v >= len(classes) or v < -1 for v in wl):
                 raise UserError(f"{f}: example {key!r}: label out of range for {len(classes)} classes")
             ids.append(str(key)); splits.append(split); texts.append(text); gold.append(y); weak.append(wl)
             extra.append(_relation_fields(ex["data"], f, key))
@@ -81,6 +90,52 @@ def read(folder: str | Path):
     for j in range(m):
         cols[f"lf_{j}"] = pa.array([w[j] for w in weak], pa.int8() if len(classes) < 127 else pa.int32())
     return pa.table(cols), classes
+
+
+def _load_json(f: Path):
+    """A JSON file's value; anything JSON-with-extensions or the parser cannot hold (NaN/Infinity, numbers out of
+    range, nesting too deep, not UTF-8) is refused naming the file."""
+    def refuse_constant(name):
+        raise ValueError(f"{name} is not a JSON number")
+
+    def finite(text):
+        v = float(text)
+        if not math.isfinite(v):
+            raise ValueError(f"number {text[:30]} is out of range")
+        return v
+
+    def bounded(text):  # a class index never needs more digits; Python would read thousands of them
+        if len(text.lstrip("-")) > 18:
+            raise ValueError(f"number {text[:20]}... is out of range")
+        return int(text)
+
+    try:
+        return json.loads(f.read_bytes().decode("utf-8-sig"), parse_constant=refuse_constant, parse_float=finite,
+                          parse_int=bounded)
+    except UnicodeDecodeError:
+        raise UserError(f"{f}: not UTF-8 text") from None
+    except RecursionError:
+        raise UserError(f"{f}: nested too deeply to read") from None
+    except ValueError as e:  # JSONDecodeError, too many digits, NaN/Infinity
+        raise UserError(f"{f}: not valid JSON ({str(e).splitlines()[0][:200]})") from None
+
+
+def _encodable(s) -> bool:
+    """False for text Parquet cannot store: JSON's \\ud800 escapes give lone surrogates."""
+    try:
+        str(s).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _label(v, f: Path, key, fld: str) -> int:
+    """A class index as written: an int (a whole-number float too); "01", 1.9 or true are refused, not coerced."""
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise UserError(f"{f}: example {key!r:.40}: {fld} must hold class indices (integers), got {reprlib.repr(v)}")
+    return v
 
 
 def _relation_fields(data, f: Path, key: str) -> tuple | None:
@@ -96,6 +151,8 @@ def _relation_fields(data, f: Path, key: str) -> tuple | None:
                 or not 0 <= v[0] <= v[1] <= len(str(data["text"]))):
             raise UserError(f"{f}: example {key!r}: {k} must be [start, end] offsets into the text, got {v!r}")
         spans.append(list(v))
+    if not all(_encodable(data[k]) for k in ("entity1", "entity2")):
+        raise UserError(f"{f}: example {key!r:.40}: entity1 and entity2 must be UTF-8 text")
     return (str(data["entity1"]), str(data["entity2"]), *spans)
 
 

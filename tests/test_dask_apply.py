@@ -205,11 +205,42 @@ def kills_interpreter(x):
     os._exit(3)
 
 
-def test_a_dying_helper_process_is_an_error_not_a_hang(client):
+@labeling_function()
+def calls_exit(x):
+    import sys
+
+    sys.exit(0)
+
+
+@labeling_function()
+def ignores_the_limit(x):
+    import time
+
+    if x.text and "money" in x.text:
+        while True:
+            try:
+                time.sleep(10)
+            except:  # noqa: E722 - swallows the in-helper time limit too
+                pass
+    return 0
+
+
+def test_a_dying_or_stuck_helper_stops_only_that_lf(client):
+    # Before: os._exit in an LF failed the whole apply ("helper process died"); a call that swallowed
+    # the time limit hung it.
     table = make_table(n=50, seed=4)
-    with pytest.raises(RuntimeError, match="helper process died"):
-        apply_lfs_dask(table, [kills_interpreter], 2, DaskApplyConfig(progress=False), client=client)
-    # The worker starts a fresh helper next time.
+    cfg = DaskApplyConfig(progress=False, partition_rows=20, lf_timeout_s=0.5)
+    t0 = time.monotonic()
+    got = apply_lfs_dask(table, [kills_interpreter, has_link, calls_exit, ignores_the_limit], 2, cfg, client=client)
+    assert time.monotonic() - t0 < 60
+    assert entries(got) == entries(apply_lfs(table, [has_link], 2, ApplyConfig(n_jobs=1, progress=False)))
+    rep = got.reports
+    assert rep["kills_interpreter"].fatal == "crashed" and rep["kills_interpreter"].failed_rows == 50
+    assert "exit code 3" in rep["kills_interpreter"].first_error
+    assert rep["ignores_the_limit"].fatal == "timeout" and rep["ignores_the_limit"].failed_rows == 50
+    assert rep["calls_exit"].fatal == "every row" and "SystemExit" in rep["calls_exit"].first_error
+    assert rep["has_link"].failed_rows == 0
+    # The workers start fresh helpers next time.
     got = apply_lfs_dask(table, [has_link], 2, DaskApplyConfig(progress=False), client=client)
     assert entries(got) == entries(apply_lfs(table, [has_link], 2, ApplyConfig(n_jobs=1, progress=False)))
 

@@ -66,6 +66,9 @@ def assert_consistent(ws) -> None:
     for cmd in (["status", "--json"], ["task", "list", "--json"], ["dataset", "list", "--json"]):
         r = run_cli(*cmd, ws=ws)
         assert r.code == 0, (cmd, r)
+    # `verify` agrees: every recorded file, no orphan, MLflow's versions match the deployables
+    r = run_cli("verify", "--json", ws=ws)
+    assert r.code == 0 and json.loads(r.out)["problems"] == [], r
 
 
 def tree(root) -> dict[str, tuple[int, int]]:
@@ -130,7 +133,7 @@ def test_kill_9_during_label_apply_then_rerun(tmp_path):
     n = 6000  # three chunks of 2000 rows: a pool of worker processes
     pq.write_table(pa.table({"n": pa.array(range(n), pa.int64()),
                              "weak": pa.array([i % 2 for i in range(n)], pa.int8())}), tmp_path / "big.parquet")
-    assert run_cli("dataset", "add", "big", tmp_path / "big.parquet", ws=root).code == 0
+    assert run_cli("dataset", "add", "big", tmp_path / "big.parquet", "--no-text", ws=root).code == 0
     spec = tmp_path / "big.py"
     spec.write_text(SLOW_SPEC)
     assert run_cli("task", "submit", spec, ws=root).code == 0
@@ -315,6 +318,54 @@ def test_bundle_manifest_listing_paths_outside_is_refused(tdws, tmp_path):
     assert p.returncode == 2 and "not a plain file name" in p.stderr, p
 
 
+# --- `verify` after a crash or a restore: every fault named, nothing changed --------------------------
+
+
+def test_verify_names_every_fault_and_changes_nothing(tdws, tmp_path):
+    """A restored copy of a trained, distilled workspace, damaged in every way verify checks: exit 1 with one
+    problem per fault (corrupted dataset, label matrix and checkpoint; a deleted bundle file; a killed command's
+    temporary file and checkpoint folder; a registered MLflow version deleted, another with no deployable);
+    the workspace, registry and MLflow store as they were."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    from mothermodel.registry.workspace import Workspace
+
+    root = tmp_path / "restored"
+    shutil.copytree(tdws, root)  # a restored backup: its MLflow store names the original folder
+    assert run_cli("verify", ws=root).code == 0
+    home = root / ".mothermodel"
+    (data,) = [home / d["path"] for d in json.loads(run_cli("dataset", "list", "--json", ws=root).out)
+               if d["name"] == "mail"]
+    matrix, model, bundle = (_latest(root, t) for t in ("label_matrices", "models", "deployables"))
+    for p in (data, matrix, model / "model.safetensors"):
+        flip_byte(p)
+    (bundle / "tokenizer.json").unlink()
+    leftovers = [home / "tmp" / "mail-1a2b3c.parquet.tmp", model.parent / f".tmp-{model.name}-x1y2"]
+    leftovers[0].write_bytes(b"PAR1 half a file")
+    leftovers[1].mkdir()
+    client = MlflowClient(tracking_uri=Workspace(root).mlflow_tracking_uri)
+    v1 = client.get_model_version("spam", "1")
+    client.create_model_version("spam", v1.source, run_id=v1.run_id, tags=v1.tags)  # registered, never recorded
+    client.delete_model_version("spam", "1")  # the deployable's version, deleted in MLflow
+    before, files = snapshot(root), tree(root)
+
+    r = run_cli("verify", "--json", ws=root)
+    assert r.code == 1, r
+    res = json.loads(r.out)
+    rel = lambda p: p.relative_to(root).as_posix()  # noqa: E731
+    expected = {("dataset", rel(data)), ("label_matrix", rel(matrix)), ("model", rel(model / "model.safetensors")),
+                ("deployable", rel(bundle / "tokenizer.json")), ("orphan", rel(leftovers[0])),
+                ("orphan", rel(leftovers[1])), ("mlflow_version", "models:/spam/1"),
+                ("mlflow_version", "models:/spam/2")}
+    assert not res["ok"] and {(p["kind"], p["path"]) for p in res["problems"]} == expected, res["problems"]
+    text = run_cli("verify", ws=root)
+    assert text.code == 1 and all(path in text.out for _, path in expected) and "8 problem(s) found" in text.out
+    assert snapshot(root) == before and tree(root) == files  # reported, never repaired or removed
+    assert run_cli("verify", ws=tdws).code == 0  # the original is not the copy
+
+
 # --- 2. sixteen concurrent CLI writers while `watch` runs -----------------------------------------
 
 
@@ -331,7 +382,7 @@ def test_16_concurrent_writers_while_watch_runs(tdws, tmp_path):
         # A dataset without text: tasks on it are labelled and fit by watch, never trained or distilled.
         pq.write_table(pa.table({"a": pa.array([0, 1, -1, 1, 0, 1], pa.int8()),
                                  "b": pa.array([0, -1, 1, 1, 0, -1], pa.int8())}), tmp_path / "cols.parquet")
-        assert run_cli("dataset", "add", "cols", tmp_path / "cols.parquet", ws=tdws).code == 0
+        assert run_cli("dataset", "add", "cols", tmp_path / "cols.parquet", "--no-text", ws=tdws).code == 0
         deadline = time.time() + 120
         while "train: model" not in (tmp_path / "watch.log").read_text():  # the first tick is through
             assert watch.poll() is None, (tmp_path / "watch.log").read_text()[-2000:]
@@ -395,6 +446,9 @@ def test_kill_9_while_train_records_keeps_the_old_model(tdws):
     # the killed run's checkpoint is on disk, unrecorded, and marked for --resume
     assert (tdws / ".mothermodel" / "models" / "in-progress.json").is_file()
     assert_consistent(tdws)
+    # a resumable run is state, not damage: verify passes, with a note naming the fix
+    notes = json.loads(run_cli("verify", "--json", ws=tdws).out)["notes"]
+    assert any("interrupted training run" in n and "train --resume" in n for n in notes), notes
     assert run_cli("predict", "spam", "--split", "test", "--json", ws=tdws).code == 0  # v1 still serves
 
     r = run_cli(*args, "--resume", ws=tdws)  # in-process: this interpreter has torch loaded already

@@ -133,7 +133,7 @@ def test_label_fit_without_text_field_says_why(ws):
 
     path = ws.parent / "nums.parquet"
     pq2.write_table(pa.table({"x": [1.0, 2.0, 3.0, 4.0], "weak": pa.array([0, 1, -1, 1], pa.int8())}), path)
-    assert run_cli("dataset", "add", "nums", path, ws=ws).code == 0
+    assert run_cli("dataset", "add", "nums", path, "--no-text", ws=ws).code == 0
     (ws.parent / "n.yaml").write_text("name: nums_task\ndataset: nums\nclasses: [A, B]\nsources:\n"
                                        "  - kind: column\n    column: weak\n")
     assert run_cli("task", "submit", ws.parent / "n.yaml", ws=ws).code == 0

@@ -98,8 +98,8 @@ def test_ui_shows_runs_artifacts_and_registered_models(browser, tmp_path):
     client = MlflowClient(tracking_uri=f"sqlite:///{ws / '.mothermodel' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("mothermodel")
     runs = {r.info.run_name: r.info.run_id for r in client.search_runs([exp.experiment_id])}
-    train_run = next(n for n in runs if n.startswith("train "))
-    assert "distill spam (ngram)" in runs, runs
+    train_run = next(n for n in runs if n == "model v1: spam")
+    assert "distill spam v1: ngram student of model v1" in runs, runs
 
     shots = tmp_path / "screenshots"
     shots.mkdir()
@@ -114,7 +114,7 @@ def test_ui_shows_runs_artifacts_and_registered_models(browser, tmp_path):
 
         # The experiment's runs: the training run and the distillation run, by name.
         b.goto(f"{url}#/experiments/{exp.experiment_id}/runs")
-        b.wait_for_text(["mothermodel", train_run, "distill spam (ngram)"])
+        b.wait_for_text(["mothermodel", train_run, "distill spam v1: ngram student of model v1"])
         b.screenshot(shots / "runs.png")
 
         # A run's artifacts are served from the workspace (mlartifacts/): the trainer's manifest.json.

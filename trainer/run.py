@@ -44,6 +44,9 @@ class TrainOptions:
         changed_policy: a changed task's head is 'finetune'd (default) or 'reinit'ialised on a warm start.
         fresh: train a fresh model (the encoder's own weights, new heads) even where a warm start from the
             latest model is possible: after a task set changed a lot, or to compare from scratch.
+        isolate: a task whose labels are stale or unreadable is left out of the run (its head is not in the
+            model version recorded) and reported in "failed", and the others train; default: when more than
+            one task trains (one task fails with its own error, exit 2, as before). `watch` always isolates.
     """
 
     tasks: Optional[Sequence[str]] = None
@@ -53,6 +56,7 @@ class TrainOptions:
     progress: bool = True
     changed_policy: str = "finetune"
     fresh: bool = False
+    isolate: Optional[bool] = None
 
 
 @dataclass
@@ -86,8 +90,12 @@ def rows_key(task) -> str:
     return task.dataset if task.input is None else f"{task.dataset}#{task.input.key}"
 
 
-def lineage_of(store: RegistryStore, snap: Snapshot, names: Sequence[str]) -> dict[str, Lineage]:
-    """Each task's freshest probabilistic labels; exit 2 naming the task and the fix when there are none."""
+def lineage_of(store: RegistryStore, snap: Snapshot, names: Sequence[str],
+               failed: dict[str, Exception] | None = None) -> dict[str, Lineage]:
+    """Each task's freshest probabilistic labels; exit 2 naming the task and the fix when there are none
+    (with `failed`: that task is left out and its error kept there instead)."""
+    from mothermodel.registry import faults
+
     out = {}
     for n in names:
         rec = store.latest_prob_labels(n, fresh=True)
@@ -95,8 +103,14 @@ def lineage_of(store: RegistryStore, snap: Snapshot, names: Sequence[str]) -> di
             old = store.latest_prob_labels(n, fresh=False)
             why = (f"its labels are stale (task changed since labels v{old.version} were fit)" if old
                    else "it has no probabilistic labels yet")
-            raise UserError(f"TASK: cannot train {n}: {why}; run `mothermodel label fit {n}` "
-                            "(or `mothermodel watch --once` for every stale task)")
+            err = faults.with_fix(UserError(
+                f"TASK: cannot train {n}: {why}; run `mothermodel label fit {n}` (or `mothermodel watch --once` "
+                "for every stale task; `--task` trains the chosen tasks only)"),
+                f"run `mothermodel label fit {n}` (or `mothermodel watch --once`)")
+            if failed is None:
+                raise err
+            failed[n] = err
+            continue
         t = snap.tasks[n]
         out[n] = Lineage(n, t.dataset, t.fingerprint, rec.version, rec.model, rec.metrics)
     return out
@@ -114,24 +128,39 @@ def changes(model, lin: dict[str, Lineage]) -> dict[str, list[str]]:
     return out
 
 
-def task_data(store: RegistryStore, snap: Snapshot, lin: dict[str, Lineage]) -> list:
-    """The trainer's TaskData per task, read through the store (hash-checked)."""
+def task_data(store: RegistryStore, snap: Snapshot, lin: dict[str, Lineage],
+              failed: dict[str, Exception] | None = None) -> list:
+    """The trainer's TaskData per task, read through the store (hash-checked). With `failed`, a task whose
+    data cannot be read (gold labels that no longer fit, a damaged file, ...) is left out: its error goes
+    there and it is removed from `lin`."""
+    from mothermodel.registry import faults
     from mothermodel.trainer.data import TaskData
 
     out = []
-    for n, li in lin.items():
-        t = snap.tasks[n]
-        pl = store.read_prob_labels(store.prob_labels(n, li.prob_label_version), with_text=True)
-        inp = t.input
-        in_tree = t.parent in lin and t.parent_class and rows_key(snap.tasks[t.parent]) == rows_key(t)
-        out.append(TaskData(
-            name=n, classes=list(t.classes), texts=pl.texts, split=pl.split, probs=pl.probs, covered=pl.covered,
-            gold=pl.gold, dataset=rows_key(t),
-            parent=t.parent if in_tree else None,
-            parent_class=snap.tasks[t.parent].classes.index(t.parent_class) if in_tree else None,
-            applicable=pl.applicable if in_tree else None,
-            spans=len(inp.spans) if inp is not None and inp.kind == "markers" else 0))
+    for n, li in list(lin.items()):
+        try:
+            out.append(_task_data(store, snap, lin, n, li, TaskData))
+        except Exception as e:  # noqa: BLE001 - one task's fault (registry/faults.py)
+            if failed is None or not faults.isolatable(e):
+                raise
+            failed[n] = e
+            del lin[n]
     return out
+
+
+def _task_data(store: RegistryStore, snap: Snapshot, lin: dict[str, Lineage], n: str, li: Lineage, TaskData):
+    """One task's TaskData (see `task_data`)."""
+    t = snap.tasks[n]
+    pl = store.read_prob_labels(store.prob_labels(n, li.prob_label_version), with_text=True)
+    inp = t.input
+    in_tree = t.parent in lin and t.parent_class and rows_key(snap.tasks[t.parent]) == rows_key(t)
+    return TaskData(
+        name=n, classes=list(t.classes), texts=pl.texts, split=pl.split, probs=pl.probs, covered=pl.covered,
+        gold=pl.gold, dataset=rows_key(t),
+        parent=t.parent if in_tree else None,
+        parent_class=snap.tasks[t.parent].classes.index(t.parent_class) if in_tree else None,
+        applicable=pl.applicable if in_tree else None,
+        spans=len(inp.spans) if inp is not None and inp.kind == "markers" else 0)
 
 
 def _tracking_uri(ws, options: TrainOptions) -> str:
@@ -146,7 +175,14 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
 
     Returns ``{"model_version", "trained", "metrics": {"task/dataset/split/metric": x}, ...}``.
     """
-    options = options or TrainOptions()
+    from mothermodel.registry.workspace import training
+
+    with training(store.ws) as before:  # lets `status` tell this run from an interrupted one
+        return _train(store, config, options or TrainOptions(), echo, before)
+
+
+def _train(store: RegistryStore, config: TrainConfig, options: TrainOptions, echo: Callable[[str], None],
+           before: dict[str, Any] | None) -> dict[str, Any]:
     if options.fresh and options.resume:
         raise UserError("--fresh: cannot be combined with --resume (a resumed run continues its own model)")
     ws = store.ws
@@ -154,13 +190,28 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
     names = trainable(snap, options.tasks)
     if not names:
         raise UserError("TASK: no task to train (register a dataset with a text field and a task on it)")
-    lin = lineage_of(store, snap, names)
+    # More than one task: one whose labels are stale or unreadable is left out of this run (so its head is
+    # not in the model version it records) and reported; the healthy tasks train (registry/faults.py).
+    isolate = options.isolate if options.isolate is not None else len(names) > 1
+    failed: dict[str, Exception] | None = {} if isolate else None
+    lin = lineage_of(store, snap, names, failed)
     latest = store.model()
+    if failed and not lin:
+        return _all_failed(store, latest, failed)
     ch = changes(latest, lin)
-    up_to_date = latest is not None and not (ch["new"] or ch["changed"] or ch["removed"])
+    # a task left out for a fault is no reason to train by itself (`watch` would drop its head every tick)
+    up_to_date = latest is not None and not (ch["new"] or ch["changed"] or set(ch["removed"]) - set(failed or {}))
     if options.if_changed and not options.resume and up_to_date:
+        _record_faults(store, failed, list(lin))
         return {"model_version": latest.version, "trained": False, "status": "up to date", "changes": ch,
-                "metrics": latest.metrics}
+                "metrics": latest.metrics, "failed": _failed_list(failed)}
+    tasks = task_data(store, snap, lin, failed)
+    if failed and not lin:
+        return _all_failed(store, latest, failed)
+    if failed:
+        names = list(lin)
+        ch = changes(latest, lin)
+    _record_faults(store, failed, [])
     # A plain `train` with nothing changed is a request to train again (new settings, say): a full run
     # from a fresh model. A warm start would have nothing to train for and record a copy of the latest.
     same_encoder = latest is not None and _same_encoder(ws, latest, config)
@@ -172,13 +223,12 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
     # re-run checks it too, so that a damaged latest model is reported rather than silently superseded).
     if latest is not None and (options.resume or same_encoder):
         ckpt.verify_recorded(ws.home / latest.path, latest.content_hash)
-    run_dir, resume, config = _run_dir(ws, lin, config, options)
+    run_dir, resume, config = _run_dir(ws, store, lin, config, options, before)
     from mothermodel.trainer.evaluate import evaluate, metric_keys
     from mothermodel.trainer.model import build_model, head_specs, warm_start
     from mothermodel.trainer.selftrain import fit
     from mothermodel.trainer.tracking import Tracker
 
-    tasks = task_data(store, snap, lin)
     from mothermodel.trainer.data import resolve_config
 
     config = resolve_config(config, tasks)  # epochs / lr where left to the data, as recorded below
@@ -199,7 +249,9 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
 
     for noisy in ("mlflow", "alembic"):  # the store's first-use migrations log at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    with Tracker(uri, artifact_location=ws.mlflow_artifact_uri, run_name=f"train {time.strftime('%Y-%m-%d %H:%M')}",
+    # Named for what it makes (the next model version, renamed below should another run record it first).
+    run_name = f"model v{(latest.version if latest else 0) + 1}: {', '.join(names)}"
+    with Tracker(uri, artifact_location=ws.mlflow_artifact_uri, run_name=run_name,
                  tags={"mothermodel.kind": "train", "mothermodel.workspace": str(ws.root)}) as tracker:
         tracker.log_params({"encoder": config.encoder or "default (all-MiniLM-L6-v2)", "tasks": names,
                             "label_versions": {n: li.prob_label_version for n, li in lin.items()},
@@ -244,7 +296,8 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
         rec = store.record_model(path=str(final.relative_to(ws.home)), encoder=config.encoder or "default",
                                  content_hash=sha256_file(final / ckpt.MANIFEST), metrics=metrics,
                                  mlflow_run_id=tracker.run_id, tasks=records)
-        tracker.set_tags({"mothermodel.model_version": str(rec.version)})
+        tracker.set_tags({"mothermodel.model_version": str(rec.version),
+                          "mlflow.runName": f"model v{rec.version}: {', '.join(names)}"})
     (ws.models_dir / IN_PROGRESS).unlink(missing_ok=True)
     for n, c in served.items():
         if c["below_labels"] or (c.get("encoder_fit") or {}).get("poor"):
@@ -253,7 +306,27 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
             "warm_start": warm.to_dict() if warm else None, "focus": focus, "path": rec.path, "mlflow_run_id": rec.mlflow_run_id,
             "mlflow_tracking_uri": uri, "seconds": round(seconds, 2), "examples_per_s": round(examples_per_s, 1),
             "steps": sum(r.steps for r in stages), "stages": len(stages),
-            "resumed_from": str(stages[0].resumed_from) if stages[0].resumed_from else None}
+            "resumed_from": str(stages[0].resumed_from) if stages[0].resumed_from else None,
+            "failed": _failed_list(failed)}
+
+
+def _all_failed(store: RegistryStore, latest, failed: dict[str, Exception]) -> dict[str, Any]:
+    """Every task failed: nothing trained, each failure recorded and reported."""
+    _record_faults(store, failed, [])
+    return {"model_version": latest.version if latest else None, "trained": False, "status": "failed",
+            "changes": {}, "metrics": {}, "failed": _failed_list(failed)}
+
+
+def _failed_list(failed: dict[str, Exception] | None) -> list[dict[str, Any]]:
+    from mothermodel.registry import faults
+
+    return [faults.describe(n, faults.TRAIN, e) for n, e in (failed or {}).items()]
+
+
+def _record_faults(store: RegistryStore, failed: dict[str, Exception] | None, succeeded: list[str]) -> None:
+    from mothermodel.registry import faults
+
+    store.set_task_faults(faults.TRAIN, _failed_list(failed), succeeded)
 
 
 def _stage_checkpoints(run_dir: Path, final: Path) -> dict[int, Path]:
@@ -429,7 +502,25 @@ def _same_encoder(ws, latest, config: TrainConfig) -> bool:
     return (m.get("config") or {}).get("encoder") == config.encoder
 
 
-def _run_dir(ws, lin: dict[str, Lineage], config: TrainConfig, options: TrainOptions) -> tuple[Path, bool, TrainConfig]:
+def _drop_superseded_run(ws, store: RegistryStore, state: dict[str, Any] | None) -> None:
+    """A plain `train` gives up an interrupted run (`--resume` would have continued it): its folder goes, so it is
+    not left behind as an orphan (`verify` names those). STATE is `training_state` as this run found it before
+    taking the training lock: never a running run, nor one a model was recorded from (a kill between recording
+    and removing the marker)."""
+    import shutil
+
+    if not state or state["state"] != "interrupted" or not state.get("run_dir"):
+        return
+    old = (ws.home / state["run_dir"]).resolve()
+    if old.parent != ws.models_dir.resolve() or not old.name.startswith("run-") or not old.is_dir():
+        return
+    if any((ws.home / m.path).resolve().is_relative_to(old) for m in store.models()):
+        return
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _run_dir(ws, store: RegistryStore, lin: dict[str, Lineage], config: TrainConfig, options: TrainOptions,
+             before: dict[str, Any] | None) -> tuple[Path, bool, TrainConfig]:
     """A new run folder, or with --resume the interrupted run's (when what it learns from is unchanged)."""
     marker = ws.models_dir / IN_PROGRESS
     want = {n: [li.fingerprint, li.prob_label_version] for n, li in lin.items()}
@@ -442,6 +533,7 @@ def _run_dir(ws, lin: dict[str, Lineage], config: TrainConfig, options: TrainOpt
                             "without --resume")
         cfg = TrainConfig.from_dict({**prev["config"], **{k: getattr(config, k) for k in ("device", "bf16", "compile")}})
         return ws.home / prev["run_dir"], True, cfg
+    _drop_superseded_run(ws, store, before)
     run_dir = ws.models_dir / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     write_text_atomic(marker, json.dumps({"run_dir": str(run_dir.relative_to(ws.home)), "lineage": want,
                                           "config": config.to_dict()}, sort_keys=True))
@@ -475,7 +567,10 @@ def predict(store: RegistryStore, task: str, *, split: Optional[str] = None, inp
     from mothermodel.trainer.predict import predict_proba
 
     model_rec = store.model()
-    t = store.task(task)  # an unknown task is named as such first
+    try:
+        t = store.task(task)  # an unknown task is named as such first, as the argument it is
+    except UserError:
+        raise UserError(f"TASK: unknown task {task!r}") from None
     if model_rec is None:
         raise UserError("TASK: no mother model yet; run `mothermodel train`")
     if task not in model_rec.tasks:
