@@ -311,14 +311,14 @@ def main() -> int:
         t0 = time.perf_counter()
         reg.submit(specs)
         t_submit = time.perf_counter() - t0
-        st = reg.status()["counts"]
-        assert st["tasks"] == args.tasks and st["sources"] == stats["sources"], st
+        st = reg.status().registry.counts
+        assert st.tasks == args.tasks and st.sources == stats["sources"], st
         db_mb = (ws_dir / ".mothermodel" / "registry.duckdb").stat().st_size / 2**20
         print(f"Registry.submit of {args.tasks} specs in one call: {t_submit:.2f}s (registry.duckdb {db_mb:.1f} MiB)")
 
         root = stats["impact_root"]
         impact = reg.impact(root)
-        n_stale = len(impact["tasks"]) - 1
+        n_stale = len(impact.tasks) - 1
         assert n_stale == stats["impact_root_descendants"], (n_stale, stats["impact_root_descendants"])
         print(f"impact root: {root} ({n_stale} descendant tasks)")
 

@@ -6,9 +6,10 @@
     manifest.json   task, fingerprint, model version, label versions, student kind, metrics,
                     the onnxruntime-vs-PyTorch check, and sha256 + size of every other file
 
-Writing: every file goes into a ``.tmp-*`` folder beside the target, is
-fsync'ed, and the folder is renamed onto its final name; a killed writer
-leaves only the ``.tmp-*`` folder, which :func:`remove_leftovers` deletes.
+Writing (mothermodel/atomic.py's sealed folder): every file goes into a
+``.tmp-*`` folder beside the target, is fsync'ed, and the folder is renamed onto
+its final name; a killed writer leaves only ``.tmp-*``/``.old-*`` folders, which
+:func:`remove_leftovers` deletes.
 Reading: :func:`verify` (the standalone runner's check) refuses any file whose
 hash differs from the manifest's, with a :class:`~mothermodel.errors.UserError`.
 """
@@ -16,48 +17,19 @@ hash differs from the manifest's, with a :class:`~mothermodel.errors.UserError`.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from mothermodel.atomic import OLD_PREFIX, TMP_PREFIX, file_entries, seal_folder, temp_folder, write_manifest
 from mothermodel.errors import UserError
 from mothermodel.registry.db import fault_point
-from mothermodel.registry.files import sha256_file, write_text_atomic
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "write", "verify", "copy_to", "remove_leftovers", "size_bytes"]
 
 FORMAT = "mothermodel-bundle"
 FORMAT_VERSION = 1
-TMP_PREFIX = ".tmp-"
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on folders; the rename is still atomic
-    finally:
-        os.close(fd)
-
-
-def _seal(tmp: Path, final: Path) -> None:
-    """fsync every file and the folder, then rename it onto `final` (replacing an old bundle there)."""
-    for p in tmp.iterdir():
-        _fsync(p)
-    _fsync(tmp)
-    os.chmod(tmp, 0o755)
-    if final.exists():
-        old = final.parent / f"{TMP_PREFIX}old-{final.name}-{os.getpid()}"
-        os.rename(final, old)
-        os.rename(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, final)
-    _fsync(final.parent)
 
 
 def write(final: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
@@ -66,19 +38,14 @@ def write(final: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any
     `build` writes model.onnx, tokenizer.json and labels.json into `tmp` and
     returns the manifest's other fields. Returns the manifest.
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-", dir=final.parent))
-    try:
+    with temp_folder(final) as tmp:
         fields = build(tmp)
-        files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(tmp.iterdir())}
+        files = file_entries(tmp)
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **fields, "files": files}
-        write_text_atomic(tmp / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
+        write_manifest(tmp, manifest)
         fault_point("distill_bundle")  # kill tests: every file written, the folder not yet renamed
-        _seal(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        seal_folder(tmp, final)
     return manifest
 
 
@@ -130,18 +97,13 @@ def copy_to(src: Path, out: Path) -> dict[str, Any]:
     """Copy the verified bundle `src` to `out` atomically; `out` must be absent, empty, or a bundle."""
     manifest = verify(src)
     _check_replaceable(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{out.name}-", dir=out.parent))
-    try:
+    with temp_folder(out) as tmp:
         for name in [*manifest["files"], "manifest.json"]:
             shutil.copyfile(src / name, tmp / name)
         verify(tmp)  # what was copied is what the manifest records
         if out.exists() and not any(out.iterdir()):
             out.rmdir()
-        _seal(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        seal_folder(tmp, out)
     return manifest
 
 
@@ -154,7 +116,7 @@ def remove_leftovers(folder: Path, keep: set[str]) -> list[str]:
     if not folder.is_dir():
         return removed
     for p in sorted(folder.iterdir()):
-        if p.is_dir() and (p.name.startswith(TMP_PREFIX) or p.name not in keep):
+        if p.is_dir() and (p.name.startswith((TMP_PREFIX, OLD_PREFIX)) or p.name not in keep):
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p.name)
     return removed

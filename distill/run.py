@@ -34,7 +34,8 @@ from typing import Any, Callable, Iterator, Optional
 from mothermodel.distill.config import DistillConfig
 from mothermodel.errors import CommandFailed, UserError
 from mothermodel.registry.db import fault_point
-from mothermodel.registry.files import sha256_file
+from mothermodel.registry.metric_key import MetricKey, flatten, per_split
+from mothermodel.atomic import sha256_file
 from mothermodel.registry.store import RegistryStore
 
 __all__ = ["DistillOptions", "distill", "distill_all", "export", "deployable_dir"]
@@ -80,11 +81,9 @@ def _check_model(store: RegistryStore, task: str):
     model = store.model()
     if model is None:
         raise UserError("TASK: no mother model yet; run `mothermodel train` first")
-    state = next((t for t in store.status()["tasks"] if t["name"] == task), None)
-    if state is None:
-        raise UserError(f"TASK: unknown task {task!r}")
-    if state["model"]["stale"]:
-        raise UserError(f"TASK: cannot distill {task}: the mother model is stale for it ({state['model']['reason']}); "
+    state = store.staleness([task])[task]["model"]  # this task's rows only, not every task's status
+    if state.stale:
+        raise UserError(f"TASK: cannot distill {task}: the mother model is stale for it ({state.reason}); "
                         "run `mothermodel train --if-changed` (or `mothermodel watch --once`) first")
     from mothermodel.trainer import checkpoint as ckpt
 
@@ -107,15 +106,12 @@ def _cleanup(store: RegistryStore, task: str, client: Any, experiment_id: str, r
     return removed + [f"registered version {v}" for v in gone]
 
 
-def _flat_metrics(task: str, dataset: str, student: dict, teacher: dict) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for split, m in student.items():
-        for k in ("accuracy", "macro_f1", "agreement"):
-            if k in m:
-                out[f"{task}/{dataset}/{split}/{k}"] = float(m[k])
-    for split, m in teacher.items():
-        for k in ("accuracy", "macro_f1"):
-            out[f"{task}/{dataset}/{split}/teacher_{k}"] = float(m[k])
+def _task_metrics(task: str, dataset: str, student: dict, teacher: dict) -> dict[MetricKey | str, float]:
+    """The student's figures per split (`accuracy`, `macro_f1`, `agreement` with its teacher) and its teacher's
+    (`teacher_*`), by `MetricKey`."""
+    out: dict[MetricKey | str, float] = {}
+    out.update(per_split(task, dataset, student, ("accuracy", "macro_f1", "agreement")))
+    out.update(per_split(task, dataset, teacher, ("accuracy", "macro_f1"), prefix="teacher_"))
     return out
 
 
@@ -222,7 +218,7 @@ def _distill(store: RegistryStore, t, model_rec, config: DistillConfig, options:
                                                       ("student", "tokenizer", "tokens", "max_length", "pad_id"))
     config, res, n_params = best["config"], best["res"], best["params"]
     scores = {"student": best["scores"], "teacher": teacher_scores}
-    metrics = _flat_metrics(task, t.dataset, scores["student"], scores["teacher"])
+    metrics = _task_metrics(task, t.dataset, scores["student"], scores["teacher"])
 
     def build(tmp: Path) -> dict[str, Any]:
         files = _write_files(tmp, student, tokenizer, tokens, t.classes, max_length, pad_id, config, echo)
@@ -253,7 +249,7 @@ def _distill(store: RegistryStore, t, model_rec, config: DistillConfig, options:
     fault_point("distill_registered")  # kill tests: registered in MLflow, not yet recorded
     rec = store.record_deployable(task=t, model_version=model_rec.version, student=config.student,
                                   path=str(final.relative_to(ws.home)), content_hash=content_hash,
-                                  mlflow_model_version=version, metrics=metrics)
+                                  mlflow_model_version=version, metrics=flatten(metrics))
     tracker.set_tags({"mothermodel.deployable_version": str(rec.version), "mothermodel.registered_version": version,
                       "mlflow.runName": f"distill {task} v{rec.version}: {config.student} student of model "
                                         f"v{model_rec.version}", **tags})
@@ -261,7 +257,7 @@ def _distill(store: RegistryStore, t, model_rec, config: DistillConfig, options:
          f"MLflow model {task} version {version}; {_summary(scores)}")
     return {"task": task, "deployable_version": rec.version, "model_version": model_rec.version,
             "student": config.student, "path": rec.path, "registered_model": {"name": task, "version": version},
-            "mlflow_run_id": tracker.run_id, "mlflow_tracking_uri": tracker.tracking_uri, "metrics": metrics,
+            "mlflow_run_id": tracker.run_id, "mlflow_tracking_uri": tracker.tracking_uri, "metrics": flatten(metrics),
             "param_count": n_params, "teacher_param_count": teacher_params, "bundle_bytes": size,
             "latency_ms_batch1": latency, "onnx_max_abs_diff": manifest["onnx_check"]["max_abs_diff"],
             "kd_steps": res.steps, "kd_seconds": round(res.seconds, 2), "teacher": source,
@@ -399,12 +395,11 @@ def distill_all(store: RegistryStore, config: DistillConfig, options: DistillOpt
                 echo: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Distil every task whose deployable is stale (and whose model is fresh); list the others with why."""
     done, skipped, fresh = [], [], []
-    for st in store.status()["tasks"]:
-        name = st["name"]
-        if not st["deployable"]["stale"]:
+    for name, st in store.staleness().items():
+        if not st["deployable"].stale:
             fresh.append(name)
-        elif st["model"]["stale"]:
-            skipped.append({"task": name, "reason": f"model stale: {st['model']['reason']}"})
+        elif st["model"].stale:
+            skipped.append({"task": name, "reason": f"model stale: {st['model'].reason}"})
         else:
             done.append(distill(store, name, config, options, echo))
     return {"distilled": done, "skipped": skipped, "up_to_date": fresh}
@@ -425,8 +420,8 @@ def export(store: RegistryStore, task: str, out: str | Path, fmt: str = "onnx") 
         raise UserError(f"TASK: deployable {task} v{rec.version} at {src} is missing or its manifest differs from "
                         f"what the registry recorded; run `mothermodel distill {task}` again")
     manifest = bundle.copy_to(src, Path(out))
-    st = next(x for x in store.status()["tasks"] if x["name"] == task)["deployable"]
+    st = store.staleness([task])[task]["deployable"]
     return {"task": task, "out": str(Path(out).resolve()), "format": fmt, "deployable_version": rec.version,
             "model_version": rec.model_version, "student": rec.student, "registered_version": rec.mlflow_model_version,
             "files": sorted([*manifest["files"], "manifest.json"]), "metrics": manifest["metrics"],
-            "onnx_check": manifest["onnx_check"], "stale": st["stale"], "stale_reason": st.get("reason")}
+            "onnx_check": manifest["onnx_check"], "stale": st.stale, "stale_reason": st.reason}

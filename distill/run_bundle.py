@@ -70,7 +70,7 @@ class BundleError(ValueError):
     """A bundle is incomplete, or a file differs from what its manifest records."""
 
 
-def _sha256(path: Path) -> str:  # registry.files.sha256_file's twin: this file imports nothing of mothermodel
+def _sha256(path: Path) -> str:  # mothermodel.atomic.sha256_file's twin: this file imports nothing of mothermodel
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import unquote, urlparse
 
+from mothermodel.atomic import ListedFileError, check_listed, sha256_file
 from mothermodel.registry.verify import Report
 
 __all__ = ["check_mlflow", "needs_mlflow"]
@@ -101,8 +102,6 @@ def check_mlflow(store, rec: dict[str, list], report: Report, uri: Optional[str]
 
 
 def _runs(client, MlflowException, ws, rec, report: Report) -> None:
-    from mothermodel.registry.files import sha256_file
-
     for version, run_id, model_path, digest in rec["mlflow_runs"]:
         where = f"runs:/{run_id}"
         try:
@@ -140,8 +139,6 @@ def _shown(p: Path, ws) -> str:
 
 
 def _registered(client, MlflowException, ws, rec, report: Report, own: bool) -> None:
-    from mothermodel.registry.files import sha256_file
-
     recorded = {(task, str(mv)): (v, path, digest) for task, v, mv, path, digest in rec["registered"]}
     for (task, mv), (v, path, digest) in recorded.items():
         where = f"models:/{task}/{mv}"
@@ -161,7 +158,7 @@ def _registered(client, MlflowException, ws, rec, report: Report, own: bool) -> 
         bundle = local / "artifacts" / Path(path).name
         if not bundle.is_dir():
             bundle = local / "artifacts" / "bundle"
-        _bundle(bundle, digest, f"registered version {task}/{mv}", ws, report, sha256_file)
+        _bundle(bundle, digest, f"registered version {task}/{mv}", ws, report)
     # Versions this workspace registered that no deployable records. In the workspace's own store every
     # mothermodel version is its own (the workspace tag may name the folder it was copied from).
     try:
@@ -177,7 +174,7 @@ def _registered(client, MlflowException, ws, rec, report: Report, own: bool) -> 
                        f"`mothermodel distill {mv.name}` deletes it)")
 
 
-def _bundle(folder: Path, digest: Optional[str], what: str, ws, report: Report, sha256_file) -> None:
+def _bundle(folder: Path, digest: Optional[str], what: str, ws, report: Report) -> None:
     """The bundle inside a logged model: the manifest the deployable recorded, every file as it lists."""
     manifest = folder / "manifest.json"
     if not manifest.is_file():
@@ -193,13 +190,20 @@ def _bundle(folder: Path, digest: Optional[str], what: str, ws, report: Report, 
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
         report.add("mlflow_artifact", _shown(manifest, ws), f"not a bundle manifest ({what})")
         return
+
+    def counted(p: Path) -> str:
+        report.checked += 1
+        return sha256_file(p)
+
     for name, entry in files.items():
-        p = folder / name
-        if "/" in name or "\\" in name or name in ("", ".", ".."):
-            report.add("mlflow_artifact", _shown(manifest, ws), f"lists {name!r}, not a plain file name ({what})")
-        elif not p.is_file():
-            report.add("mlflow_artifact", _shown(p, ws), f"missing: listed in {what}'s bundle manifest")
-        else:
-            report.checked += 1
-            if sha256_file(p) != entry.get("sha256"):
-                report.add("mlflow_artifact", _shown(p, ws), f"corrupted: differs from {what}'s bundle manifest")
+        try:  # the sha256 only, as the bundle runner checks (run_bundle.verify)
+            check_listed(folder, name, {"sha256": entry.get("sha256") if isinstance(entry, dict) else None},
+                         flat=True, sha256=counted)
+        except ListedFileError as e:
+            if e.problem == "name":
+                report.add("mlflow_artifact", _shown(manifest, ws), f"lists {name!r}, not a plain file name ({what})")
+            elif e.problem == "missing":
+                report.add("mlflow_artifact", _shown(folder / name, ws), f"missing: listed in {what}'s bundle manifest")
+            else:
+                report.add("mlflow_artifact", _shown(folder / name, ws), f"corrupted: differs from {what}'s bundle "
+                                                                         "manifest")

@@ -553,9 +553,9 @@ def _field_problem(lf: DeclarativeLF, schema) -> str | None:
 
     from mothermodel.labeling.lf import RegexLF, ThresholdLF
 
-    field = getattr(lf, "field", None)
-    if field is None:
+    if not isinstance(lf, (KeywordLF, RegexLF, ThresholdLF)):
         return None
+    field = lf.column
     if field not in schema.names:
         cols = [c for c in schema.names if c != "_row"]
         more = ", ..." if len(cols) > 12 else ""
@@ -599,8 +599,8 @@ def apply_declarative_lfs(table, lfs: Sequence[DeclarativeLF], cardinality: int)
         # Copy the needed columns into a DuckDB table once, with lower(field) computed once
         # per field rather than once per keyword LF: scanning Arrow strings per LF costs more.
         # Columns are renamed f<k>/l<k>: no dataset column name can shadow an internal one.
-        fields = sorted({lfs[j].field for j in ok})
-        lowered = sorted({lfs[j].field for j in ok if isinstance(lfs[j], KeywordLF) and not lfs[j].case_sensitive})
+        fields = sorted({lfs[j].column for j in ok})
+        lowered = sorted({lfs[j].column for j in ok if isinstance(lfs[j], KeywordLF) and not lfs[j].case_sensitive})
         fcol = {f: f"f{k}" for k, f in enumerate(fields)}
         lcol = {f: f"l{k}" for k, f in enumerate(lowered)}
         cols = (["_row"] + [f"{sql_ident(f)} AS {fcol[f]}" for f in fields]
@@ -609,8 +609,8 @@ def apply_declarative_lfs(table, lfs: Sequence[DeclarativeLF], cardinality: int)
 
         def sql(lf):
             if isinstance(lf, KeywordLF) and not lf.case_sensitive:
-                return lf.sql(lower_col=lcol[lf.field], col=fcol[lf.field])
-            return lf.sql(col=fcol[lf.field])
+                return lf.sql(lower_col=lcol[lf.column], col=fcol[lf.column])
+            return lf.sql(col=fcol[lf.column])
 
         selects = ", ".join(f"({sql(lfs[j])})::SMALLINT AS c{j}" for j in ok)
         unions = " UNION ALL ".join(

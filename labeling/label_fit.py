@@ -7,7 +7,7 @@ file atomically and records it as the task's next version through the store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,97 @@ from mothermodel.registry.records import DatasetRecord, ProbLabelsRecord, Snapsh
 from mothermodel.registry.store import RegistryStore
 
 MODELS = ("majority", "label-model", "hierarchical")
+TEXT_VIEW_OFF = "off (--no-text-view)"  # the text view's report when the fit was asked for votes only
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """What a `label fit` was asked for (defaults: `fit`'s); `watch` repeats a task's last ones."""
+
+    model: str = "label-model"
+    seed: int = DEFAULT_SEED
+    use_dev: bool | None = None
+    text_view: bool = True
+    select_on: str | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        """As `fit` (and `Registry.label_fit`) take them."""
+        return {"model": self.model, "seed": self.seed, "use_dev": self.use_dev, "text_view": self.text_view,
+                "select_on": self.select_on}
+
+
+def last_settings(store: RegistryStore, task: str) -> FitSettings:
+    """The settings of TASK's newest label fit (the defaults when it was never fit)."""
+    rec = store.latest_prob_labels(task, fresh=False)
+    if rec is None:
+        return FitSettings()
+    cfg = rec.config or {}
+    use_dev = None
+    if "label_model_uses_dev" in cfg:  # the label model's own use; selection on valid is decided anew
+        use_dev = bool(cfg["label_model_uses_dev"])
+    elif "uses_dev_labels" in cfg:  # a fit from before selection was the default
+        use_dev = bool(cfg["uses_dev_labels"]) and "selected" not in cfg
+    if "text_view_enabled" in cfg:
+        text_view = bool(cfg["text_view_enabled"])
+    else:  # recorded before the setting was: its report said so
+        view = cfg.get("text_view")
+        text_view = not (isinstance(view, dict) and view.get("reason") == TEXT_VIEW_OFF)
+    return FitSettings(model=cfg.get("model", rec.model), seed=cfg.get("seed", DEFAULT_SEED), use_dev=use_dev,
+                       text_view=text_view, select_on="none" if cfg.get("select_on") == "none" else None)
+
+
+@dataclass
+class FitOutcome:
+    """What one `label fit` recorded: the new probabilistic-labels version and its figures.
+
+    `settings` is what was asked for (``settings.text_view`` False after ``--no-text-view``); `view` is the
+    text view's report (label-model fits; JSON "text_view"). `to_json()` is `label fit --json`'s shape."""
+
+    task: str
+    version: int
+    model: str
+    label_matrix_version: int
+    uses_dev_labels: bool
+    metrics: dict[str, dict[str, Any]]
+    apply: list[dict[str, Any]]
+    settings: FitSettings = field(default_factory=FitSettings)
+    view: dict[str, Any] | None = None  # flat fits only (hierarchical: None)
+    coverage: float | None = None  # flat fits only
+    tree: list[dict[str, Any]] | None = None  # hierarchical: every task of the tree, root first
+    selected: dict[str, Any] | None = None
+    label_model_fit: dict[str, Any] | None = None
+    metrics_votes_only: dict[str, Any] | None = None
+    metrics_gold_free: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+    dvc: str | None = None
+
+    @property
+    def text_view(self) -> bool:
+        """Whether the text view was asked for (not whether it was used: see ``view["used"]``)."""
+        return self.settings.text_view
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"task": self.task, "version": self.version, "model": self.model,
+                               "label_matrix_version": self.label_matrix_version,
+                               "uses_dev_labels": self.uses_dev_labels}
+        if self.tree is None:
+            out |= {"text_view": self.view, "metrics": self.metrics, "coverage": self.coverage, "apply": self.apply}
+        else:
+            out |= {"metrics": self.metrics, "tree": self.tree, "apply": self.apply}
+        for k in ("selected", "label_model_fit", "metrics_votes_only", "metrics_gold_free"):
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        if self.dvc:
+            out["dvc"] = self.dvc
+        return out
+
+    def __getitem__(self, key: str) -> Any:  # dict-style reads of the `--json` shape, as the API returned before
+        return self.to_json()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.to_json().get(key, default)
 
 
 @dataclass
@@ -72,7 +163,7 @@ def _use_dev(use_dev: bool | None) -> bool:
 
 def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bool | None = None,
         seed: int = DEFAULT_SEED, apply_config: ApplyConfig | None = None, text_view: bool = True,
-        select_on: str | None = None) -> dict[str, Any]:
+        select_on: str | None = None) -> FitOutcome:
     """Probabilistic labels for TASK from its current label matrix (applied first if stale).
 
     With ``model='label-model'`` and ``text_view`` (default) on a dataset with a text
@@ -110,6 +201,7 @@ def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bo
         votes_probs = probs
         probs, view = with_text_view(x, probs, seed, text_view, progress)
         config["text_view"] = view
+        config["text_view_enabled"] = bool(text_view)  # the setting, for `watch` to repeat (last_settings)
         if view["used"]:
             votes_metrics = split_metrics(x.gold, tie_break(votes_probs, seed), x.split, k)
         has_dev = x.gold is not None and bool(((x.split == "valid") & (x.gold >= 0)).any())
@@ -125,26 +217,15 @@ def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bo
     out_metrics = split_metrics(x.gold, preds, x.split, k)
     rec = record_probs(store, x, model, probs, preds, out_metrics, config)
     note = label_files.dvc_track(store.ws)
-    res = {"task": task, "version": rec.version, "model": model, "label_matrix_version": x.matrix_version,
-           "uses_dev_labels": dev_used, "text_view": view, "metrics": out_metrics,
-           "coverage": float((x.L >= 0).any(axis=1).mean()) if len(x.L) else 0.0,
-           "apply": applied["tasks"]}
-    if selected is not None:
-        res["selected"] = selected
-    if "label_model_fit" in config:
-        res["label_model_fit"] = config["label_model_fit"]
-    if votes_metrics is not None:
-        res["metrics_votes_only"] = votes_metrics
-    if gold_free is not None:
-        res["metrics_gold_free"] = gold_free
-    if x.gold_warning:
-        res["warnings"] = [x.gold_warning]
-    if res["coverage"] == 0.0:  # every label is the tie-break's guess: say so rather than fit quietly
-        res.setdefault("warnings", []).append(
+    res = FitOutcome(task, rec.version, model, x.matrix_version, dev_used, out_metrics, applied["tasks"],
+                     settings=FitSettings(model, seed, use_dev, bool(text_view), select_on), view=view,
+                     coverage=float((x.L >= 0).any(axis=1).mean()) if len(x.L) else 0.0, selected=selected,
+                     label_model_fit=config.get("label_model_fit"), metrics_votes_only=votes_metrics,
+                     metrics_gold_free=gold_free, warnings=[x.gold_warning] if x.gold_warning else [], dvc=note or None)
+    if res.coverage == 0.0:  # every label is the tie-break's guess: say so rather than fit quietly
+        res.warnings.append(
             f"{task}: no source voted on any row (coverage 0.0): the labels are guesses; "
             "see the faults of `mothermodel label apply` and `mothermodel label analyze`")
-    if note:
-        res["dvc"] = note
     return res
 
 
@@ -211,7 +292,7 @@ def with_text_view(x: FitInputs, probs: np.ndarray, seed: int, enabled: bool,
     cfg = TextViewConfig(seed=seed)
     covered = int(fit_rows_of(x.L, x.train).sum())
     task_input = x.task.input_for(x.dataset)
-    why = ("off (--no-text-view)" if not enabled else
+    why = (TEXT_VIEW_OFF if not enabled else
            "the dataset has no text field" if task_input is None else None)
     if why:
         return probs, {"used": False, "reason": why}
@@ -252,7 +333,7 @@ def record_probs(store: RegistryStore, x: FitInputs, model: str, probs: np.ndarr
 
 
 def fit_tree(store: RegistryStore, task: str, use_dev: bool | None = None, seed: int = DEFAULT_SEED,
-             apply_config: ApplyConfig | None = None) -> dict[str, Any]:
+             apply_config: ApplyConfig | None = None) -> FitOutcome:
     """The hierarchical label model over TASK's whole task tree: consistent labels for every task in it."""
     tree = store.task_tree(task)
     if len(tree) == 1:
@@ -277,15 +358,9 @@ def fit_tree(store: RegistryStore, task: str, use_dev: bool | None = None, seed:
         results.append({"task": name, "version": rec.version, "label_matrix_version": x.matrix_version, "metrics": mets})
     note = label_files.dvc_track(store.ws)
     me = next(r for r in results if r["task"] == task)
-    res = {"task": task, "version": me["version"], "model": "hierarchical",
-           "label_matrix_version": me["label_matrix_version"], "uses_dev_labels": dev_used,
-           "metrics": me["metrics"], "tree": results, "apply": applied["tasks"]}
-    warnings = [x.gold_warning for x in inputs.values() if x.gold_warning]
-    if warnings:
-        res["warnings"] = warnings
-    if note:
-        res["dvc"] = note
-    return res
+    return FitOutcome(task, me["version"], "hierarchical", me["label_matrix_version"], dev_used, me["metrics"],
+                      applied["tasks"], settings=FitSettings("hierarchical", seed, use_dev), tree=results,
+                      warnings=[x.gold_warning for x in inputs.values() if x.gold_warning], dvc=note or None)
 
 
 def _fit_hierarchy(inputs: dict[str, FitInputs], tree: list[str], use_dev: bool | None, seed: int):

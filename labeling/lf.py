@@ -105,6 +105,12 @@ class DeclarativeLF(LabelingFunction):
     def params(self) -> dict[str, Any]:  # what defines it
         raise NotImplementedError
 
+    @property
+    def column(self) -> str:
+        """The column it reads: its `field`, or "text" for a keyword/regex LF built without one and applied
+        directly (a submitted one has its dataset's text field filled in)."""
+        return getattr(self, "field", None) or "text"
+
     def sql(self, col: str | None = None) -> str:
         """A SQL expression over the dataset's columns giving the label or -1 (`col`: the column
         holding the LF's field, when the applier renamed it)."""
@@ -136,7 +142,7 @@ class KeywordLF(DeclarativeLF):
         kws = self.keywords if case_sensitive else tuple(k.lower() for k in self.keywords)
 
         def f(x):
-            v = getattr(x, self.field or "text")
+            v = getattr(x, self.column)
             if v is None:
                 return ABSTAIN
             v = v if case_sensitive else v.lower()
@@ -151,7 +157,7 @@ class KeywordLF(DeclarativeLF):
     def sql(self, lower_col: str | None = None, col: str | None = None) -> str:
         """lower_col: a column already holding lower(field), so many LFs lower the text once;
         col: the column holding `field` when the applier renamed it (default: `field` itself)."""
-        field_col = sql_ident(col or self.field)
+        field_col = sql_ident(col or self.column)
         if self.case_sensitive:
             col = field_col
         else:
@@ -184,7 +190,7 @@ class RegexLF(DeclarativeLF):
                              "(RE2 syntax)")
 
         def f(x):
-            v = getattr(x, self.field or "text")
+            v = getattr(x, self.column)
             return self.label if v is not None and rx.search(v) else ABSTAIN
 
         super().__init__(name=name, f=f)
@@ -194,7 +200,7 @@ class RegexLF(DeclarativeLF):
 
     def sql(self, col: str | None = None) -> str:
         opts = ", 'i'" if self.ignore_case else ""
-        return (f"CASE WHEN regexp_matches({sql_ident(col or self.field)}, {_sql_str(self.pattern)}{opts}) "
+        return (f"CASE WHEN regexp_matches({sql_ident(col or self.column)}, {_sql_str(self.pattern)}{opts}) "
                 f"THEN {self.label} ELSE -1 END")
 
 

@@ -9,21 +9,32 @@ long-running process holds the file.
     >>> from mothermodel import Registry
     >>> reg = Registry.init("my-workspace")
     >>> reg.import_wrench("../shared/data/youtube", task="spam")
-    >>> reg.show_task("spam")["classes"]
-    ['HAM', 'SPAM']
-    >>> reg.label_fit("spam")["metrics"]["test"]["accuracy"]
+    >>> reg.show_task("spam").task.classes
+    ('HAM', 'SPAM')
+    >>> reg.label_fit("spam").metrics["test"]["accuracy"]
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from mothermodel.defaults import DEFAULT_SEED, UI_HOST, UI_PORT
 from mothermodel.errors import UserError
-from mothermodel.registry.records import TaskSpec
+from mothermodel.registry.records import (
+    DatasetRecord,
+    ImpactReport,
+    StatusReport,
+    TaskDetail,
+    TaskFault,
+    TaskSpec,
+    TaskSummary,
+)
 from mothermodel.registry.store import RegistryStore
 from mothermodel.registry.workspace import Workspace
+
+if TYPE_CHECKING:
+    from mothermodel.registry.verify import Report
 
 
 class Registry:
@@ -87,8 +98,8 @@ class Registry:
         if not replace and name in self.store.datasets():
             raise UserError(f"NAME: dataset {name!r} already exists (use --replace to change it)")
 
-    def list_datasets(self) -> list[dict[str, Any]]:
-        """`dataset list`."""
+    def list_datasets(self) -> list[DatasetRecord]:
+        """`dataset list`: every dataset, by name (`.to_json()`: one object of `dataset list --json`)."""
         return self.store.list_datasets()
 
     def dataset_path(self, name: str) -> Path:
@@ -207,12 +218,13 @@ class Registry:
                     raise UserError(f"{s.origin}: sources[{i}] ({src.name}): column {col!r} of dataset {s.dataset!r} "
                                     f"holds {t}; a {kind} source needs {need}")
 
-    def list_tasks(self) -> list[dict[str, Any]]:
-        """`task list`."""
+    def list_tasks(self) -> list[TaskSummary]:
+        """`task list`: every task, by name (`.to_json()`: one object of `task list --json`)."""
         return self.store.list_tasks()
 
-    def show_task(self, name: str) -> dict[str, Any]:
-        """`task show NAME`."""
+    def show_task(self, name: str) -> TaskDetail:
+        """`task show NAME`: the task's record, its sources in display order, its up- and downstream edges
+        (`.to_json()`: `task show --json`)."""
         return self.store.show_task(name)
 
     def remove_task(self, name: str) -> dict[str, Any]:
@@ -224,22 +236,24 @@ class Registry:
         """`dag show`: the task DAG as a networkx DiGraph."""
         return self.store.graph()
 
-    def impact(self, name: str, kind: str = "auto") -> dict[str, Any]:
-        """`dag impact NAME`."""
+    def impact(self, name: str, kind: str = "auto") -> ImpactReport:
+        """`dag impact NAME`: every current thing a change to NAME makes stale, and why
+        (`.to_json()`: `dag impact --json`)."""
         return self.store.impact(name, kind)
 
-    def status(self) -> dict[str, Any]:
-        """`status`: per task, whether labels, model and deployable are stale, and why."""
+    def status(self) -> StatusReport:
+        """`status`: per task, whether labels, model and deployable are stale, and why; what serves it; its
+        faults; a training run not yet recorded (`.to_json()`: `status --json`)."""
         from mothermodel.registry.workspace import training_state
 
         # "training": a run `train` has not recorded (running, or interrupted: `train --resume` continues it)
-        return {"workspace": str(self.ws.root), "mlflow_tracking_uri": self.ws.mlflow_tracking_uri,
-                **self.store.status(), "training": training_state(self.ws)}
+        return StatusReport(workspace=str(self.ws.root), mlflow_tracking_uri=self.ws.mlflow_tracking_uri,
+                            registry=self.store.status(), training=training_state(self.ws))
 
-    def verify(self, tracking_uri: str | None = None) -> dict[str, Any]:
+    def verify(self, tracking_uri: str | None = None) -> Report:
         """`verify`: every recorded file exists and matches its hash, no interrupted command's leftovers
-        remain, MLflow's registered versions match the deployables. Reports, changes nothing:
-        ``{"ok", "checked", "problems": [{"kind", "path", "problem"}], "notes"}`` (see registry/verify.py)."""
+        remain, MLflow's registered versions match the deployables. Reports, changes nothing: a
+        `registry.verify.Report` (`ok`, `checked`, `problems`, `notes`; `.to_dict()`: `verify --json`)."""
         from mothermodel.registry.verify import check_workspace
 
         rec = self.store.recorded_files()
@@ -248,7 +262,7 @@ class Registry:
 
         if needs_mlflow(self.ws, rec, tracking_uri):  # MLflow is imported only when there is something to check
             check_mlflow(self.store, rec, report, tracking_uri)
-        return report.to_dict()
+        return report
 
     # --- labeling --------------------------------------------------------------------
     def label_apply(self, tasks: Sequence[str] | None = None, config=None, force: bool = False,
@@ -263,8 +277,8 @@ class Registry:
         return label_apply.apply(self.store, list(tasks) if tasks else None, config, force=force, strict=strict,
                                  isolate=isolate)
 
-    def task_faults(self) -> list[dict[str, Any]]:
-        """Each task's current fault per stage ({task, stage, reason, fix, at}; also in `status`)."""
+    def task_faults(self) -> list[TaskFault]:
+        """Each task's current fault per stage, by task and stage (also in `status`)."""
         return self.store.task_faults()
 
     def label_analyze(self, task: str, split: str | None = None) -> dict[str, Any]:
@@ -304,8 +318,9 @@ class Registry:
 
     def label_fit(self, task: str, model: str = "label-model", use_dev: bool | None = None,
                   seed: int = DEFAULT_SEED, text_view: bool = True, apply_config=None,
-                  select_on: str | None = None) -> dict[str, Any]:
-        """`label fit TASK`: a new probabilistic-labels version from the current label matrix.
+                  select_on: str | None = None):
+        """`label fit TASK`: a new probabilistic-labels version from the current label matrix; returns a
+        `mothermodel.labeling.label_fit.FitOutcome` (`.to_json()`: `label fit --json`).
 
         select_on: None (default) keeps the most accurate on the valid split's gold labels of majority
         vote, the label model and the label model + text view when valid has gold labels; 'valid' insists;
@@ -314,6 +329,37 @@ class Registry:
 
         return label_fit.fit(self.store, task, model=model, use_dev=use_dev, seed=seed,
                              apply_config=apply_config, text_view=text_view, select_on=select_on)
+
+    def label_fit_stale(self, apply_config=None, skip=(), echo=lambda s: None
+                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """`label fit` (no TASK): every task whose labels are stale, upstream first, each with its last fit's
+        settings (a FitSettings, --no-text-view included). One task's failure never stops the others
+        (registry/faults.py): it is recorded as the task's fault and returned in the second list; a
+        successful fit clears its own. Returns ([{task, version, model}], [{task, stage, reason, fix}])."""
+        from mothermodel.labeling.label_fit import last_settings
+        from mothermodel.registry import faults
+        from mothermodel.registry.graph import topological
+
+        stale = {t.name for t in self.store.status().tasks if t.labels.stale}
+        fitted, done, failed = [], set(), []
+        for name in topological(self.graph()):
+            if name not in stale or name in done or name in skip:
+                continue
+            try:
+                settings = last_settings(self.store, name)
+                res = self.label_fit(name, apply_config=apply_config, **settings.kwargs())
+            except Exception as e:  # noqa: BLE001 - one task's fault, unless an interrupt
+                if not faults.isolatable(e):
+                    raise
+                failed.append(faults.describe(name, faults.FIT, e))
+                continue
+            done |= {t["task"] for t in res.tree or []} | {name}  # a hierarchical fit relabels the whole tree
+            fitted.append({"task": name, "version": res.version, "model": res.model})
+            echo(f"label fit {name}: probabilistic labels v{res.version} ({res.model})")
+            for w in res.warnings:
+                echo(f"warning: {w}")
+        self.store.set_task_faults(faults.FIT, failed)
+        return fitted, failed
 
     def label_log(self, task: str) -> dict[str, Any]:
         """`label log TASK`."""
@@ -329,9 +375,10 @@ class Registry:
 
     # --- the mother model --------------------------------------------------------------
     def train(self, config=None, options=None, *, if_changed: bool | None = None, resume: bool | None = None,
-              fresh: bool | None = None, echo=lambda s: None) -> dict[str, Any]:
+              fresh: bool | None = None, echo=lambda s: None):
         """`train`: the mother model on every task's fresh labels (a `mothermodel.trainer.config.TrainConfig`,
-        a `mothermodel.trainer.run.TrainOptions`); returns model_version, trained, metrics."""
+        a `mothermodel.trainer.run.TrainOptions`); returns a `mothermodel.trainer.outcome.TrainOutcome`
+        (model_version, trained, per task its figures and the guard's choice; `.to_json()`: `train --json`)."""
         from dataclasses import replace
 
         from mothermodel.trainer.config import TrainConfig

@@ -105,10 +105,10 @@ def dataset_list(ctx, as_json) -> None:
     """List registered datasets."""
     rows = _registry(ctx).list_datasets()
     if as_json:
-        console.emit_json(rows)
+        console.emit_json([r.to_json() for r in rows])
     else:
-        console.table([(r["name"], r["num_rows"], r["text_field"], r["split_field"], r["gold_field"],
-                        r["content_hash"][:12]) for r in rows],
+        console.table([(r.name, r.num_rows, r.text_field, r.split_field, r.gold_field, r.content_hash[:12])
+                       for r in rows],
                       ["name", "rows", "text", "split", "gold", "hash"])
 
 
@@ -180,10 +180,10 @@ def task_list(ctx, as_json) -> None:
     """List tasks."""
     rows = _registry(ctx).list_tasks()
     if as_json:
-        console.emit_json(rows)
+        console.emit_json([r.to_json() for r in rows])
     else:
-        console.table([(r["name"], r["dataset"], len(r["classes"]), r["parent"] or "", r["num_sources"],
-                        r["version"], r["fingerprint"][:12]) for r in rows],
+        console.table([(r.name, r.dataset, len(r.classes), r.parent or "", r.num_sources, r.version,
+                        r.fingerprint[:12]) for r in rows],
                       ["name", "dataset", "classes", "parent", "sources", "version", "fingerprint"])
 
 
@@ -193,22 +193,23 @@ def task_list(ctx, as_json) -> None:
 @click.pass_context
 def task_show(ctx, name, as_json) -> None:
     """Show one task: classes, sources with versions, up- and downstream tasks."""
-    t = _registry(ctx).show_task(name)
+    shown = _registry(ctx).show_task(name)
     if as_json:
-        console.emit_json(t)
+        console.emit_json(shown.to_json())
         return
-    console.info(f"{t['name']}  v{t['version']}  fingerprint {t['fingerprint'][:16]}")
-    console.info(f"  dataset: {t['dataset']}")
-    console.info(f"  classes: {', '.join(t['classes'])}")
-    if t["parent"]:
-        console.info(f"  parent:  {t['parent']}")
-    if t["description"]:
-        console.info(f"  description: {t['description']}")
-    if t["upstream"]:
-        console.info("  upstream: " + ", ".join(f"{u['task']} ({u['kind']})" for u in t["upstream"]))
-    if t["downstream"]:
-        console.info("  downstream: " + ", ".join(f"{u['task']} ({u['kind']})" for u in t["downstream"]))
-    console.table([(s["name"], s["kind"], s["ref"] or "", s["version"]) for s in t["sources"]],
+    t = shown.task
+    console.info(f"{t.name}  v{t.version}  fingerprint {t.fingerprint[:16]}")
+    console.info(f"  dataset: {t.dataset}")
+    console.info(f"  classes: {', '.join(t.classes)}")
+    if t.parent:
+        console.info(f"  parent:  {t.parent}")
+    if t.description:
+        console.info(f"  description: {t.description}")
+    if shown.upstream:
+        console.info("  upstream: " + ", ".join(f"{e.upstream} ({e.kind})" for e in shown.upstream))
+    if shown.downstream:
+        console.info("  downstream: " + ", ".join(f"{e.downstream} ({e.kind})" for e in shown.downstream))
+    console.table([(s.name, s.kind, s.ref or "", s.version) for s in shown.sources],
                   ["source", "kind", "ref", "version"])
 
 
@@ -250,7 +251,7 @@ def dag_show(ctx, fmt, out) -> None:
         return
     text = {"text": dag_mod.to_text, "dot": dag_mod.to_dot, "mermaid": dag_mod.to_mermaid}[fmt](g)
     if out:
-        from mothermodel.registry.files import write_text_atomic
+        from mothermodel.atomic import write_text_atomic
 
         write_text_atomic(Path(out), text + "\n")
         console.info(f"wrote {out}")
@@ -268,19 +269,18 @@ def dag_impact(ctx, name, kind, as_json) -> None:
     """Everything a change to NAME makes stale: tasks, label versions, models, deployables."""
     res = _registry(ctx).impact(name, kind)
     if as_json:
-        console.emit_json(res)
+        console.emit_json(res.to_json())
         return
-    ch = res["changed"]
-    console.info(f"A change to {ch['kind']} {ch['name']} makes stale:")
-    console.info(f"  tasks ({len(res['tasks'])}):")
+    console.info(f"A change to {res.kind} {res.name} makes stale:")
+    console.info(f"  tasks ({len(res.tasks)}):")
     lines = []
-    for t in res["tasks"]:
-        how = f"  via {t['via']} ({t['edge']})" if t["via"] else ""
-        lines.append(f"    {'  ' * min(t['depth'], 20)}{t['name']}{how}")
+    for t in res.tasks:
+        how = f"  via {t.via} ({t.edge})" if t.via else ""
+        lines.append(f"    {'  ' * min(t.depth, 20)}{t.name}{how}")
     console.info("\n".join(lines))
-    console.info(f"  label versions: {len(res['label_versions'])}")
-    console.info(f"  models: {', '.join(map(str, res['models'])) or 'none'}")
-    deps = [f"{d['task']} v{d['version']} ({d['student']}, from model v{d['model_version']})" for d in res["deployables"]]
+    console.info(f"  label versions: {len(res.label_versions)}")
+    console.info(f"  models: {', '.join(str(m.version) for m in res.models) or 'none'}")
+    deps = [f"{d.task} v{d.version} ({d.student}, from model v{d.model_version})" for d in res.deployables]
     console.info(f"  deployables: {', '.join(deps) or 'none'}")
 
 
@@ -371,7 +371,7 @@ def label_analyze(ctx, task, split, as_json) -> None:
 
 
 @label.command("fit")
-@click.argument("task")
+@click.argument("task", required=False)
 @click.option("--model", type=click.Choice(["majority", "label-model", "hierarchical"]), default="label-model",
               show_default=True, help="hierarchical: one model over TASK's whole task tree (parent + parent_class).")
 @click.option("--use-dev/--no-dev", default=None,
@@ -387,30 +387,43 @@ def label_analyze(ctx, task, split, as_json) -> None:
 @json_option
 @click.pass_context
 def label_fit(ctx, task, model, use_dev, seed, text_view, select_on, as_json) -> None:
-    """Fit a label model on TASK's current label matrix into a new probabilistic-labels version."""
+    """Fit a label model on TASK's current label matrix into a new probabilistic-labels version.
+
+    Without TASK: every task whose labels are stale, upstream first, each with its last fit's settings (the
+    other options are for a named TASK); a task that fails is reported and left out, the others go on, and
+    the command exits 1 at the end."""
     from mothermodel.labeling.apply import ApplyConfig
 
+    if task is None:
+        fitted, failed = _registry(ctx).label_fit_stale(apply_config=ApplyConfig(progress=not as_json),
+                                                        echo=(lambda s: None) if as_json else console.info)
+        if as_json:
+            console.emit_json({"tasks": fitted, "failed": failed})
+        elif not fitted and not failed:
+            console.info("every task's labels are up to date")
+        _failed_tasks(failed, as_json)
+        return
     res = _registry(ctx).label_fit(task, model=model, use_dev=use_dev, seed=seed, text_view=text_view,
                                    apply_config=ApplyConfig(progress=not as_json), select_on=select_on)
     if as_json:
-        console.emit_json(res)
+        console.emit_json(res.to_json())
         return
-    console.info(f"{task}: probabilistic labels v{res['version']} ({model}, label matrix v{res['label_matrix_version']}"
-                 f"{', uses valid gold labels' if res['uses_dev_labels'] else ''})")
-    for w in res.get("warnings", []):
+    console.info(f"{task}: probabilistic labels v{res.version} ({model}, label matrix v{res.label_matrix_version}"
+                 f"{', uses valid gold labels' if res.uses_dev_labels else ''})")
+    for w in res.warnings:
         console.info(f"warning: {w}")
-    if res.get("label_model_fit", {}).get("balance_fallback"):
-        console.info(f"note: the first fit overruled {res['label_model_fit']['overruled']:.1%} of the rows whose votes "
+    if (res.label_model_fit or {}).get("balance_fallback"):
+        console.info(f"note: the first fit overruled {res.label_model_fit['overruled']:.1%} of the rows whose votes "
                      f"all agree; refitted with the majority vote's class shares as the class balance")
-    if res.get("selected"):
-        sel = res["selected"]
+    if res.selected:
+        sel = res.selected
         console.info(f"selected on {sel['selected_on']['split']} ({sel['selected_on']['rows']} gold rows"
                      f"{'; --select-on none for the gold-free default' if sel.get('automatic') else ''}): "
                      f"{sel['chosen']}; " + ", ".join(f"{c} {f['accuracy']:.4f}" for c, f in sel["candidates"].items()))
-    for t in res.get("tree", [{"task": task, "version": res["version"], "metrics": res["metrics"]}]):
-        if "tree" in res:
+    for t in res.tree or [{"task": task, "version": res.version, "metrics": res.metrics}]:
+        if res.tree is not None:
             console.info(f"{t['task']}: probabilistic labels v{t['version']}")
-        votes = res.get("metrics_votes_only", {})  # label-model with the text view only
+        votes = res.metrics_votes_only or {}  # label-model with the text view only
         console.table([(s, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", m["n"])
                        + ((f"{votes[s]['accuracy']:.4f}",) if votes else ()) for s, m in t["metrics"].items()],
                       ["split", "accuracy", "macro F1", "rows"] + (["votes-only acc."] if votes else []))
@@ -556,30 +569,31 @@ def train(ctx, if_changed, resume, fresh, tasks, encoder, device, epochs, max_st
                       "checkpoint (`mothermodel status` shows it)")
         sys.exit(130)
     if as_json:
-        console.emit_json(res)
-        _failed_tasks(res.get("failed", []), as_json)
+        console.emit_json(res.to_json())
+        _failed_tasks(res.failed, as_json)
         return
-    if res.get("status") == "failed":
+    if res.status == "failed":
         console.info("nothing trained: every task failed")
-        _failed_tasks(res["failed"], as_json)
-    if not res["trained"]:
-        console.info(f"up to date: model v{res['model_version']} was trained on every task's current labels"
-                     + (" but those below" if res.get("failed") else ""))
-        _failed_tasks(res.get("failed", []), as_json)
+        _failed_tasks(res.failed, as_json)
+    if not res.trained:
+        console.info(f"up to date: model v{res.model_version} was trained on every task's current labels"
+                     + (" but those below" if res.failed else ""))
+        _failed_tasks(res.failed, as_json)
         return
-    console.info(f"model v{res['model_version']}: {res['steps']} steps in {res['seconds']:.0f}s "
-                 f"({res['examples_per_s']:.0f} examples/s); MLflow run {res['mlflow_run_id']}")
-    rows = {}
-    for key, v in res["metrics"].items():
-        parts = key.split("/")
-        if len(parts) == 4 and parts[3] in ("accuracy", "label_model_accuracy"):
-            rows.setdefault((parts[0], parts[2]), {})[parts[3]] = v
-    guard = res.get("guard", {})
+    run = res.run
+    console.info(f"model v{res.model_version}: {run.steps} steps in {run.seconds:.0f}s "
+                 f"({run.examples_per_s:.0f} examples/s); MLflow run {run.mlflow_run_id}")
+    rows: dict[tuple[str, str], dict[str, float]] = {}
+    for t, r in res.tasks.items():  # per task and split: its labels' accuracy beside the chosen stage's
+        for col, figures in (("accuracy", r.metrics), ("label_model_accuracy", r.label_metrics)):
+            for split, m in figures.items():
+                if "accuracy" in m:
+                    rows.setdefault((t, split), {})[col] = m["accuracy"]
     console.table([(t, s, f"{m.get('label_model_accuracy', float('nan')):.4f}", f"{m.get('accuracy', float('nan')):.4f}",
-                    _served(guard.get(t)))
+                    _served(res.tasks[t].guard))
                    for (t, s), m in sorted(rows.items())],
                   ["task", "split", "label model acc.", "mother model acc.", "served by (valid margin)"])
-    _failed_tasks(res.get("failed", []), as_json)
+    _failed_tasks(res.failed, as_json)
 
 
 def _served(c: dict | None) -> str:
@@ -624,15 +638,12 @@ def predict(ctx, task, split, input_file, out, device, as_json) -> None:
 
 
 def _write_table(table, path: Path) -> None:
-    import tempfile
-
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    from mothermodel.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
         suffix = path.suffix.lower()
         if suffix == ".parquet":
             pq.write_table(table, tmp)
@@ -644,9 +655,6 @@ def _write_table(table, path: Path) -> None:
             with open(tmp, "w") as fh:
                 for r in table.to_pylist():
                     fh.write(_json.dumps(r) + "\n")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 @cli.command()
@@ -740,35 +748,34 @@ def status(ctx, as_json) -> None:
     """Tasks, versions, and what is stale."""
     res = _registry(ctx).status()
     if as_json:
-        console.emit_json(res)
+        console.emit_json(res.to_json())
         return
-    c = res["counts"]
-    console.info(f"workspace {res['workspace']}: {c['tasks']} tasks, {c['sources']} sources, {c['datasets']} datasets")
-    console.info(f"MLflow tracking URI: {res['mlflow_tracking_uri']}")
-    tr = res.get("training")
+    st, c = res.registry, res.registry.counts
+    console.info(f"workspace {res.workspace}: {c.tasks} tasks, {c.sources} sources, {c.datasets} datasets")
+    console.info(f"MLflow tracking URI: {res.mlflow_tracking_uri}")
+    tr = res.training
     if tr:
         console.info(f"training: a run is in progress ({tr['run_dir']})" if tr["state"] == "running" else
                      f"training: a run was interrupted ({tr['run_dir']}); `{tr['resume']}` continues it")
     yes = lambda b: "stale" if b else "ok"  # noqa: E731
-    why = lambda t: next((f"{k}: {t[k]['reason']}" for k in ("labels", "model", "deployable")  # noqa: E731
-                          if t[k]["stale"]), "")
-    ver = lambda d: f" v{d['version']}" if d.get("version") else ""  # noqa: E731
-    console.table([(t["name"], t["version"], yes(t["labels"]["stale"]), yes(t["model"]["stale"]),
-                    yes(t["deployable"]["stale"]) + ver(t["deployable"]), _served(t.get("serving")), why(t))
-                   for t in res["tasks"]],
+    why = lambda t: next((f"{k}: {getattr(t, k).reason}" for k in ("labels", "model", "deployable")  # noqa: E731
+                          if getattr(t, k).stale), "")
+    ver = lambda s: f" v{s.version}" if s.version else ""  # noqa: E731
+    console.table([(t.name, t.version, yes(t.labels.stale), yes(t.model.stale),
+                    yes(t.deployable.stale) + ver(t.deployable), _served(t.serving.to_json() if t.serving else None),
+                    why(t)) for t in st.tasks],
                   ["task", "version", "labels", "model", "deployable", "served by (valid margin)", "first reason"])
-    if res.get("failed"):
-        console.table([(f["task"], f["stage"], f["reason"], f["fix"], f["at"][:19]) for f in res["failed"]],
+    if st.failed:
+        console.table([(f.task, f.stage, f.reason, f.fix, f.at.isoformat()[:19]) for f in st.failed],
                       ["failed task", "stage", "reason", "fix", "since"])
-    for t in res["tasks"]:
-        sv = t.get("serving") or {}
-        if sv.get("below_labels"):
-            console.info(f"warning: {t['name']}: the mother model is {-sv['margin']:.1f} points below its labels on "
-                         f"{sv['split']}, so its labels serve it" + (f"; likely cause: {sv['cause']}" if sv.get("cause")
-                                                                      else ""))
-        elif sv.get("encoder_fit"):
-            console.info(f"note: {t['name']}: {sv['encoder_fit']['advice']} (whole-word share "
-                         f"{sv['encoder_fit']['whole_word_share']:.2f})")
+    for t in st.tasks:
+        sv = t.serving
+        if sv is not None and sv.below_labels:
+            console.info(f"warning: {t.name}: the mother model is {-sv.margin:.1f} points below its labels on "
+                         f"{sv.split}, so its labels serve it" + (f"; likely cause: {sv.cause}" if sv.cause else ""))
+        elif sv is not None and sv.encoder_fit:
+            console.info(f"note: {t.name}: {sv.encoder_fit['advice']} (whole-word share "
+                         f"{sv.encoder_fit['whole_word_share']:.2f})")
 
 
 @cli.command()
@@ -782,15 +789,15 @@ def verify(ctx, tracking_uri, as_json) -> None:
     exit 1 listing what is wrong, 0 when clean (an interrupted `train` to resume is only a note)."""
     res = _registry(ctx).verify(tracking_uri)
     if as_json:
-        console.emit_json(res)
+        console.emit_json(res.to_dict())
     else:
-        if res["problems"]:
-            console.table([(p["kind"], p["path"], p["problem"]) for p in res["problems"]], ["kind", "path", "problem"])
-        for n in res["notes"]:
+        if res.problems:
+            console.table([(p.kind, p.path, p.problem) for p in res.problems], ["kind", "path", "problem"])
+        for n in res.notes:
             console.info(f"note: {n}")
-        console.info(f"clean: {res['checked']} files checked" if res["ok"] else
-                     f"{len(res['problems'])} problem(s) found ({res['checked']} files checked)")
-    if not res["ok"]:
+        console.info(f"clean: {res.checked} files checked" if res.ok else
+                     f"{len(res.problems)} problem(s) found ({res.checked} files checked)")
+    if not res.ok:
         sys.exit(1)
 
 

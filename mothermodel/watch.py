@@ -32,27 +32,6 @@ def parse_duration(text: str) -> float:
     return value
 
 
-def last_fit_settings(store, task: str) -> dict[str, Any]:
-    """The settings of TASK's newest label fit (defaults when it was never fit)."""
-    rec = store.latest_prob_labels(task, fresh=False)
-    if rec is None:
-        return {}
-    cfg = rec.config or {}
-    out: dict[str, Any] = {"model": cfg.get("model", rec.model)}
-    if "seed" in cfg:
-        out["seed"] = cfg["seed"]
-    if "label_model_uses_dev" in cfg:  # the label model's own use; selection on valid is decided anew
-        out["use_dev"] = bool(cfg["label_model_uses_dev"])
-    elif "uses_dev_labels" in cfg:  # a fit from before selection was the default
-        out["use_dev"] = bool(cfg["uses_dev_labels"]) and "selected" not in cfg
-    view = cfg.get("text_view")
-    if isinstance(view, dict) and view.get("reason") == "off (--no-text-view)":
-        out["text_view"] = False
-    if cfg.get("select_on") == "none":
-        out["select_on"] = "none"
-    return out
-
-
 def tick(reg, train_config, train_options, echo: Callable[[str], None] = print,
          distill_config=None) -> dict[str, Any]:
     """One pass: relabel and refit what is stale, retrain if anything the model learns from moved,
@@ -67,8 +46,8 @@ def tick(reg, train_config, train_options, echo: Callable[[str], None] = print,
     from mothermodel.distill.run import DistillOptions
 
     from mothermodel.labeling.apply import ApplyConfig
+    from mothermodel.trainer.outcome import TrainOutcome
     from mothermodel.registry import faults
-    from mothermodel.registry.graph import topological
 
     progress = train_options.progress
     failed: list[dict[str, Any]] = []
@@ -104,41 +83,19 @@ def tick(reg, train_config, train_options, echo: Callable[[str], None] = print,
                     echo(f"label apply {t['task']}: LF {f['name']} stopped ({f['fatal']})")
     except Exception as e:  # noqa: BLE001 - see step_failed
         step_failed(faults.APPLY, e)
-    fitted, done, fit_failed = [], set(), []
+    fitted: list[dict[str, Any]] = []
     try:
-        stale = {t["name"] for t in reg.status()["tasks"] if t["labels"]["stale"]}
-        order = topological(reg.graph())
+        fitted, fit_failed = reg.label_fit_stale(apply_config=ApplyConfig(progress=progress), skip=left_out,
+                                                 echo=echo)
+        report(fit_failed)
     except Exception as e:  # noqa: BLE001 - see step_failed
         step_failed(faults.FIT, e)
-        stale, order = set(), []
-    for name in order:
-        if name not in stale or name in done or name in left_out:
-            continue
-        try:
-            settings = last_fit_settings(reg.store, name)
-            res = reg.label_fit(name, apply_config=ApplyConfig(progress=progress), **settings)
-        except Exception as e:  # noqa: BLE001 - one task's fault, unless an interrupt
-            if not faults.isolatable(e):
-                raise
-            fit_failed.append(faults.describe(name, faults.FIT, e))
-            continue
-        # A hierarchical fit relabels the whole tree at once.
-        done |= {t["task"] for t in res.get("tree", [])} | {name}
-        fitted.append({"task": name, "version": res["version"], "model": res["model"]})
-        echo(f"label fit {name}: probabilistic labels v{res['version']} ({res['model']})")
-        for w in res.get("warnings", []):
-            echo(f"warning: {w}")
-    report(fit_failed)
-    try:  # a successful fit clears its own fault (RegistryStore.record_prob_labels)
-        reg.store.set_task_faults(faults.FIT, fit_failed)
-    except Exception as e:  # noqa: BLE001 - see step_failed
-        step_failed(faults.FIT, e)
-    trained = {"model_version": None, "trained": False, "changes": {}}
+    trained = TrainOutcome(model_version=None, trained=False, changes={})
     try:
         trained = reg.train(train_config, options=replace(train_options, isolate=True), if_changed=True)
-        if trained.get("status") != "failed":
-            echo(f"train: model v{trained['model_version']} " + ("trained" if trained["trained"] else "up to date"))
-        report(trained.get("failed", []))
+        if trained.status != "failed":
+            echo(f"train: model v{trained.model_version} " + ("trained" if trained.trained else "up to date"))
+        report(trained.failed)
     except Exception as e:  # noqa: BLE001 - see step_failed
         step_failed(faults.TRAIN, e)
     distilled = {"distilled": [], "skipped": [], "up_to_date": []}
@@ -152,7 +109,7 @@ def tick(reg, train_config, train_options, echo: Callable[[str], None] = print,
         echo(f"distill {d['task']}: deployable v{d['deployable_version']} (MLflow model {d['task']} "
              f"version {d['registered_model']['version']})")
     return {"label_apply": created, "label_fit": fitted,
-            "train": {k: trained[k] for k in ("model_version", "trained", "changes")},
+            "train": {"model_version": trained.model_version, "trained": trained.trained, "changes": trained.changes},
             "distill": {"distilled": [{k: d[k] for k in ("task", "deployable_version", "registered_model")}
                                       for d in distilled["distilled"]],
                         "skipped": distilled["skipped"], "up_to_date": distilled["up_to_date"]},

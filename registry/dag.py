@@ -79,8 +79,6 @@ def to_mermaid(g) -> str:
 
 def to_png(g, out_path) -> None:
     """Draw the DAG left to right by topological generation (matplotlib, no system graphviz)."""
-    import os
-    import tempfile
     from pathlib import Path
 
     import matplotlib
@@ -89,7 +87,7 @@ def to_png(g, out_path) -> None:
     import matplotlib.pyplot as plt
     import networkx as nx
 
-    from mothermodel.registry.files import umask_mode
+    from mothermodel.atomic import atomic_path
 
     g = g.copy()
     for layer, nodes in enumerate(nx.topological_generations(g)):
@@ -123,12 +121,8 @@ def to_png(g, out_path) -> None:
     fig.tight_layout()
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=out.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.chmod(tmp, umask_mode())
-        os.replace(tmp, out)
+        with atomic_path(out, suffix=".tmp.png") as tmp:  # savefig picks the format by the name's ending
+            fig.savefig(tmp, dpi=120)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)

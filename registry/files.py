@@ -1,45 +1,15 @@
-"""Atomic file writes: write to a temporary file beside the target, then rename."""
+"""The registry's content-addressed files: Parquet named by its hash, and reads checked against recorded hashes.
+
+Atomic writes and hashing are generic: mothermodel/atomic.py (every layer imports them from there).
+"""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from pathlib import Path
 
+from mothermodel.atomic import publish, sha256_file, temp_file
 
-def umask_mode() -> int:
-    """The mode a plain open() would give a new file (mkstemp makes 0600 files)."""
-    um = os.umask(0)
-    os.umask(um)
-    return 0o666 & ~um
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode())
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+__all__ = ["write_parquet_addressed", "read_parquet_checked"]
 
 
 def write_parquet_addressed(table, folder: Path, prefix: str, tmp_dir: Path) -> tuple[Path, str]:
@@ -51,17 +21,14 @@ def write_parquet_addressed(table, folder: Path, prefix: str, tmp_dir: Path) -> 
     import pyarrow.parquet as pq
 
     folder.mkdir(parents=True, exist_ok=True)
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}-", suffix=".parquet.tmp", dir=tmp_dir)
-    os.close(fd)
+    tmp = temp_file(tmp_dir, f"{prefix}-", ".parquet.tmp")
     try:
         pq.write_table(table, tmp, compression="zstd")
-        digest = sha256_file(Path(tmp))
+        digest = sha256_file(tmp)
         final = folder / f"{prefix}-{digest[:16]}.parquet"
-        os.chmod(tmp, umask_mode())
-        os.replace(tmp, final)
+        publish(tmp, final)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return final, digest
 

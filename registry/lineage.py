@@ -8,16 +8,28 @@
   fresh probabilistic-labels version differs from the one the model learned.
 - A deployable is stale when its task has none, when a newer model superseded
   the one it was distilled from, when that model is stale for the task, or
-  when the task's fingerprint moved.
+  when the task's fingerprint moved. A newer model that carried the task over
+  (`train --task` chose others: its record's `guard["trained_in"]`, the version
+  that trained it) supersedes only deployables distilled before that version.
 
 Pure functions over records; `RegistryStore` gathers the records.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Sequence
 
-from mothermodel.registry.records import DeployableRecord, ModelRecord, Staleness
+from mothermodel.registry.records import (
+    DeployableRecord,
+    ImpactedDeployable,
+    ImpactedModel,
+    ImpactedTask,
+    ImpactReport,
+    LabelVersionRef,
+    ModelRecord,
+    Serving,
+    Staleness,
+)
 
 
 def labels_staleness(fingerprint: str, latest: tuple[int, str] | None) -> Staleness:
@@ -51,8 +63,12 @@ def deployable_staleness(fingerprint: str, deployable: DeployableRecord | None, 
         return Staleness(None, True, "no deployable yet")
     v = deployable.version
     if model is not None and deployable.model_version != model.version:
-        return Staleness(v, True, f"superseded: distilled from model v{deployable.model_version}, "
-                                  f"the latest is v{model.version}")
+        # a model that only carried the task over (`train --task` chose others) supersedes older deployables only
+        mt = model.tasks.get(deployable.task)
+        trained_in = (mt.guard or {}).get("trained_in", model.version) if mt is not None else model.version
+        if deployable.model_version < trained_in:
+            return Staleness(v, True, f"superseded: distilled from model v{deployable.model_version}, "
+                                      f"the latest is v{model.version}")
     if deployable.task_fingerprint != fingerprint:
         return Staleness(v, True, "task changed since it was distilled")
     if model_state.stale:
@@ -83,38 +99,27 @@ def reach(g, direct: list[str]) -> dict[str, tuple[int, str | None]]:
 
 
 def impact_report(what: str, canonical: str, g, reached: dict[str, tuple[int, str | None]],
-                  label_versions: list[dict[str, Any]], model_tasks: list[tuple[int, list[str]]],
-                  deployables: list[tuple]) -> dict[str, Any]:
+                  label_versions: Sequence[LabelVersionRef], models: Sequence[ImpactedModel],
+                  deployables: Sequence[ImpactedDeployable]) -> ImpactReport:
     """`dag impact`'s answer: each stale thing, and the reason (which changed task it depends on)."""
     tasks = sorted(reached, key=lambda t: (reached[t][0], t))
-    return {
-        "changed": {"kind": what, "name": canonical},
-        "tasks": [{"name": t, "depth": reached[t][0], "via": reached[t][1],
-                   "edge": g.edges[reached[t][1], t]["kind"] if reached[t][1] else None} for t in tasks],
-        "label_versions": label_versions,
-        "models": [v for v, _ in model_tasks],
-        "deployables": [{"task": t, "version": v, "model_version": mv, "student": s} for t, v, mv, s in deployables],
-        "reasons": {
-            "models": {str(v): f"trained on {', '.join(ts)}" for v, ts in model_tasks},
-            "deployables": {f"{t} v{v}": f"distilled for {t} from model v{mv}" for t, v, mv, _ in deployables},
-        },
-    }
+    return ImpactReport(
+        kind=what, name=canonical,
+        tasks=tuple(ImpactedTask(t, reached[t][0], reached[t][1],
+                                 g.edges[reached[t][1], t]["kind"] if reached[t][1] else None) for t in tasks),
+        label_versions=tuple(label_versions), models=tuple(models), deployables=tuple(deployables))
 
 
-def serving(mt) -> dict[str, Any] | None:
+def serving(mt) -> Serving | None:
     """What serves a task in the latest model (the guard's choice, `ModelTaskRecord`), for `status`: the source,
     the model's margin over its labels on valid, whether it is below them and why; None without a model
     (or for a model from before the guard)."""
     if mt is None or not mt.served_by:
         return None
     g = mt.guard or {}
-    out = {"served_by": mt.served_by, "stage": g.get("stage"), "final_stage": g.get("final_stage"),
-           "margin": g.get("margin"), "split": g.get("split"), "below_labels": bool(g.get("below_labels")),
-           "agreement": g.get("agreement"), "reason": g.get("reason")}
-    if g.get("cause"):
-        out["cause"] = g["cause"]
     fit = g.get("encoder_fit") or {}
-    if fit.get("poor"):
-        out["encoder_fit"] = {k: fit[k] for k in ("whole_word_share", "pieces_per_word", "unknown_share", "advice")
-                              if k in fit}
-    return out
+    return Serving(served_by=mt.served_by, stage=g.get("stage"), final_stage=g.get("final_stage"),
+                   margin=g.get("margin"), split=g.get("split"), below_labels=bool(g.get("below_labels")),
+                   agreement=g.get("agreement"), reason=g.get("reason"), cause=g.get("cause") or None,
+                   encoder_fit={k: fit[k] for k in ("whole_word_share", "pieces_per_word", "unknown_share", "advice")
+                                if k in fit} if fit.get("poor") else None)

@@ -1,9 +1,12 @@
-"""Typed records: what the registry store hands out and takes in.
+"""Records: what the registry store hands out and takes in.
 
-Every stage (labeling, trainer, distill, the CLI) reads and records through
-`mothermodel.registry.store.RegistryStore`, which speaks these dataclasses and
-never raw rows. They carry no behaviour beyond small derived properties, and
-import nothing heavy: spec files and the CLI load this module on every start.
+Every stage (labeling, trainer, distill, the CLI) reads and records through the
+store's contract (`mothermodel.registry.abstract_store.AbstractStore`, implemented
+by `mothermodel.registry.store.RegistryStore`), which speaks these dataclasses and
+never raw rows or JSON. They carry no behaviour beyond small derived properties and,
+on the reports the commands show, `to_json()`: the documented `--json` shape, which
+only the CLI asks for. They import nothing heavy: spec files and the CLI load this
+module on every start.
 """
 
 from __future__ import annotations
@@ -157,6 +160,12 @@ class DatasetRecord:
             return own
         name = getattr(task, "name", task)
         return f"gold_{name}" if f"gold_{name}" in self.columns else self.gold_field
+
+    def to_json(self) -> dict[str, Any]:
+        """One object of `dataset list --json` (without the file it was added from)."""
+        return {"name": self.name, "path": self.path, "num_rows": self.num_rows, "content_hash": self.content_hash,
+                "text_field": self.text_field, "split_field": self.split_field, "gold_field": self.gold_field,
+                "columns": list(self.columns)}
 
 
 @dataclass(frozen=True)
@@ -347,3 +356,239 @@ class Staleness:
         if self.stale:
             out["reason"] = self.reason
         return out
+
+
+# --- what the store's reads report --------------------------------------------------
+# Records with datetimes as datetimes; `to_json()` is the documented `--json` shape, which only the CLI
+# (and callers that want JSON) asks for.
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+@dataclass(frozen=True)
+class TaskSummary:
+    """One task as `task list` shows it."""
+
+    name: str
+    dataset: str
+    classes: tuple[str, ...]
+    parent: str | None
+    version: int
+    fingerprint: str
+    num_sources: int
+    owner: str | None
+    updated_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "dataset": self.dataset, "classes": list(self.classes), "parent": self.parent,
+                "version": self.version, "fingerprint": self.fingerprint, "num_sources": self.num_sources,
+                "owner": self.owner, "updated_at": _iso(self.updated_at)}
+
+
+@dataclass(frozen=True)
+class TaskDetail:
+    """One task as `task show` shows it: the record, its sources in display order, its neighbours."""
+
+    task: TaskRecord  # its sources in the label matrix's column order (kind, name)
+    sources: tuple[SourceRecord, ...]  # display order: columns, LFs (lf2 before lf10), then the others
+    upstream: tuple[Edge, ...]  # the edges into the task
+    downstream: tuple[Edge, ...]  # the edges out of it, by downstream task
+
+    def to_json(self) -> dict[str, Any]:
+        t = self.task
+        return {
+            "name": t.name, "dataset": t.dataset, "classes": list(t.classes), "parent": t.parent,
+            "parent_class": t.parent_class, "description": t.description, "owner": t.owner, "version": t.version,
+            "fingerprint": t.fingerprint, "input": t.input.to_dict() if t.input is not None else None,
+            "gold": t.gold, "spec_origin": t.spec_origin, "created_at": _iso(t.created_at),
+            "updated_at": _iso(t.updated_at),
+            "sources": [{"name": s.name, "kind": s.kind, "version": s.version, "ref": s.ref, "code_hash": s.code_hash}
+                        for s in self.sources],
+            "upstream": [{"task": e.upstream, "kind": e.kind} for e in self.upstream],
+            "downstream": [{"task": e.downstream, "kind": e.kind} for e in self.downstream],
+        }
+
+
+@dataclass(frozen=True)
+class TaskFault:
+    """A task's current fault at one stage (registry/faults.py): gone when the stage next succeeds for it."""
+
+    task: str
+    stage: str
+    reason: str
+    fix: str | None
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task": self.task, "stage": self.stage, "reason": self.reason, "fix": self.fix, "at": _iso(self.at)}
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What serves a task in the latest model: the guard's choice (`ModelTaskRecord.guard`), for `status`."""
+
+    served_by: str  # 'model' | 'labels'
+    stage: int | None
+    final_stage: int | None
+    margin: float | None  # the model's margin over its labels on `split`, in points
+    split: str | None
+    below_labels: bool
+    agreement: float | None
+    reason: str | None
+    cause: str | None = None  # the likely cause when the model is below its labels
+    encoder_fit: dict[str, Any] | None = None  # only when the encoder fits the text poorly
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"served_by": self.served_by, "stage": self.stage, "final_stage": self.final_stage,
+                               "margin": self.margin, "split": self.split, "below_labels": self.below_labels,
+                               "agreement": self.agreement, "reason": self.reason}
+        if self.cause:
+            out["cause"] = self.cause
+        if self.encoder_fit is not None:
+            out["encoder_fit"] = self.encoder_fit
+        return out
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """One task in `status`: whether its labels, model and deployable are stale and why, what serves it, its
+    current faults."""
+
+    name: str
+    version: int
+    fingerprint: str
+    dataset: str
+    labels: Staleness
+    model: Staleness
+    deployable: Staleness
+    serving: Serving | None  # None: no model, or one from before the guard
+    faults: tuple[TaskFault, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "fingerprint": self.fingerprint, "dataset": self.dataset,
+                "labels": self.labels.to_dict(), "model": self.model.to_dict(), "deployable": self.deployable.to_dict(),
+                "serving": self.serving.to_json() if self.serving is not None else None,
+                "faults": [{k: v for k, v in f.to_json().items() if k != "task"} for f in self.faults]}
+
+
+@dataclass(frozen=True)
+class RegistryCounts:
+    tasks: int
+    sources: int
+    datasets: int
+
+
+@dataclass(frozen=True)
+class RegistryStatus:
+    """The registry's part of `status`: every task's state, in name order."""
+
+    latest_model_version: int | None
+    counts: RegistryCounts
+    schema_version: int
+    tasks: tuple[TaskStatus, ...]
+
+    @property
+    def stale(self) -> dict[str, int]:
+        """How many tasks' labels, model and deployable are stale."""
+        return {k: sum(getattr(t, k).stale for t in self.tasks) for k in ("labels", "model", "deployable")}
+
+    @property
+    def failed(self) -> list[TaskFault]:
+        """Every task's current faults, by task and stage."""
+        return [f for t in self.tasks for f in t.faults]
+
+    def task(self, name: str) -> TaskStatus | None:
+        return next((t for t in self.tasks if t.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"latest_model_version": self.latest_model_version,
+                "counts": {"tasks": self.counts.tasks, "sources": self.counts.sources,
+                           "datasets": self.counts.datasets},
+                "schema_version": self.schema_version, "stale": self.stale,
+                "tasks": [t.to_json() for t in self.tasks], "failed": [f.to_json() for f in self.failed]}
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """`status`: the workspace, its MLflow store, the registry's state and a training run `train` has not
+    recorded (`registry.workspace.training_state`: {"state": "running" | "interrupted", "run_dir", "resume"},
+    None when every run was recorded)."""
+
+    workspace: str
+    mlflow_tracking_uri: str
+    registry: RegistryStatus
+    training: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"workspace": self.workspace, "mlflow_tracking_uri": self.mlflow_tracking_uri,
+                **self.registry.to_json(), "training": self.training}
+
+
+@dataclass(frozen=True)
+class ImpactedTask:
+    """A task a change reaches: `depth` edges from it, reached via task `via` over an edge of kind `edge`
+    (both None for a task the change touches directly)."""
+
+    name: str
+    depth: int
+    via: str | None
+    edge: str | None
+
+
+@dataclass(frozen=True)
+class LabelVersionRef:
+    task: str
+    kind: str  # 'label_matrix' | 'prob_labels'
+    version: int
+
+
+@dataclass(frozen=True)
+class ImpactedModel:
+    """The latest model, trained on impacted tasks."""
+
+    version: int
+    tasks: tuple[str, ...]  # the impacted tasks it was trained on
+
+    @property
+    def reason(self) -> str:
+        return f"trained on {', '.join(self.tasks)}"
+
+
+@dataclass(frozen=True)
+class ImpactedDeployable:
+    """An impacted task's latest deployable."""
+
+    task: str
+    version: int
+    model_version: int
+    student: str
+
+    @property
+    def reason(self) -> str:
+        return f"distilled for {self.task} from model v{self.model_version}"
+
+
+@dataclass(frozen=True)
+class ImpactReport:
+    """`dag impact`: everything current that a change to a task, TASK.SOURCE or dataset makes stale, and why."""
+
+    kind: str  # what changed: 'task' | 'source' | 'dataset'
+    name: str  # its canonical name
+    tasks: tuple[ImpactedTask, ...]  # by depth, then name
+    label_versions: tuple[LabelVersionRef, ...]
+    models: tuple[ImpactedModel, ...]
+    deployables: tuple[ImpactedDeployable, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "changed": {"kind": self.kind, "name": self.name},
+            "tasks": [{"name": t.name, "depth": t.depth, "via": t.via, "edge": t.edge} for t in self.tasks],
+            "label_versions": [{"task": v.task, "kind": v.kind, "version": v.version} for v in self.label_versions],
+            "models": [m.version for m in self.models],
+            "deployables": [{"task": d.task, "version": d.version, "model_version": d.model_version,
+                             "student": d.student} for d in self.deployables],
+            "reasons": {"models": {str(m.version): m.reason for m in self.models},
+                        "deployables": {f"{d.task} v{d.version}": d.reason for d in self.deployables}},
+        }

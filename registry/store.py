@@ -1,9 +1,11 @@
-"""The registry store: every SQL statement on the registry's tables, in one place.
+"""The registry store over DuckDB: every SQL statement on the registry's tables, in one place.
 
-In the spirit of MLflow's tracking stores: one object (`RegistryStore`) between
-the DuckDB file and every stage. Labeling, the trainer, distillation and the CLI
-read typed records (`mothermodel.registry.records`) and record new versions
-through its methods, never through SQL of their own. Each method opens the
+In the spirit of MLflow's tracking stores: `RegistryStore` implements the store's
+contract (`mothermodel.registry.abstract_store.AbstractStore`) over the DuckDB
+file, between it and every stage. Labeling, the trainer, distillation and the CLI
+read records (`mothermodel.registry.records`) and record new versions through its
+methods, never through SQL of their own. Rows become records by column name
+(`_rows`), never by position. Each method opens the
 registry, does one unit of work (reads under a shared lock; writes in one
 transaction under an exclusive lock, see `db`) and closes it again, so no
 long-running process holds the file.
@@ -21,6 +23,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from mothermodel.errors import UserError
 from mothermodel.registry import db
+from mothermodel.registry.abstract_store import AbstractStore
 from mothermodel.registry.datasets import input_texts, split_column
 from mothermodel.registry import fingerprint as fp
 from mothermodel.registry import lineage, tasks as submit_rules
@@ -30,15 +33,25 @@ from mothermodel.registry.records import (
     DatasetRecord,
     DeployableRecord,
     Edge,
+    ImpactedDeployable,
+    ImpactedModel,
+    ImpactReport,
     LabelMatrixRecord,
+    LabelVersionRef,
     ModelRecord,
     ModelTaskRecord,
     ProbLabels,
     ProbLabelsRecord,
+    RegistryCounts,
+    RegistryStatus,
     Snapshot,
     SourceRecord,
+    TaskDetail,
+    TaskFault,
     TaskRecord,
     TaskSpec,
+    TaskStatus,
+    TaskSummary,
 )
 
 
@@ -48,6 +61,20 @@ def _now() -> datetime:
 
 def _json(text: str | None, default: Any) -> Any:
     return json.loads(text) if text else default
+
+
+def _rows(cur) -> list[dict[str, Any]]:
+    """The result's rows as {column: value}: records are built by column name, so adding or moving a
+    column in a SELECT cannot shift a field."""
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def _row(cur) -> dict[str, Any] | None:
+    """The result's first row as {column: value}, or None (fetches all: a half-read result would block
+    `register` on the same connection)."""
+    rows = _rows(cur)
+    return rows[0] if rows else None
 
 
 @contextmanager
@@ -78,24 +105,26 @@ _TASK_COLS = ("name, dataset, classes, parent, parent_class, version, fingerprin
               "spec_origin, spec_source, created_at, updated_at, input, gold")
 _DATASET_COLS = "name, path, num_rows, content_hash, text_field, split_field, gold_field, columns, source_file"
 _MATRIX_COLS = ("task, version, path, content_hash, dataset_hash, source_versions, task_fingerprint, num_rows, "
-                "inputs_key, num_entries, report, created_at")
+                "inputs_key, num_entries, report AS faults, created_at")
 _PROBS_COLS = "task, version, label_matrix_version, model, path, content_hash, task_fingerprint, metrics, config, created_at"
 _DEPLOYABLE_COLS = ("task, version, model_version, task_fingerprint, student, path, content_hash, "
                     "mlflow_model_version, metrics, created_at")
 
 
-def _dataset(r) -> DatasetRecord:
-    return DatasetRecord(r[0], r[1], r[2], r[3], r[4], r[5], r[6], tuple(r[7]), r[8])
+# Row -> record, by column name: each *_COLS list names exactly its record's stored fields.
 
 
-def _source(r) -> SourceRecord:
-    return SourceRecord(*r)
+def _dataset(r: Mapping[str, Any]) -> DatasetRecord:
+    return DatasetRecord(**{**r, "columns": tuple(r["columns"])})
 
 
-def _task(r, sources=()) -> TaskRecord:
-    return TaskRecord(name=r[0], dataset=r[1], classes=tuple(r[2]), parent=r[3], parent_class=r[4], version=r[5],
-                      fingerprint=r[6], description=r[7] or "", owner=r[8], spec_origin=r[9], spec_source=r[10],
-                      sources=tuple(sources), created_at=r[11], updated_at=r[12], input=_input(r[13]), gold=r[14])
+def _source(r: Mapping[str, Any]) -> SourceRecord:
+    return SourceRecord(**r)
+
+
+def _task(r: Mapping[str, Any], sources=()) -> TaskRecord:
+    return TaskRecord(**{**r, "classes": tuple(r["classes"]), "description": r["description"] or "",
+                         "input": _input(r["input"]), "sources": tuple(sources)})
 
 
 def _input(text: str | None):
@@ -104,26 +133,26 @@ def _input(text: str | None):
     return TaskInput.from_dict(json.loads(text)) if text else None
 
 
-def _matrix(r) -> LabelMatrixRecord:
-    return LabelMatrixRecord(task=r[0], version=r[1], path=r[2], content_hash=r[3], dataset_hash=r[4],
-                             source_versions=_json(r[5], {}), task_fingerprint=r[6], num_rows=r[7], inputs_key=r[8],
-                             num_entries=r[9], faults=_json(r[10], []), created_at=r[11])
+def _matrix(r: Mapping[str, Any]) -> LabelMatrixRecord:
+    return LabelMatrixRecord(**{**r, "source_versions": _json(r["source_versions"], {}),
+                                "faults": _json(r["faults"], [])})
 
 
-def _probs(r) -> ProbLabelsRecord:
-    return ProbLabelsRecord(task=r[0], version=r[1], label_matrix_version=r[2], model=r[3], path=r[4],
-                            content_hash=r[5], task_fingerprint=r[6], metrics=_json(r[7], {}),
-                            config=_json(r[8], {}), created_at=r[9])
+def _probs(r: Mapping[str, Any]) -> ProbLabelsRecord:
+    return ProbLabelsRecord(**{**r, "metrics": _json(r["metrics"], {}), "config": _json(r["config"], {})})
 
 
-def _deployable(r) -> DeployableRecord:
-    return DeployableRecord(task=r[0], version=r[1], model_version=r[2], task_fingerprint=r[3], student=r[4],
-                            path=r[5], content_hash=r[6], mlflow_model_version=r[7], metrics=_json(r[8], {}),
-                            created_at=r[9])
+def _deployable(r: Mapping[str, Any]) -> DeployableRecord:
+    return DeployableRecord(**{**r, "metrics": _json(r["metrics"], {})})
 
 
-class RegistryStore:
-    """Typed access to one workspace's registry. Cheap to create; holds no connection."""
+def _fault(r: Mapping[str, Any]) -> TaskFault:
+    return TaskFault(task=r["task"], stage=r["stage"], reason=r["reason"], fix=r["fix"], at=r["recorded_at"])
+
+
+class RegistryStore(AbstractStore):
+    """The registry store over one workspace's DuckDB file (`AbstractStore`'s contract). Cheap to create;
+    holds no connection."""
 
     def __init__(self, ws):
         self.ws = ws
@@ -148,7 +177,7 @@ class RegistryStore:
             return self._record_dataset(con, row, replace), self._submit(con, specs, replace)
 
     def _record_dataset(self, con, row: Mapping[str, Any], replace: bool) -> dict[str, Any]:
-        old = con.execute("SELECT content_hash, created_at FROM datasets WHERE name = ?", [row["name"]]).fetchone()
+        old = _row(con.execute("SELECT content_hash, created_at FROM datasets WHERE name = ?", [row["name"]]))
         if old is not None and not replace:
             raise UserError(f"NAME: dataset {row['name']!r} already exists (use --replace to change it)")
         if old is not None:
@@ -160,7 +189,7 @@ class RegistryStore:
                 if col not in row["columns"]:
                     raise UserError(f"FILE: task {task!r} source {src!r} needs column {col!r}, "
                                     "which the new file lacks")
-            row = {**row, "created_at": old[1]}
+            row = {**row, "created_at": old["created_at"]}
             con.execute("DELETE FROM datasets WHERE name = ?", [row["name"]])
         con.execute(
             "INSERT INTO datasets (name, path, num_rows, content_hash, text_field, split_field, gold_field, "
@@ -169,12 +198,13 @@ class RegistryStore:
                               "gold_field", "columns", "source_file", "created_at", "updated_at")],
         )
         restamped: list[str] = []
-        if old is not None and old[0] != row["content_hash"]:
-            users = [r[0] for r in con.execute("SELECT name FROM tasks WHERE dataset = ?", [row["name"]]).fetchall()]
+        if old is not None and old["content_hash"] != row["content_hash"]:
+            users = [r["name"] for r in _rows(con.execute("SELECT name FROM tasks WHERE dataset = ?", [row["name"]]))]
             restamped = self._restamp(con, users)
         keys = ("name", "path", "num_rows", "content_hash", "text_field", "split_field", "gold_field")
         return {k: row[k] for k in keys} | {
-            "status": "created" if old is None else ("unchanged" if old[0] == row["content_hash"] else "updated"),
+            "status": ("created" if old is None else
+                       "unchanged" if old["content_hash"] == row["content_hash"] else "updated"),
             "restamped": restamped,
         }
 
@@ -182,19 +212,18 @@ class RegistryStore:
         if con is None:
             with self.read() as con:
                 return self.datasets(con)
-        return {r[0]: _dataset(r) for r in con.execute(f"SELECT {_DATASET_COLS} FROM datasets ORDER BY name").fetchall()}
+        return {r["name"]: _dataset(r)
+                for r in _rows(con.execute(f"SELECT {_DATASET_COLS} FROM datasets ORDER BY name"))}
 
     def dataset(self, name: str) -> DatasetRecord:
         with self.read() as con:
-            r = con.execute(f"SELECT {_DATASET_COLS} FROM datasets WHERE name = ?", [name]).fetchone()
+            r = _row(con.execute(f"SELECT {_DATASET_COLS} FROM datasets WHERE name = ?", [name]))
         if r is None:
             raise UserError(f"dataset: unknown dataset {name!r}")
         return _dataset(r)
 
-    def list_datasets(self) -> list[dict[str, Any]]:
-        keys = ("name", "path", "num_rows", "content_hash", "text_field", "split_field", "gold_field", "columns")
-        return [{k: (list(v) if k == "columns" else v) for k, v in zip(keys, vars(d).values())}
-                for d in self.datasets().values()]
+    def list_datasets(self) -> list[DatasetRecord]:
+        return list(self.datasets().values())
 
     def read_dataset(self, dataset: DatasetRecord):
         """The dataset's Arrow table, hash-checked (row i is `_row` i)."""
@@ -225,7 +254,7 @@ class RegistryStore:
         from mothermodel.registry import gold
 
         for s in specs:
-            ds = _dataset(con.execute(f"SELECT {_DATASET_COLS} FROM datasets WHERE name = ?", [s.dataset]).fetchall()[0])
+            ds = _dataset(_row(con.execute(f"SELECT {_DATASET_COLS} FROM datasets WHERE name = ?", [s.dataset])))
             col, own = gold.column_for(s, ds)
             if not own:
                 continue
@@ -239,14 +268,14 @@ class RegistryStore:
 
     def _submit_state(self, con, specs: Sequence[TaskSpec]) -> submit_rules.SubmitState:
         existing = {
-            r[0]: submit_rules.ExistingTask(r[1], r[2], r[3], r[4], tuple(r[5]))
-            for r in con.execute("SELECT name, version, spec_hash, fingerprint, created_at, classes FROM tasks").fetchall()
+            r.pop("name"): submit_rules.ExistingTask(**{**r, "classes": tuple(r["classes"])})
+            for r in _rows(con.execute("SELECT name, version, spec_hash, fingerprint, created_at, classes FROM tasks"))
         }
         state = submit_rules.SubmitState(
-            datasets={r[0]: (r[1], set(r[2])) for r in
-                      con.execute("SELECT name, content_hash, columns FROM datasets").fetchall()},
+            datasets={r["name"]: (r["content_hash"], set(r["columns"])) for r in
+                      _rows(con.execute("SELECT name, content_hash, columns FROM datasets"))},
             existing=existing,
-            edges=[Edge(*r) for r in con.execute("SELECT upstream, downstream, kind FROM edges").fetchall()],
+            edges=[Edge(**r) for r in _rows(con.execute("SELECT upstream, downstream, kind FROM edges"))],
         )
         replaced = [s.name for s in specs if s.name in existing]
         if replaced:
@@ -268,12 +297,13 @@ class RegistryStore:
             ).fetchall():
                 srcs[t].append((n, k, ref, v))
             return {
-                r[0]: fp.Inputs(dataset=r[1], classes=tuple(r[2]), parent=r[3], parent_class=r[4],
-                                sources=tuple(srcs[r[0]]), dataset_hash=r[5], input=_json(r[6], None), gold=r[7])
-                for r in con.execute(
-                    "SELECT t.name, t.dataset, t.classes, t.parent, t.parent_class, d.content_hash, t.input, t.gold "
-                    "FROM tasks t JOIN datasets d ON d.name = t.dataset WHERE t.name IN (SELECT name FROM _fp_names)"
-                ).fetchall()
+                r["name"]: fp.Inputs(dataset=r["dataset"], classes=tuple(r["classes"]), parent=r["parent"],
+                                     parent_class=r["parent_class"], sources=tuple(srcs[r["name"]]),
+                                     dataset_hash=r["dataset_hash"], input=_json(r["input"], None), gold=r["gold"])
+                for r in _rows(con.execute(
+                    "SELECT t.name, t.dataset, t.classes, t.parent, t.parent_class, d.content_hash AS dataset_hash, "
+                    "t.input, t.gold FROM tasks t JOIN datasets d ON d.name = t.dataset "
+                    "WHERE t.name IN (SELECT name FROM _fp_names)"))
             }
 
     def _write_submit(self, con, plan: submit_rules.SubmitPlan, state: submit_rules.SubmitState) -> None:
@@ -355,8 +385,7 @@ class RegistryStore:
 
     def _restamp(self, con, roots: Sequence[str]) -> list[str]:
         """Recompute the fingerprints of `roots` and everything downstream (after a dataset change)."""
-        graph = build_graph([r[0] for r in con.execute("SELECT name FROM tasks").fetchall()],
-                            con.execute("SELECT upstream, downstream, kind FROM edges").fetchall())
+        graph = build_graph([r["name"] for r in _rows(con.execute("SELECT name FROM tasks"))], self.edges(con))
         affected = closure(graph, roots)
         current = dict(con.execute("SELECT name, fingerprint FROM tasks").fetchall())
         new_fp = fp.recompute(graph, topological(graph, affected), self._fingerprint_inputs(con, affected), current)
@@ -364,49 +393,39 @@ class RegistryStore:
         self._set_fingerprints(con, changed, _now())
         return sorted(changed)
 
-    def list_tasks(self) -> list[dict[str, Any]]:
+    def list_tasks(self) -> list[TaskSummary]:
         with self.read() as con:
-            rows = con.execute(
+            rows = _rows(con.execute(
                 """SELECT t.name, t.dataset, t.classes, t.parent, t.version, t.fingerprint,
                           coalesce(s.n, 0) AS num_sources, t.owner, t.updated_at
                    FROM tasks t LEFT JOIN (SELECT task, count(*) AS n FROM sources GROUP BY task) s
                      ON s.task = t.name
-                   ORDER BY t.name"""
-            ).fetchall()
-        return [
-            {"name": r[0], "dataset": r[1], "classes": list(r[2]), "parent": r[3], "version": r[4],
-             "fingerprint": r[5], "num_sources": r[6], "owner": r[7], "updated_at": r[8].isoformat()}
-            for r in rows
-        ]
+                   ORDER BY t.name"""))
+        return [TaskSummary(**{**r, "classes": tuple(r["classes"])}) for r in rows]
 
-    def show_task(self, name: str) -> dict[str, Any]:
+    def show_task(self, name: str) -> TaskDetail:
         with self.read() as con:
             t = self._task(con, name)
-            edges = con.execute("SELECT upstream, downstream, kind FROM edges WHERE downstream = ? OR upstream = ? "
-                                "ORDER BY 1, 2", [name, name]).fetchall()
-            sources = con.execute(
-                "SELECT name, kind, version, ref, code_hash FROM sources WHERE task = ? "
+            edges = [Edge(**r) for r in _rows(con.execute(
+                "SELECT upstream, downstream, kind FROM edges WHERE downstream = ? OR upstream = ? ORDER BY 1, 2",
+                [name, name]))]
+            # Display order: columns, then LFs with numbered names in number order (lf2 before lf10), then the rest.
+            sources = [_source(r) for r in _rows(con.execute(
+                "SELECT task, name, kind, ref, code, code_hash, version FROM sources WHERE task = ? "
                 "ORDER BY CASE kind WHEN 'lf' THEN 1 WHEN 'column' THEN 0 ELSE 2 END, "
                 "regexp_extract(name, '^(.*?)(\\d*)$', 1), try_cast(regexp_extract(name, '(\\d+)$', 1) AS INTEGER), name",
-                [name]).fetchall()
-        return {
-            "name": t.name, "dataset": t.dataset, "classes": list(t.classes), "parent": t.parent,
-            "parent_class": t.parent_class, "description": t.description, "owner": t.owner, "version": t.version,
-            "fingerprint": t.fingerprint, "input": t.input.to_dict() if t.input is not None else None,
-            "gold": t.gold,
-            "spec_origin": t.spec_origin, "created_at": t.created_at.isoformat(),
-            "updated_at": t.updated_at.isoformat(),
-            "sources": [{"name": r[0], "kind": r[1], "version": r[2], "ref": r[3], "code_hash": r[4]} for r in sources],
-            "upstream": [{"task": u, "kind": k} for u, d, k in edges if d == name],
-            "downstream": sorted(({"task": d, "kind": k} for u, d, k in edges if u == name), key=lambda e: e["task"]),
-        }
+                [name]))]
+        downstream = sorted((e for e in edges if e.upstream == name), key=lambda e: e.downstream)
+        return TaskDetail(task=t, sources=tuple(sources), upstream=tuple(e for e in edges if e.downstream == name),
+                          downstream=tuple(downstream))
 
     def remove_task(self, name: str) -> dict[str, Any]:
         with self.write() as con:
             self._task(con, name, with_sources=False)
-            users = con.execute("SELECT downstream, kind FROM edges WHERE upstream = ? ORDER BY downstream", [name]).fetchall()
+            users = _rows(con.execute("SELECT downstream, kind FROM edges WHERE upstream = ? ORDER BY downstream",
+                                      [name]))
             if users:
-                listed = ", ".join(f"{d} ({k})" for d, k in users)
+                listed = ", ".join(f"{u['downstream']} ({u['kind']})" for u in users)
                 raise UserError(f"NAME: task {name!r} is used by {listed}: remove or change those first")
             n_sources = con.execute("SELECT count(*) FROM sources WHERE task = ?", [name]).fetchone()[0]
             con.execute("DELETE FROM sources WHERE task = ?", [name])
@@ -417,12 +436,12 @@ class RegistryStore:
         return {"removed": name, "sources_removed": n_sources}
 
     def _task(self, con, name: str, with_sources: bool = True) -> TaskRecord:
-        r = con.execute(f"SELECT {_TASK_COLS} FROM tasks WHERE name = ?", [name]).fetchone()
+        r = _row(con.execute(f"SELECT {_TASK_COLS} FROM tasks WHERE name = ?", [name]))
         if r is None:
             raise UserError(f"NAME: unknown task {name!r}")
-        srcs = [] if not with_sources else [_source(s) for s in con.execute(
+        srcs = [] if not with_sources else [_source(s) for s in _rows(con.execute(
             "SELECT task, name, kind, ref, code, code_hash, version FROM sources WHERE task = ? ORDER BY kind, name",
-            [name]).fetchall()]
+            [name]))]
         return _task(r, srcs)
 
     def task(self, name: str) -> TaskRecord:
@@ -435,40 +454,40 @@ class RegistryStore:
             with self.read() as con:
                 return self.tasks(con)
         srcs: dict[str, list[SourceRecord]] = {}
-        for r in con.execute("SELECT task, name, kind, ref, code, code_hash, version FROM sources "
-                             "ORDER BY task, kind, name").fetchall():
-            srcs.setdefault(r[0], []).append(_source(r))
-        return {r[0]: _task(r, srcs.get(r[0], ())) for r in
-                con.execute(f"SELECT {_TASK_COLS} FROM tasks ORDER BY name").fetchall()}
+        for r in _rows(con.execute("SELECT task, name, kind, ref, code, code_hash, version FROM sources "
+                                   "ORDER BY task, kind, name")):
+            srcs.setdefault(r["task"], []).append(_source(r))
+        return {r["name"]: _task(r, srcs.get(r["name"], ())) for r in
+                _rows(con.execute(f"SELECT {_TASK_COLS} FROM tasks ORDER BY name"))}
 
     def edges(self, con=None) -> list[Edge]:
         if con is None:
             with self.read() as con:
                 return self.edges(con)
-        return [Edge(*r) for r in con.execute("SELECT upstream, downstream, kind FROM edges ORDER BY ALL").fetchall()]
+        return [Edge(**r) for r in _rows(con.execute("SELECT upstream, downstream, kind FROM edges ORDER BY ALL"))]
 
     def snapshot(self) -> Snapshot:
         """Tasks, datasets, edges and each task's latest label versions, in one short read."""
         with self.read() as con:
-            matrices = {r[0]: _matrix(r) for r in con.execute(
+            matrices = {r["task"]: _matrix(r) for r in _rows(con.execute(
                 f"SELECT {_MATRIX_COLS} FROM label_matrices "
-                "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1").fetchall()}
-            probs = {r[0]: _probs(r) for r in con.execute(
+                "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1"))}
+            probs = {r["task"]: _probs(r) for r in _rows(con.execute(
                 f"SELECT {_PROBS_COLS} FROM prob_labels "
-                "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1").fetchall()}
+                "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1"))}
             return Snapshot(self.tasks(con), self.datasets(con), self.edges(con), matrices, probs)
 
     def graph(self):
         """All tasks and typed edges as a networkx DiGraph (node attrs: dataset, n_classes, parent, version,
         n_sources) for rendering."""
         with self.read() as con:
-            nodes = con.execute(
-                """SELECT t.name, t.dataset, len(t.classes), t.parent, t.version, coalesce(s.n, 0)
-                   FROM tasks t LEFT JOIN (SELECT task, count(*) n FROM sources GROUP BY task) s ON s.task = t.name"""
-            ).fetchall()
-            g = build_graph([n[0] for n in nodes], self.edges(con))
-        for name, dataset, n_classes, parent, version, n_src in nodes:
-            g.add_node(name, dataset=dataset, n_classes=n_classes, parent=parent, version=version, n_sources=n_src)
+            nodes = _rows(con.execute(
+                """SELECT t.name, t.dataset, len(t.classes) AS n_classes, t.parent, t.version,
+                          coalesce(s.n, 0) AS n_sources
+                   FROM tasks t LEFT JOIN (SELECT task, count(*) n FROM sources GROUP BY task) s ON s.task = t.name"""))
+            g = build_graph([n["name"] for n in nodes], self.edges(con))
+        for n in nodes:
+            g.add_node(n.pop("name"), **n)
         return g
 
     def task_tree(self, task: str) -> list[str]:
@@ -515,23 +534,23 @@ class RegistryStore:
     def label_matrix(self, task: str, version: int | None = None) -> LabelMatrixRecord | None:
         """TASK's label-matrix version VERSION (default: the latest), or None."""
         with self.read() as con:
-            r = con.execute(f"SELECT {_MATRIX_COLS} FROM label_matrices WHERE task = ? AND version = coalesce(?, "
-                            "(SELECT max(version) FROM label_matrices WHERE task = ?))", [task, version, task]).fetchone()
+            r = _row(con.execute(f"SELECT {_MATRIX_COLS} FROM label_matrices WHERE task = ? AND version = coalesce(?, "
+                                 "(SELECT max(version) FROM label_matrices WHERE task = ?))", [task, version, task]))
         return _matrix(r) if r else None
 
     def latest_prob_labels(self, task: str, fresh: bool = True) -> ProbLabelsRecord | None:
         """TASK's newest probabilistic labels; with `fresh`, only ones fit for its current fingerprint."""
         with self.read() as con:
-            r = con.execute(
+            r = _row(con.execute(
                 f"SELECT {', '.join('p.' + c.strip() for c in _PROBS_COLS.split(','))} FROM prob_labels p "
                 "JOIN tasks t ON t.name = p.task WHERE p.task = ? AND (NOT ? OR p.task_fingerprint = t.fingerprint) "
-                "ORDER BY p.version DESC LIMIT 1", [task, fresh]).fetchone()
+                "ORDER BY p.version DESC LIMIT 1", [task, fresh]))
         return _probs(r) if r else None
 
     def prob_labels(self, task: str, version: int) -> ProbLabelsRecord:
         with self.read() as con:
-            r = con.execute(f"SELECT {_PROBS_COLS} FROM prob_labels WHERE task = ? AND version = ?",
-                            [task, version]).fetchone()
+            r = _row(con.execute(f"SELECT {_PROBS_COLS} FROM prob_labels WHERE task = ? AND version = ?",
+                                 [task, version]))
         if r is None:
             raise UserError(f"VERSION: task {task!r} has no probabilistic-labels version {version}")
         return _probs(r)
@@ -544,9 +563,9 @@ class RegistryStore:
 
         with self.read() as con:
             t = self._task(con, record.task, with_sources=False)
-            d = _dataset(con.execute(f"SELECT {_DATASET_COLS} FROM datasets WHERE name = ?", [t.dataset]).fetchone())
-            m = con.execute(f"SELECT {_MATRIX_COLS} FROM label_matrices WHERE task = ? AND version = ?",
-                            [record.task, record.label_matrix_version]).fetchone()
+            d = _dataset(_row(con.execute(f"SELECT {_DATASET_COLS} FROM datasets WHERE name = ?", [t.dataset])))
+            m = _row(con.execute(f"SELECT {_MATRIX_COLS} FROM label_matrices WHERE task = ? AND version = ?",
+                                 [record.task, record.label_matrix_version]))
         pl = read_parquet_checked(self.ws.home, record.path, record.content_hash)
         data = self.read_dataset(d)
         n, k = d.num_rows, len(t.classes)
@@ -565,7 +584,7 @@ class RegistryStore:
         gold = gold_rule.resolve(data, t, d)[0]  # a task's own gold column that no longer fits: GoldError
         covered = None
         if m is not None:
-            lm = read_parquet_checked(self.ws.home, _matrix(m).path, _matrix(m).content_hash)
+            lm = read_parquet_checked(self.ws.home, m["path"], m["content_hash"])
             covered = np.zeros(n, bool)
             covered[lm.column("row").to_numpy()] = True
         inp = t.input_for(d)
@@ -576,10 +595,10 @@ class RegistryStore:
         """Every label-matrix and probabilistic-labels version of TASK, newest first."""
         with self.read() as con:
             self._task(con, task, with_sources=False)
-            return ([_matrix(r) for r in con.execute(f"SELECT {_MATRIX_COLS} FROM label_matrices WHERE task = ? "
-                                                     "ORDER BY version DESC", [task]).fetchall()],
-                    [_probs(r) for r in con.execute(f"SELECT {_PROBS_COLS} FROM prob_labels WHERE task = ? "
-                                                    "ORDER BY version DESC", [task]).fetchall()])
+            return ([_matrix(r) for r in _rows(con.execute(f"SELECT {_MATRIX_COLS} FROM label_matrices WHERE task = ? "
+                                                           "ORDER BY version DESC", [task]))],
+                    [_probs(r) for r in _rows(con.execute(f"SELECT {_PROBS_COLS} FROM prob_labels WHERE task = ? "
+                                                          "ORDER BY version DESC", [task]))])
 
     # --- models and deployables ------------------------------------------------------------
 
@@ -605,18 +624,19 @@ class RegistryStore:
             con.execute("UPDATE models SET mlflow_run_id = ? WHERE version = ?", [mlflow_run_id, version])
 
     def _models(self, con, where: str = "", params: Sequence[Any] = ()) -> list[ModelRecord]:
-        rows = con.execute(f"SELECT version, path, encoder, content_hash, metrics, mlflow_run_id, created_at "
-                           f"FROM models {where} ORDER BY version", list(params)).fetchall()
+        rows = _rows(con.execute(f"SELECT version, path, encoder, content_hash, metrics, mlflow_run_id, created_at "
+                                 f"FROM models {where} ORDER BY version", list(params)))
         if not rows:
             return []
         per: dict[int, dict[str, ModelTaskRecord]] = {}
-        for mv, task, tfp, plv, served_by, checkpoint, checkpoint_hash, guard in con.execute(
+        for r in _rows(con.execute(
                 "SELECT model_version, task, task_fingerprint, prob_label_version, served_by, checkpoint, "
                 "checkpoint_hash, guard FROM model_tasks "
-                "WHERE model_version BETWEEN ? AND ?", [rows[0][0], rows[-1][0]]).fetchall():
-            per.setdefault(mv, {})[task] = ModelTaskRecord(task, tfp, plv, served_by, checkpoint, checkpoint_hash,
-                                                           _json(guard, {}))
-        return [ModelRecord(r[0], r[1], r[2], r[3], _json(r[4], {}), r[5], per.get(r[0], {}), r[6]) for r in rows]
+                "WHERE model_version BETWEEN ? AND ?", [rows[0]["version"], rows[-1]["version"]])):
+            mv = r.pop("model_version")
+            per.setdefault(mv, {})[r["task"]] = ModelTaskRecord(**{**r, "guard": _json(r["guard"], {})})
+        return [ModelRecord(**{**r, "metrics": _json(r["metrics"], {}), "tasks": per.get(r["version"], {})})
+                for r in rows]
 
     def model(self, version: int | None = None) -> ModelRecord | None:
         """Model version VERSION (default: the latest), or None when there is none."""
@@ -644,66 +664,77 @@ class RegistryStore:
     def deployables(self, task: str) -> list[DeployableRecord]:
         """Every recorded deployable of TASK, oldest first."""
         with self.read() as con:
-            rows = con.execute(f"SELECT {_DEPLOYABLE_COLS} FROM deployables WHERE task = ? ORDER BY version",
-                               [task]).fetchall()
+            rows = _rows(con.execute(f"SELECT {_DEPLOYABLE_COLS} FROM deployables WHERE task = ? ORDER BY version",
+                                     [task]))
         return [_deployable(r) for r in rows]
 
     def latest_deployable(self, task: str) -> DeployableRecord | None:
         with self.read() as con:
-            r = con.execute(f"SELECT {_DEPLOYABLE_COLS} FROM deployables WHERE task = ? ORDER BY version DESC LIMIT 1",
-                            [task]).fetchone()
+            r = _row(con.execute(f"SELECT {_DEPLOYABLE_COLS} FROM deployables WHERE task = ? "
+                                 "ORDER BY version DESC LIMIT 1", [task]))
         return _deployable(r) if r else None
 
     # --- staleness and impact ------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> RegistryStatus:
         """Per task: are its labels, model and deployable stale, and why (`registry.lineage`)."""
         with self.read() as con:
-            rows = con.execute(
-                """WITH pl AS (SELECT task, max(version) AS v, arg_max(task_fingerprint, version) AS fp
-                               FROM prob_labels GROUP BY task),
-                        fr AS (SELECT p.task, max(p.version) AS v FROM prob_labels p JOIN tasks t
-                               ON t.name = p.task AND p.task_fingerprint = t.fingerprint GROUP BY p.task)
-                   SELECT t.name, t.version, t.fingerprint, t.dataset, pl.v, pl.fp, fr.v
-                   FROM tasks t LEFT JOIN pl ON pl.task = t.name LEFT JOIN fr ON fr.task = t.name
-                   ORDER BY t.name""").fetchall()
-            models = self._models(con, "WHERE version = (SELECT max(version) FROM models)")
-            deploy = {r[0]: _deployable(r) for r in con.execute(
-                f"SELECT {_DEPLOYABLE_COLS} FROM deployables "
-                "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1").fetchall()}
-            faults: dict[str, list[dict[str, Any]]] = {}
-            for f in self._task_faults(con):
-                faults.setdefault(f["task"], []).append({k: v for k, v in f.items() if k != "task"})
-            counts = con.execute(
-                "SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM sources), (SELECT count(*) FROM datasets), "
-                "(SELECT max(version) FROM schema_version)").fetchone()
+            tasks = self._task_statuses(con)
+            counts = _row(con.execute(
+                "SELECT (SELECT count(*) FROM tasks) AS tasks, (SELECT count(*) FROM sources) AS sources, "
+                "(SELECT count(*) FROM datasets) AS datasets, (SELECT max(version) FROM schema_version) AS schema"))
+            latest = con.execute("SELECT max(version) FROM models").fetchone()[0]
+        return RegistryStatus(latest_model_version=latest, schema_version=counts.pop("schema"),
+                              counts=RegistryCounts(**counts), tasks=tuple(tasks))
+
+    def task_status(self, name: str) -> TaskStatus:
+        """`status` for task NAME alone: one task's rows, not every task's."""
+        with self.read() as con:
+            got = self._task_statuses(con, name)
+        if not got:
+            raise UserError(f"TASK: unknown task {name!r}")
+        return got[0]
+
+    def _task_statuses(self, con, name: str | None = None) -> list[TaskStatus]:
+        """The state of every task (or of task NAME), by name."""
+        rows = _rows(con.execute(
+            """WITH pl AS (SELECT task, max(version) AS v, arg_max(task_fingerprint, version) AS fp
+                           FROM prob_labels GROUP BY task),
+                    fr AS (SELECT p.task, max(p.version) AS v FROM prob_labels p JOIN tasks t
+                           ON t.name = p.task AND p.task_fingerprint = t.fingerprint GROUP BY p.task)
+               SELECT t.name, t.version, t.fingerprint, t.dataset, pl.v AS labels_version, pl.fp AS labels_fit_for,
+                      fr.v AS fresh_labels_version
+               FROM tasks t LEFT JOIN pl ON pl.task = t.name LEFT JOIN fr ON fr.task = t.name
+               WHERE ? IS NULL OR t.name = ?
+               ORDER BY t.name""", [name, name]))
+        models = self._models(con, "WHERE version = (SELECT max(version) FROM models)")
+        deploy = {r["task"]: _deployable(r) for r in _rows(con.execute(
+            f"SELECT {_DEPLOYABLE_COLS} FROM deployables WHERE ? IS NULL OR task = ? "
+            "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1", [name, name]))}
+        faults: dict[str, list[TaskFault]] = {}
+        for f in self._task_faults(con, name):
+            faults.setdefault(f.task, []).append(f)
         model = models[0] if models else None
-        tasks = []
-        for name, version, fingerprint, dataset, pl_v, pl_fp, fresh_v in rows:
-            s = lineage.task_staleness(name, fingerprint, (pl_v, pl_fp) if pl_v is not None else None, fresh_v,
-                                       model, deploy.get(name))
-            tasks.append({"name": name, "version": version, "fingerprint": fingerprint, "dataset": dataset,
-                          **{k: v.to_dict() for k, v in s.items()},
-                          "serving": lineage.serving(model.tasks.get(name) if model else None),
-                          "faults": faults.get(name, [])})
-        return {
-            "latest_model_version": model.version if model else None,
-            "counts": {"tasks": counts[0], "sources": counts[1], "datasets": counts[2]},
-            "schema_version": counts[3],
-            "stale": {k: sum(t[k]["stale"] for t in tasks) for k in ("labels", "model", "deployable")},
-            "tasks": tasks,
-            "failed": [{"task": t["name"], **f} for t in tasks for f in t["faults"]],
-        }
+        out = []
+        for r in rows:
+            n = r["name"]
+            latest = (r["labels_version"], r["labels_fit_for"]) if r["labels_version"] is not None else None
+            s = lineage.task_staleness(n, r["fingerprint"], latest, r["fresh_labels_version"], model, deploy.get(n))
+            out.append(TaskStatus(name=n, version=r["version"], fingerprint=r["fingerprint"], dataset=r["dataset"],
+                                  labels=s["labels"], model=s["model"], deployable=s["deployable"],
+                                  serving=lineage.serving(model.tasks.get(n) if model else None),
+                                  faults=tuple(faults.get(n, ()))))
+        return out
 
     # --- per-task faults: one task's failure is recorded and reported, the others go on ----------------
 
-    def _task_faults(self, con) -> list[dict[str, Any]]:
-        return [{"task": r[0], "stage": r[1], "reason": r[2], "fix": r[3], "at": r[4].isoformat()}
-                for r in con.execute("SELECT f.task, f.stage, f.reason, f.fix, f.recorded_at FROM task_faults f "
-                                     "JOIN tasks t ON t.name = f.task ORDER BY f.task, f.stage").fetchall()]
+    def _task_faults(self, con, name: str | None = None) -> list[TaskFault]:
+        return [_fault(r) for r in _rows(con.execute(
+            "SELECT f.task, f.stage, f.reason, f.fix, f.recorded_at FROM task_faults f "
+            "JOIN tasks t ON t.name = f.task WHERE ? IS NULL OR f.task = ? ORDER BY f.task, f.stage", [name, name]))]
 
-    def task_faults(self) -> list[dict[str, Any]]:
-        """Each task's current fault per stage: {task, stage, reason, fix, at}."""
+    def task_faults(self) -> list[TaskFault]:
+        """Each task's current fault per stage, by task and stage."""
         with self.read() as con:
             return self._task_faults(con)
 
@@ -725,29 +756,31 @@ class RegistryStore:
                             [[f["task"], stage, f["reason"], f.get("fix"), now]
                              for f in {f["task"]: f for f in failed}.values()])
 
-    def impact(self, name: str, kind: str = "auto") -> dict[str, Any]:
+    def impact(self, name: str, kind: str = "auto") -> ImpactReport:
         """Everything a change to NAME (a task, TASK.SOURCE or a dataset) makes stale, and why."""
         with self.read() as con:
             what, canonical, direct = self._resolve(con, name, kind)
             g = build_graph(direct, self.edges(con))
             reached = lineage.reach(g, direct)
             with _registered(con, "_impacted", _names(reached)):
-                label_versions = [{"task": r[0], "kind": r[1], "version": r[2]} for r in con.execute(
-                    """SELECT task, 'label_matrix', version FROM label_matrices WHERE task IN (SELECT name FROM _impacted)
+                label_versions = [LabelVersionRef(**r) for r in _rows(con.execute(
+                    """SELECT task, 'label_matrix' AS kind, version FROM label_matrices
+                       WHERE task IN (SELECT name FROM _impacted)
                        UNION ALL
-                       SELECT task, 'prob_labels', version FROM prob_labels WHERE task IN (SELECT name FROM _impacted)
-                       ORDER BY 1, 2, 3""").fetchall()]
+                       SELECT task, 'prob_labels' AS kind, version FROM prob_labels
+                       WHERE task IN (SELECT name FROM _impacted)
+                       ORDER BY 1, 2, 3"""))]
                 # Only what is current goes stale: the latest model, and each task's latest deployable
                 # (older versions were superseded already).
-                model_tasks = con.execute(
-                    "SELECT model_version, list(task ORDER BY task) FROM model_tasks "
+                models = [ImpactedModel(version=r["version"], tasks=tuple(r["tasks"])) for r in _rows(con.execute(
+                    "SELECT model_version AS version, list(task ORDER BY task) AS tasks FROM model_tasks "
                     "WHERE task IN (SELECT name FROM _impacted) "
-                    "AND model_version = (SELECT max(version) FROM models) GROUP BY 1 ORDER BY 1").fetchall()
-                deployables = con.execute(
+                    "AND model_version = (SELECT max(version) FROM models) GROUP BY 1 ORDER BY 1"))]
+                deployables = [ImpactedDeployable(**r) for r in _rows(con.execute(
                     "SELECT task, version, model_version, student FROM deployables "
                     "WHERE task IN (SELECT name FROM _impacted) "
-                    "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1 ORDER BY 1, 2").fetchall()
-        return lineage.impact_report(what, canonical, g, reached, label_versions, model_tasks, deployables)
+                    "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1 ORDER BY 1, 2"))]
+        return lineage.impact_report(what, canonical, g, reached, label_versions, models, deployables)
 
     def _resolve(self, con, name: str, kind: str) -> tuple[str, str, list[str]]:
         """What NAME denotes: ('task'|'source'|'dataset', canonical name, tasks it changes directly)."""
@@ -758,7 +791,8 @@ class RegistryStore:
             if con.execute("SELECT 1 FROM sources WHERE task = ? AND name = ?", [task, src]).fetchone():
                 return "source", name, [task]
         if kind in ("auto", "dataset") and con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
-            users = [r[0] for r in con.execute("SELECT name FROM tasks WHERE dataset = ? ORDER BY name", [name]).fetchall()]
+            users = [r["name"] for r in _rows(con.execute("SELECT name FROM tasks WHERE dataset = ? ORDER BY name",
+                                                          [name]))]
             return "dataset", name, users
         what = {"auto": "task, TASK.SOURCE or dataset", "task": "task", "source": "TASK.SOURCE", "dataset": "dataset"}[kind]
         raise UserError(f"NAME: no {what} named {name!r}")
@@ -796,3 +830,34 @@ class RegistryStore:
                 "registered": q("SELECT task, version, mlflow_model_version, path, content_hash FROM deployables "
                                 "WHERE mlflow_model_version IS NOT NULL ORDER BY 1, 2"),
             }
+
+    # --- one task's staleness, without building every task's `status` (distill; helper C, issue 25) ----------
+
+    def staleness(self, names: Sequence[str] | None = None) -> dict[str, dict[str, lineage.Staleness]]:
+        """Per task (NAMES, default every task; in name order): whether its labels, model and deployable are
+        stale and why, as `status` reports them (`registry.lineage`), in one read of those tasks' rows only.
+        An unknown name: exit 2 naming it."""
+        with self.read() as con:
+            rows = _rows(con.execute(
+                """WITH pl AS (SELECT task, max(version) AS v, arg_max(task_fingerprint, version) AS fp
+                               FROM prob_labels GROUP BY task),
+                        fr AS (SELECT p.task, max(p.version) AS v FROM prob_labels p JOIN tasks t
+                               ON t.name = p.task AND p.task_fingerprint = t.fingerprint GROUP BY p.task)
+                   SELECT t.name, t.fingerprint, pl.v AS latest, pl.fp AS latest_fp, fr.v AS fresh
+                   FROM tasks t LEFT JOIN pl ON pl.task = t.name LEFT JOIN fr ON fr.task = t.name
+                   WHERE ? IS NULL OR list_contains(?, t.name) ORDER BY t.name""",
+                [None if names is None else list(names)] * 2))
+            models = self._models(con, "WHERE version = (SELECT max(version) FROM models)")
+            deploy = {r["task"]: _deployable(r) for r in _rows(con.execute(
+                f"SELECT {_DEPLOYABLE_COLS} FROM deployables WHERE ? IS NULL OR list_contains(?, task) "
+                "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1",
+                [None if names is None else list(names)] * 2))}
+        found = {r["name"] for r in rows}
+        for n in names or ():
+            if n not in found:
+                raise UserError(f"TASK: unknown task {n!r}")
+        model = models[0] if models else None
+        return {r["name"]: lineage.task_staleness(
+                    r["name"], r["fingerprint"], (r["latest"], r["latest_fp"]) if r["latest"] is not None else None,
+                    r["fresh"], model, deploy.get(r["name"]))
+                for r in rows}

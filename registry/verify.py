@@ -31,12 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mothermodel.registry.files import sha256_file
+from mothermodel.atomic import MANIFEST, OLD_PREFIX, TMP_PREFIX, ListedFileError, check_listed, sha256_file
 from mothermodel.registry.workspace import TRAIN_MARKER as IN_PROGRESS, training_state
 
 __all__ = ["Problem", "Report", "check_workspace"]
-
-MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -70,8 +68,8 @@ class Report:
 
 
 def _is_temp(name: str) -> bool:
-    """A name only an atomic write in progress uses (files.py, checkpoint.py, bundle.py)."""
-    return name.startswith((".tmp-", ".old-")) or name.endswith(".tmp")
+    """A name only an atomic write in progress uses (mothermodel/atomic.py)."""
+    return name.startswith((TMP_PREFIX, OLD_PREFIX)) or name.endswith(".tmp")
 
 
 class _Checker:
@@ -115,16 +113,16 @@ class _Checker:
             self.report.add(kind, self.rel(manifest), f"not a manifest with file hashes ({what})")
             return
         for name, want, size in entries:
-            parts = PurePosixPath(name).parts
-            if not name or "\\" in name or PurePosixPath(name).is_absolute() or ".." in parts:
-                self.report.add(kind, self.rel(manifest), f"lists {name!r}, not a path inside the folder ({what})")
-                continue
-            p = folder / name
-            if not p.is_file():
-                self.report.add(kind, self.rel(p), f"missing: listed in {what}'s manifest")
-            elif p.stat().st_size != size or self.sha(p) != want:
-                self.report.add(kind, self.rel(p), f"corrupted: differs from the sha256 {what}'s manifest records "
-                                                   f"({want[:12]})")
+            try:
+                check_listed(folder, name, {"sha256": want, "bytes": size}, sha256=self.sha)
+            except ListedFileError as e:
+                if e.problem == "name":
+                    self.report.add(kind, self.rel(manifest), f"lists {name!r}, not a path inside the folder ({what})")
+                elif e.problem == "missing":
+                    self.report.add(kind, self.rel(folder / name), f"missing: listed in {what}'s manifest")
+                else:
+                    self.report.add(kind, self.rel(folder / name), f"corrupted: differs from the sha256 {what}'s "
+                                                                   f"manifest records ({want[:12]})")
 
 
 def check_workspace(store, report: Report | None = None, rec: dict[str, list] | None = None) -> Report:
@@ -216,5 +214,5 @@ def _model_orphans(ws, rec: dict[str, list], report: Report, orphan) -> None:
                       "(an interrupted `train` a later run superseded)")
         elif p.is_dir():
             for q in sorted(p.rglob("*")):
-                if q.is_dir() and q.name.startswith((".tmp-", ".old-")):
+                if q.is_dir() and q.name.startswith((TMP_PREFIX, OLD_PREFIX)):
                     orphan(q, "temporary folder of an interrupted checkpoint write")

@@ -11,11 +11,11 @@ from conftest import SHARED_DATA, cli_exe, kill_at_fault, run_proc, snapshot, wr
 
 def test_16_concurrent_submits_while_a_reader_loops(ws, tmp_path):
     specs = [write_spec(tmp_path / f"t{i}.py", name=f"task_{i:02d}", sources="Column('lf_a')") for i in range(16)]
-    stop = tmp_path / "stop"
-    # The reader: task list in a loop, in its own process, until told to stop.
+    stop, reading = tmp_path / "stop", tmp_path / "reading"
+    # The reader: task list in a loop, in its own process, until told to stop; it marks its first read.
     reader_code = (
         "import json, os, subprocess, sys\n"
-        f"exe, ws, stop = {cli_exe()!r}, {str(ws)!r}, {str(stop)!r}\n"
+        f"exe, ws, stop, reading = {cli_exe()!r}, {str(ws)!r}, {str(stop)!r}, {str(reading)!r}\n"
         "n = fails = 0\n"
         "while not os.path.exists(stop):\n"
         "    p = subprocess.run(exe + ['-w', ws, 'task', 'list', '--json'], capture_output=True, text=True)\n"
@@ -24,10 +24,16 @@ def test_16_concurrent_submits_while_a_reader_loops(ws, tmp_path):
         "        fails += 1; sys.stderr.write(p.stderr)\n"
         "    else:\n"
         "        json.loads(p.stdout)\n"
+        "    open(reading, 'a').close()\n"
         "print(json.dumps({'reads': n, 'fails': fails}))\n"
     )
     reader = subprocess.Popen([sys.executable, "-c", reader_code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)
+    # the writers start once the reader is reading (its first read done), not after a guessed delay
+    deadline = time.monotonic() + 60
+    while not reading.exists():
+        assert reader.poll() is None, reader.communicate()
+        assert time.monotonic() < deadline, "the reader never finished a read"
+        time.sleep(0.02)
     procs = [subprocess.Popen(cli_exe() + ["-w", str(ws), "task", "submit", str(s)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for s in specs]
     results = [(p.wait(timeout=240), p.stderr.read()) for p in procs]

@@ -1,7 +1,6 @@
 """`mothermodel demo` runs end to end in a fresh folder and leaves a real workspace."""
 
 import json
-import re
 
 from conftest import run_cli, run_proc
 
@@ -18,7 +17,6 @@ def test_demo(tmp_path):
     d = tmp_path / "demo"
     p = run_proc("demo", "--workspace", d, "--encoder", enc, "--distill-epochs", "2")
     assert p.returncode == 0, p.stderr
-    assert "ticket_topic v2 (updated)" in p.stdout and "mentions_money (lf) -> v2 (updated)" in p.stdout
     assert (d / "dag.png").read_bytes()[:4] == b"\x89PNG"
     res = json.loads(run_cli("status", "--json", ws=d).out)
     assert {t["name"] for t in res["tasks"]} == TASKS
@@ -36,6 +34,9 @@ def test_demo(tmp_path):
     from mothermodel import Registry
 
     store = Registry.open(d).store
+    # the LF edit: a new version of ticket_topic and of its source mentions_money
+    assert store.task("ticket_topic").version == 2
+    assert {s.name: s.version for s in store.task("ticket_topic").sources}["mentions_money"] == 2
     kinds = {(t, s.kind) for t in TASKS for s in store.task(t).sources}
     codes = {t: {s.name: s.code or "" for s in store.task(t).sources} for t in TASKS}
     assert ("sentiment", "column") in kinds and ("urgency", "task_output") in kinds
@@ -46,16 +47,20 @@ def test_demo(tmp_path):
 
     # The watch tick relabelled exactly what the LF edit made stale (the ticket tree and urgency, not the
     # review tasks), retrained, and redistilled every student (the new model supersedes them all): nothing
-    # is left stale, and every task has a deployable exported as a bundle.
-    rebuilt = re.search(r"What the watch tick rebuilt:\n  labels: +(.*?) \(what the LF edit made stale; (.*?) kept"
-                        r".*\n  model: +v1 -> v2 .*\n  students: +(.*?) \(all", p.stdout)
-    assert rebuilt, p.stdout[-3000:]
-    assert rebuilt.group(1).split(", ") == ["billing_kind", "refund_reason", "ticket_topic", "urgency"]
-    assert rebuilt.group(2).split(", ") == ["review_aspect", "sentiment"]
-    assert set(rebuilt.group(3).split(", ")) == TASKS
+    # is left stale, and every task has a deployable exported as a bundle. Read from the registry, not from
+    # the demo's prose (its report of the tick is only looked for).
+    stale = {"billing_kind", "refund_reason", "ticket_topic", "urgency"}
     impact = json.loads(run_cli("dag", "impact", "ticket_topic.mentions_money", "--json", ws=d).out)
-    assert {t["name"] for t in impact["tasks"]} == set(rebuilt.group(1).split(", "))
+    assert {t["name"] for t in impact["tasks"]} == stale
+    v1, v2 = store.models()
+    assert {t for t in TASKS if v1.tasks[t].task_fingerprint != store.task(t).fingerprint} == stale
+    for t in TASKS:
+        pl = store.latest_prob_labels(t, fresh=False)
+        assert pl.task_fingerprint == store.task(t).fingerprint, t  # refit for the edit where it moved
+        assert (pl.version == v1.tasks[t].prob_label_version) == (t not in stale), t  # the others kept theirs
+        assert v2.tasks[t].prob_label_version == pl.version, t  # and model v2 learned them
     assert res["latest_model_version"] == 2
+    assert "What the watch tick rebuilt:" in p.stdout
     assert not any(t["labels"]["stale"] or t["model"]["stale"] or t["deployable"]["stale"] for t in res["tasks"])
     for task in TASKS:
         assert store.latest_deployable(task).version == 2

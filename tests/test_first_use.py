@@ -325,3 +325,16 @@ def test_the_guides_run_bundle_command_works_from_the_workspace(fws, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     out = json.loads(p.stdout.splitlines()[0])
     assert out["label"] in ("HAM", "SPAM") and set(out["probs"]) == {"HAM", "SPAM"}
+
+
+def test_a_train_that_fails_before_training_leaves_no_run_to_resume(tmp_path):
+    """An encoder that does not load fails `train` with exit 2; no in-progress marker or run folder is left, so
+    `status` does not offer a `--resume` for a run that never started."""
+    root = fitted_mail_workspace(tmp_path)
+    (tmp_path / "notenc").mkdir()
+    r = run_cli("train", "--encoder", tmp_path / "notenc", *TINY, ws=root)
+    assert r.code == 2, r
+    models = root / ".mothermodel" / "models"
+    assert not (models / "in-progress.json").exists() and not list(models.glob("run-*"))
+    st = json.loads(run_cli("status", "--json", ws=root).out)
+    assert st["training"] is None

@@ -321,3 +321,23 @@ def test_label_fit_without_sources_exits_2(tmp_path):
     r = run_cli("label", "fit", "empty", ws=ws)
     assert r.code == 2 and one_line(r) and "no sources" in r.err and "internal error" not in r.err
     assert snapshot(ws) == before
+
+
+def test_label_fit_without_a_task_fits_every_stale_one_and_goes_on_past_a_failure(tmp_path):
+    ws = workspace(tmp_path, datasets=(("mail", "label"), ("mail2", "label")))
+    assert submit(ws, tmp_path / "spam.py", SPAM).code == 0
+    assert submit(ws, tmp_path / "cyc.yaml", CYC).code == 0
+    assert run_cli("label", "apply", ws=ws).code == 0
+    pq.write_table(mail_table(four=True), tmp_path / "mail4.parquet")  # cyc_a's gold now holds a 3
+    assert run_cli("dataset", "add", "mail2", tmp_path / "mail4.parquet", "--gold-field", "label", "--replace",
+                   ws=ws).code == 0
+    r = run_cli("label", "fit", "--json", ws=ws)
+    assert r.code == 1, r
+    res = json.loads(r.out)
+    assert [t["task"] for t in res["tasks"]] == ["spam"] and res["tasks"][0]["version"] == 1
+    (f,) = res["failed"]
+    assert f["task"] == "cyc_a" and f["stage"] == "label fit" and "out of range" in f["reason"]
+    assert [x["task"] for x in status(ws)["failed"]] == ["cyc_a"]
+    # nothing stale but the failing task: spam is not refitted, cyc_a is reported again
+    r = run_cli("label", "fit", "--json", ws=ws)
+    assert r.code == 1 and json.loads(r.out)["tasks"] == [], r

@@ -159,10 +159,12 @@ def test_tampered_matrix_is_refused(lws, tmp_path):
 
 
 def test_kill_and_interrupt_leave_no_version(lws, tmp_path):
-    submit(lws, tmp_path, SPEC + '''
+    running = tmp_path / "lf-running"  # the slow LF marks that it runs: Ctrl-C comes while the LFs run
+    submit(lws, tmp_path, SPEC + f'''
 @labeling_function()
 def slow(x):
     import time
+    open({str(running)!r}, "a").close()
     time.sleep(0.5)
     return ABSTAIN
 ''')
@@ -183,7 +185,11 @@ def slow(x):
     p = subprocess.Popen(cli_exe() + ["-w", str(lws), "label", "apply", "-j", "1"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(2.0)
+    running.unlink(missing_ok=True)
+    deadline = time.time() + 60
+    while not running.exists():
+        assert p.poll() is None and time.time() < deadline, p.communicate()
+        time.sleep(0.05)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=30)
     assert p.returncode == 130, err

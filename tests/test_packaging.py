@@ -58,8 +58,20 @@ def test_console_script_and_version():
 
 
 def test_layout():
-    for d in ("registry", "labeling", "trainer", "distill", "tests", "docs", "bench", "mothermodel"):
-        assert (REPO / d).is_dir(), d
+    """Each layer folder is the package its import names (pyproject.toml's package-dir), every layer has its import
+    rules (ALLOWED), and every package folder is listed in pyproject's packages: an editable install finds an
+    unlisted one, a wheel would not carry it."""
+    import tomllib
+    from pathlib import Path
+
+    setup = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dirs, listed = setup["package-dir"], set(setup["packages"])
+    assert set(dirs) == {"mothermodel"} | {f"mothermodel.{layer}" for layer in ALLOWED}, sorted(dirs)
+    for pkg, folder in dirs.items():
+        assert Path(importlib.import_module(pkg).__file__).resolve() == REPO / folder / "__init__.py", pkg
+        for init in sorted((REPO / folder).rglob("__init__.py")):
+            sub = ".".join([pkg, *init.parent.relative_to(REPO / folder).parts])
+            assert sub in listed, f"{init.parent.relative_to(REPO)}: a package pyproject.toml does not list ({sub})"
 
 
 def _imports(folder: str):
@@ -77,14 +89,26 @@ def _imports(folder: str):
 
 # What each layer may import from the project: imports run one way (docs/architecture.md).
 ALLOWED = {
-    "registry": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.inputs", "mothermodel.registry"},
+    "registry": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.inputs", "mothermodel.atomic",
+                 "mothermodel.registry"},
     "labeling": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.console", "mothermodel.inputs",
-                 "mothermodel.registry", "mothermodel.labeling"},
+                 "mothermodel.atomic", "mothermodel.registry", "mothermodel.labeling"},
     "trainer": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.inputs", "mothermodel.textfit",
-                "mothermodel.registry", "mothermodel.labeling", "mothermodel.trainer"},
-    "distill": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.inputs", "mothermodel.registry",
-                "mothermodel.labeling", "mothermodel.trainer", "mothermodel.distill"},
+                "mothermodel.atomic", "mothermodel.registry", "mothermodel.labeling", "mothermodel.trainer"},
+    "distill": {"mothermodel.errors", "mothermodel.defaults", "mothermodel.inputs", "mothermodel.atomic",
+                "mothermodel.registry", "mothermodel.labeling", "mothermodel.trainer", "mothermodel.distill"},
 }
+
+
+#: The root's base modules (docs/architecture.md): every layer imports them, so they import no layer.
+BASE = {"errors", "defaults", "console", "atomic", "inputs", "textfit"}
+
+
+def test_base_modules_import_no_layer():
+    bad = [f"{p.relative_to(REPO)} imports {m}" for p, m, _ in _imports("mothermodel")
+           if p.parent == REPO / "mothermodel" and p.stem in BASE
+           and (m == "mothermodel" or m.startswith("mothermodel.") and m.split(".")[1] not in BASE)]
+    assert bad == []
 
 
 def test_nothing_below_imports_distill():

@@ -113,7 +113,7 @@ def test_staleness_follows_lineage(lws, tmp_path):
     store = reg.store
 
     def state():
-        return {t["name"]: t for t in reg.status()["tasks"]}["spam"]
+        return {t["name"]: t for t in reg.status().to_json()["tasks"]}["spam"]
 
     s = state()
     assert s["labels"]["stale"] and s["labels"]["reason"] == "no probabilistic labels yet"
@@ -152,7 +152,7 @@ def test_staleness_follows_lineage(lws, tmp_path):
     assert s["model"]["reason"] == f"task changed since model v{m2.version} was trained"
     assert s["deployable"]["stale"]
     assert store.latest_prob_labels("spam") is None and store.latest_prob_labels("spam", fresh=False).version == v2
-    imp = reg.impact("spam.money")
+    imp = reg.impact("spam.money").to_json()
     assert imp["models"] == [2] and imp["reasons"]["models"] == {"2": "trained on spam"}  # the current one only
     assert imp["reasons"]["deployables"] == {"spam v1": "distilled for spam from model v1"}
 

@@ -163,8 +163,8 @@ def test_python_api_twin(ws, tmp_path):
     reg = Registry.open(ws)
     res = reg.submit(normalise(Task(name="api_task", dataset="docs", classes=["A", "B"], sources=[Column("lf_a")]), []))
     assert res["tasks"][0]["status"] == "created"
-    assert [t["name"] for t in reg.list_tasks()] == ["api_task"]
-    assert reg.show_task("api_task")["sources"][0]["name"] == "lf_a"
+    assert [t.name for t in reg.list_tasks()] == ["api_task"]
+    assert reg.show_task("api_task").sources[0].name == "lf_a"
 
 
 def test_shared_module_code_bumps_every_python_lf(ws, tmp_path):

@@ -70,7 +70,7 @@ def test_clean_workspace_text_and_json(lws):
     assert verify(lws) == {"ok": True, "checked": 3, "problems": [], "notes": []}
     from mothermodel.api import Registry
 
-    assert Registry.open(lws).verify()["ok"]  # the Python twin
+    assert Registry.open(lws).verify().ok  # the Python twin
 
 
 def test_verify_starts_without_torch_or_mlflow(lws):

@@ -8,11 +8,12 @@ A checkpoint is a folder::
     encoder/config.json      the encoder's architecture
     encoder/tokenizer*.json  the tokenizer (plus vocab files it uses)
 
-Writing: every file goes into a temporary folder beside the target, is
-fsync'ed, the folder is fsync'ed, then renamed onto its final name in one
-``rename`` and the parent folder fsync'ed. A reader sees a complete checkpoint
-or none; a process killed mid-write leaves only a ``.tmp-*`` folder, which
-readers ignore and the next writer removes.
+Writing (mothermodel/atomic.py's sealed folder): every file goes into a
+temporary folder beside the target, every file and folder is fsync'ed, then the
+folder is renamed onto its final name in one ``rename`` and the parent folder
+fsync'ed. A reader sees a complete checkpoint or none; a process killed
+mid-write leaves only a ``.tmp-*`` folder, which readers ignore and the next
+writer removes.
 
 Reading: :func:`verify` re-hashes every file against the manifest and raises
 :class:`~mothermodel.errors.IntegrityError` on any difference, and weights are
@@ -30,12 +31,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from mothermodel.atomic import (OLD_PREFIX, TMP_PREFIX, ListedFileError, file_entry, read_listed, seal_folder,
+                                sha256_file, temp_folder, write_entry, write_manifest)
 from mothermodel.errors import IntegrityError
 
 __all__ = ["FORMAT", "save", "verify", "verify_recorded", "read_manifest", "load_model", "load_weights",
@@ -52,30 +54,6 @@ def _fault_point(name: str) -> None:
         from mothermodel.registry.db import fault_point
 
         fault_point(name)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, data: bytes) -> dict[str, Any]:
-    import hashlib
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
 
 
 def _state_tensors(model: Any) -> dict[str, Any]:
@@ -128,17 +106,14 @@ def save(folder: str | os.PathLike, model: Any, tokenizer: Any = None, *, step: 
     from safetensors.torch import save as st_save
 
     folder = Path(folder)
-    parent = folder.parent
-    parent.mkdir(parents=True, exist_ok=True)
     if folder.exists() and not replace:
         raise FileExistsError(f"checkpoint {folder} exists")
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=parent))
-    try:
+    with temp_folder(folder) as tmp:
         files: dict[str, Any] = {}
-        files["model.safetensors"] = _write_file(tmp / "model.safetensors", st_save(_state_tensors(model)))
+        files["model.safetensors"] = write_entry(tmp / "model.safetensors", st_save(_state_tensors(model)))
         _fault_point("checkpoint_write")
         if optimizer is not None:
-            files["optimizer.safetensors"] = _write_file(
+            files["optimizer.safetensors"] = write_entry(
                 tmp / "optimizer.safetensors", st_save(optimizer_tensors(optimizer, param_names or [])))
         enc_dir = tmp / "encoder"
         enc_dir.mkdir()
@@ -147,7 +122,7 @@ def save(folder: str | os.PathLike, model: Any, tokenizer: Any = None, *, step: 
             tokenizer.save_pretrained(str(enc_dir))
         for p in sorted(enc_dir.rglob("*")):
             if p.is_file():
-                files[p.relative_to(tmp).as_posix()] = _write_file(p, p.read_bytes())
+                files[p.relative_to(tmp).as_posix()] = file_entry(p)
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -158,28 +133,9 @@ def save(folder: str | os.PathLike, model: Any, tokenizer: Any = None, *, step: 
             "meta": meta or {},
             "files": files,
         }
-        _write_file(tmp / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
-        _fsync_dir(tmp / "encoder")
-        _fsync_dir(tmp)
-        os.chmod(tmp, 0o777 & ~_umask())
-        if folder.exists():
-            old = parent / f".old-{folder.name}-{os.getpid()}"
-            os.rename(folder, old)
-            os.rename(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, folder)
-        _fsync_dir(parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_manifest(tmp, manifest)
+        seal_folder(tmp, folder)
     return folder
-
-
-def _umask() -> int:
-    um = os.umask(0)
-    os.umask(um)
-    return um
 
 
 def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
@@ -200,21 +156,20 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
 
 
 def _read_checked(folder: Path, name: str, manifest: dict[str, Any]) -> bytes:
-    import hashlib
-
     entry = manifest["files"].get(name)
     if entry is None:
         raise IntegrityError(f"checkpoint {folder}: {name} is not in the manifest")
-    p = folder / name
     try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise IntegrityError(f"checkpoint {folder}: {name} is missing") from None
-    got = hashlib.sha256(data).hexdigest()
-    if got != entry["sha256"] or len(data) != entry["bytes"]:
-        raise IntegrityError(f"checkpoint {folder}: {name} has sha256 {got[:12]}..., the manifest records "
-                             f"{entry['sha256'][:12]}...: the file is corrupted; refusing to load it")
-    return data
+        return read_listed(folder, name, entry)
+    except ListedFileError as e:
+        if e.problem == "missing":
+            raise IntegrityError(f"checkpoint {folder}: {name} is missing") from None
+        if e.problem == "name":
+            raise IntegrityError(f"checkpoint {folder}: {MANIFEST} lists {name!r}, not a path inside the "
+                                 "checkpoint; refusing to load it") from None
+        raise IntegrityError(f"checkpoint {folder}: {name} has sha256 {str(e.got)[:12]}..., the manifest records "
+                             f"{str(entry.get('sha256'))[:12]}...: the file is corrupted; refusing to load it"
+                             ) from None
 
 
 def verify(folder: str | os.PathLike) -> dict[str, Any]:
@@ -237,8 +192,6 @@ def verify_recorded(folder: str | os.PathLike, manifest_sha256: Optional[str]) -
     anything (a run folder, an MLflow run), so a corrupted model changes nothing.
     `manifest_sha256` None (a record without a hash): `verify` only.
     """
-    from mothermodel.registry.files import sha256_file
-
     folder = Path(folder)
     read_manifest(folder)
     got = sha256_file(folder / MANIFEST)
@@ -342,7 +295,7 @@ class CheckpointDir:
         if not target.exists():
             save(target, model, tokenizer, step=step, **kw)
         for p in self.root.iterdir():
-            if p.name.startswith((".tmp-", ".old-")) and p.is_dir():
+            if p.name.startswith((TMP_PREFIX, OLD_PREFIX)) and p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)  # a killed writer's leftovers
         for old in self.all()[:-self.keep]:
             shutil.rmtree(old, ignore_errors=True)

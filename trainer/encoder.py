@@ -71,7 +71,7 @@ def default_encoder_dir() -> Path:
 
 def verify_files(folder: Path, expected: dict[str, str]) -> None:
     """Refuse `folder` unless every named file's sha256 is the expected one."""
-    from mothermodel.registry.files import sha256_file
+    from mothermodel.atomic import sha256_file
 
     for name, digest in expected.items():
         p = Path(folder) / name

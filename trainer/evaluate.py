@@ -2,7 +2,7 @@
 
 The numbers are the same functions `label fit` reports (labeling.metrics),
 so the mother model's figures sit beside the label model's like for like. The
-registry glue names them ``task/dataset/split/metric`` (:func:`metric_keys`).
+registry glue names them ``task/dataset/split/metric`` (`MetricKey`, :func:`metric_keys`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from mothermodel.registry.metric_key import MetricKey, flatten, per_split
 from mothermodel.trainer.data import TaskData, Tokenized, tokenize
 from mothermodel.trainer.predict import predict_tokens
 
@@ -62,11 +63,9 @@ def evaluate(model: Any, tokenizer: Any, tasks: Sequence[TaskData], *, max_lengt
 
 
 def metric_keys(results: dict[str, dict[str, dict[str, float]]], datasets: dict[str, str]) -> dict[str, float]:
-    """Flatten :func:`evaluate`'s result to ``{"task/dataset/split/metric": value}`` (accuracy, macro_f1)."""
-    flat: dict[str, float] = {}
-    for task, per_split in results.items():
-        for split, m in per_split.items():
-            for k in ("accuracy", "macro_f1"):
-                if k in m:
-                    flat[f"{task}/{datasets.get(task, task)}/{split}/{k}"] = float(m[k])
-    return flat
+    """Flatten :func:`evaluate`'s result to ``{"task/dataset/split/metric": value}`` (accuracy, macro_f1);
+    the names are `MetricKey`'s (registry/metric_key.py)."""
+    keys: dict[MetricKey, float] = {}
+    for task, splits in results.items():
+        keys.update(per_split(task, datasets.get(task, task), splits, ("accuracy", "macro_f1")))
+    return flatten(keys)

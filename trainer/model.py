@@ -318,10 +318,13 @@ class WarmStart:
 
 
 def reconcile_heads(model: MotherModel, specs: Sequence[HeadSpec], *, changed: Iterable[str] = (),
-                    changed_policy: str = "finetune") -> WarmStart:
+                    changed_policy: str = "finetune", keep: Iterable[str] = ()) -> WarmStart:
     """Make `model`'s heads match `specs`, in place, keeping what can be kept.
 
-    * a head whose task is gone is removed;
+    * a head whose task is gone is removed; a head in `keep` (a task this run
+      does not train, e.g. `train --task` chose others) is kept as it is,
+      unless its parent's head no longer fits it (hierarchical layout), then
+      it is removed too;
     * a task without a head gets a new, freshly initialised one;
     * a head whose structure differs (classes, parent, parent class, slices) is
       re-initialised: its outputs would mean something else;
@@ -340,8 +343,9 @@ def reconcile_heads(model: MotherModel, specs: Sequence[HeadSpec], *, changed: I
     want = {s.name: s for s in specs}
     ws = WarmStart()
     # children before parents when removing, parents before children when adding
+    keep = set(keep) - set(want)
     for name in reversed(model.task_names):
-        if name not in want:
+        if name not in want and name not in keep:
             model.remove_head(name, _keep_children=True)
             ws.removed.append(name)
     for spec in _parents_first(list(specs), model.layout):
@@ -360,6 +364,20 @@ def reconcile_heads(model: MotherModel, specs: Sequence[HeadSpec], *, changed: I
                 ws.finetuned.append(spec.name)
         else:
             ws.kept.append(spec.name)
+    broken: list[str] = []
+    for name in model.task_names:  # parents first: a kept head under a broken one is broken too
+        if name not in keep:
+            continue
+        spec = model.specs[name]
+        lost = model.layout == "hierarchical" and spec.parent is not None and (
+            spec.parent not in model.specs or spec.parent in broken)
+        if lost or model.heads[name].parent_classes != model._parent_dim(spec):
+            broken.append(name)
+        else:
+            ws.kept.append(name)
+    for name in reversed(broken):
+        model.remove_head(name, _keep_children=True)
+        ws.removed.append(name)
     return ws
 
 
@@ -377,7 +395,8 @@ def build_model(specs: Sequence[HeadSpec], config: Any) -> tuple[MotherModel, An
 
 
 def warm_start(model_dir: Any, specs: Sequence[HeadSpec], config: Any, *, changed: Iterable[str] = (),
-               changed_policy: str = "finetune", verify_all: bool = True) -> tuple[MotherModel, Any, WarmStart]:
+               changed_policy: str = "finetune", verify_all: bool = True,
+               keep: Iterable[str] = ()) -> tuple[MotherModel, Any, WarmStart]:
     """(model, tokenizer, what happened) from a saved model, its heads reconciled with `specs`.
 
     The encoder and tokenizer are the saved model's (hash-checked on load, unless
@@ -394,5 +413,5 @@ def warm_start(model_dir: Any, specs: Sequence[HeadSpec], config: Any, *, change
     model.drop.p = float(config.dropout)
     model.layout = config.layout
     model.seed = int(config.seed)  # new heads: initialised from (this run's seed, task name)
-    ws = reconcile_heads(model, specs, changed=changed, changed_policy=changed_policy)
+    ws = reconcile_heads(model, specs, changed=changed, changed_policy=changed_policy, keep=keep)
     return model, tokenizer, ws

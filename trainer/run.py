@@ -15,6 +15,7 @@ under way, so `train --resume` can pick an interrupted run up.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -23,10 +24,12 @@ from typing import Any, Callable, Optional, Sequence
 
 from mothermodel.errors import UserError
 from mothermodel.registry import lineage
-from mothermodel.registry.files import sha256_file, write_text_atomic
+from mothermodel.atomic import sha256_file, write_text_atomic
 from mothermodel.registry.records import ModelTaskRecord, Snapshot
 from mothermodel.registry.store import RegistryStore
+from mothermodel.registry.metric_key import flatten
 from mothermodel.trainer.config import TrainConfig
+from mothermodel.trainer.outcome import TaskResult, TrainOutcome, TrainRun
 
 IN_PROGRESS = "in-progress.json"
 
@@ -116,16 +119,45 @@ def lineage_of(store: RegistryStore, snap: Snapshot, names: Sequence[str],
     return out
 
 
-def changes(model, lin: dict[str, Lineage]) -> dict[str, list[str]]:
-    """Tasks new to, changed since, unchanged since, and removed from the latest model."""
+def changes(model, lin: dict[str, Lineage], kept: Sequence[str] = ()) -> dict[str, list[str]]:
+    """Tasks new to, changed since, unchanged since, and removed from the latest model. KEPT (`carried`): the
+    model's tasks this run does not train, neither trained nor removed."""
     out: dict[str, list[str]] = {"new": [], "changed": [], "unchanged": [], "removed": []}
     for n, li in lin.items():
         s = lineage.model_staleness(n, li.fingerprint, li.prob_label_version, model)
         key = "unchanged" if not s.stale else ("new" if model is None or n not in model.tasks else "changed")
         out[key].append(n)
     if model is not None:
-        out["removed"] = sorted(set(model.tasks) - set(lin))
+        out["removed"] = sorted(set(model.tasks) - set(lin) - set(kept))
     return out
+
+
+def carried(model, snap: Snapshot, names: Sequence[str]) -> list[str]:
+    """The latest model's tasks that `train --task` leaves out: still registered and trainable, not chosen.
+    Their heads stay as they are and their records (lineage, the guard's choice) pass to the new model version
+    (`carried_records`); only a task that is gone (or has nothing to train on) is removed. A chosen task left
+    out for a fault is not carried: its head goes, as isolation documents."""
+    if model is None:
+        return []
+    keep = set(trainable(snap, None)) - set(names)
+    return sorted(n for n in model.tasks if n in keep)
+
+
+def carried_records(model, tasks: Sequence[str]) -> tuple[list[ModelTaskRecord], dict[str, Any]]:
+    """CARRIED tasks' records for the next model version, and their metrics: the same lineage, the same guard's
+    choice, and the checkpoint that served them (the model's own folder made explicit: the new folder's
+    encoder moved). `guard["trained_in"]`: the version whose run trained them, so that a deployable distilled
+    from any version since is not superseded (`lineage.deployable_staleness`)."""
+    recs, metrics = [], {}
+    for n in tasks:
+        mt = model.tasks[n]
+        path, digest = (mt.checkpoint, mt.checkpoint_hash) if mt.checkpoint else (model.path, model.content_hash)
+        recs.append(ModelTaskRecord(n, mt.task_fingerprint, mt.prob_label_version, served_by=mt.served_by,
+                                    checkpoint=path, checkpoint_hash=digest,
+                                    guard={**(mt.guard or {}), "trained_in": (mt.guard or {}).get("trained_in",
+                                                                                                  model.version)}))
+        metrics.update({k: v for k, v in model.metrics.items() if k.split("/", 1)[0] == n})
+    return recs, metrics
 
 
 def task_data(store: RegistryStore, snap: Snapshot, lin: dict[str, Lineage],
@@ -170,10 +202,10 @@ def _tracking_uri(ws, options: TrainOptions) -> str:
 
 
 def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | None = None,
-          echo: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+          echo: Callable[[str], None] = lambda s: None) -> TrainOutcome:
     """Train (or warm-start) the mother model on every task's fresh labels; record a model version.
 
-    Returns ``{"model_version", "trained", "metrics": {"task/dataset/split/metric": x}, ...}``.
+    Returns a `TrainOutcome` (trainer/outcome.py): per task its figures and the guard's choice.
     """
     from mothermodel.registry.workspace import training
 
@@ -182,7 +214,7 @@ def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | Non
 
 
 def _train(store: RegistryStore, config: TrainConfig, options: TrainOptions, echo: Callable[[str], None],
-           before: dict[str, Any] | None) -> dict[str, Any]:
+           before: dict[str, Any] | None) -> TrainOutcome:
     if options.fresh and options.resume:
         raise UserError("--fresh: cannot be combined with --resume (a resumed run continues its own model)")
     ws = store.ws
@@ -198,19 +230,21 @@ def _train(store: RegistryStore, config: TrainConfig, options: TrainOptions, ech
     latest = store.model()
     if failed and not lin:
         return _all_failed(store, latest, failed)
-    ch = changes(latest, lin)
+    # `--task` trains the chosen tasks only: the model's other tasks are carried over, not removed
+    kept = carried(latest, snap, names)
+    ch = changes(latest, lin, kept)
     # a task left out for a fault is no reason to train by itself (`watch` would drop its head every tick)
     up_to_date = latest is not None and not (ch["new"] or ch["changed"] or set(ch["removed"]) - set(failed or {}))
     if options.if_changed and not options.resume and up_to_date:
         _record_faults(store, failed, list(lin))
-        return {"model_version": latest.version, "trained": False, "status": "up to date", "changes": ch,
-                "metrics": latest.metrics, "failed": _failed_list(failed)}
+        return TrainOutcome(latest.version, False, ch, status="up to date", recorded_metrics=latest.metrics,
+                            failed=_failed_list(failed))
     tasks = task_data(store, snap, lin, failed)
     if failed and not lin:
         return _all_failed(store, latest, failed)
     if failed:
         names = list(lin)
-        ch = changes(latest, lin)
+        ch = changes(latest, lin, kept)
     _record_faults(store, failed, [])
     # A plain `train` with nothing changed is a request to train again (new settings, say): a full run
     # from a fresh model. A warm start would have nothing to train for and record a copy of the latest.
@@ -224,23 +258,30 @@ def _train(store: RegistryStore, config: TrainConfig, options: TrainOptions, ech
     if latest is not None and (options.resume or same_encoder):
         ckpt.verify_recorded(ws.home / latest.path, latest.content_hash)
     run_dir, resume, config = _run_dir(ws, store, lin, config, options, before)
-    from mothermodel.trainer.evaluate import evaluate, metric_keys
     from mothermodel.trainer.model import build_model, head_specs, warm_start
     from mothermodel.trainer.selftrain import fit
     from mothermodel.trainer.tracking import Tracker
 
     from mothermodel.trainer.data import resolve_config
 
-    config = resolve_config(config, tasks)  # epochs / lr where left to the data, as recorded below
-    specs = head_specs(tasks, config.span_pooling)
-    warm = None
-    if warm_ok:
-        # verify_all=False: verify_recorded above checked every file against the recorded manifest
-        model, tokenizer, warm = warm_start(ws.home / latest.path, specs, config, changed=ch["changed"],
-                                            changed_policy=options.changed_policy, verify_all=False)
-        echo(f"warm start from model v{latest.version}: " + ", ".join(f"{k} {len(v)}" for k, v in warm.to_dict().items()))
-    else:
-        model, tokenizer = build_model(specs, config)
+    try:  # a run that fails before it trains (an encoder that does not load, say) is no run to resume
+        config = resolve_config(config, tasks)  # epochs / lr where left to the data, as recorded below
+        specs = head_specs(tasks, config.span_pooling)
+        warm = None
+        if warm_ok:
+            # verify_all=False: verify_recorded above checked every file against the recorded manifest
+            model, tokenizer, warm = warm_start(ws.home / latest.path, specs, config, changed=ch["changed"],
+                                                changed_policy=options.changed_policy, verify_all=False, keep=kept)
+            for n in kept:  # not trained: frozen, so their weights stay bit-identical (and DDP sees no unused head)
+                if n in model.heads:
+                    model.heads[n].requires_grad_(False)
+            echo(f"warm start from model v{latest.version}: " + ", ".join(f"{k} {len(v)}" for k, v in warm.to_dict().items()))
+        else:
+            model, tokenizer = build_model(specs, config)
+    except BaseException:
+        if not resume:
+            _forget_run(ws, run_dir)
+        raise
     focus = _focus(warm, ch)
     meta = {"tasks": {n: vars(li) for n, li in lin.items()}, "warm_start_from": latest.version if warm else None,
             "focus": focus}
@@ -279,7 +320,8 @@ def _train(store: RegistryStore, config: TrainConfig, options: TrainOptions, ech
         per_stage = _evaluate_stages(res.model, tokenizer, tasks, stage_dirs, config, res.tokens or None)
         fits = _encoder_fits(tasks, config)
         served = _guard(tasks, lin, per_stage, stage_dirs, fits, config, res.tokens or None, res.model, tokenizer)
-        metrics = _metrics(lin, per_stage, served)
+        results = _task_results(lin, per_stage, served)
+        metrics = {k: v for r in results.values() for k, v in r.metric_keys().items()}
         tracker.log_metrics(metrics)
         examples_per_s = examples / trained_seconds if trained_seconds > 0 else 0.0
         tracker.log_metrics({"train_seconds": seconds, "examples_per_s": examples_per_s})
@@ -293,28 +335,28 @@ def _train(store: RegistryStore, config: TrainConfig, options: TrainOptions, ech
             records.append(ModelTaskRecord(n, li.fingerprint, li.prob_label_version, served_by=c["served_by"],
                                            checkpoint=str(path.relative_to(ws.home)),
                                            checkpoint_hash=sha256_file(path / ckpt.MANIFEST), guard=c))
+        kept_records, kept_metrics = carried_records(latest, kept)
         rec = store.record_model(path=str(final.relative_to(ws.home)), encoder=config.encoder or "default",
-                                 content_hash=sha256_file(final / ckpt.MANIFEST), metrics=metrics,
-                                 mlflow_run_id=tracker.run_id, tasks=records)
+                                 content_hash=sha256_file(final / ckpt.MANIFEST), metrics={**flatten(metrics), **kept_metrics},
+                                 mlflow_run_id=tracker.run_id, tasks=records + kept_records)
         tracker.set_tags({"mothermodel.model_version": str(rec.version),
                           "mlflow.runName": f"model v{rec.version}: {', '.join(names)}"})
     (ws.models_dir / IN_PROGRESS).unlink(missing_ok=True)
     for n, c in served.items():
         if c["below_labels"] or (c.get("encoder_fit") or {}).get("poor"):
             echo(f"guard: {n}: {c['reason']}" + (f"; likely cause: {c['cause']}" if c.get("cause") else ""))
-    return {"model_version": rec.version, "trained": True, "metrics": metrics, "changes": ch, "guard": served,
-            "warm_start": warm.to_dict() if warm else None, "focus": focus, "path": rec.path, "mlflow_run_id": rec.mlflow_run_id,
-            "mlflow_tracking_uri": uri, "seconds": round(seconds, 2), "examples_per_s": round(examples_per_s, 1),
-            "steps": sum(r.steps for r in stages), "stages": len(stages),
-            "resumed_from": str(stages[0].resumed_from) if stages[0].resumed_from else None,
-            "failed": _failed_list(failed)}
+    run = TrainRun(path=rec.path, mlflow_run_id=rec.mlflow_run_id, mlflow_tracking_uri=uri,
+                   seconds=round(seconds, 2), examples_per_s=round(examples_per_s, 1),
+                   steps=sum(r.steps for r in stages), stages=len(stages),
+                   warm_start=warm.to_dict() if warm else None, focus=focus,
+                   resumed_from=str(stages[0].resumed_from) if stages[0].resumed_from else None)
+    return TrainOutcome(rec.version, True, ch, tasks=results, run=run, failed=_failed_list(failed))
 
 
-def _all_failed(store: RegistryStore, latest, failed: dict[str, Exception]) -> dict[str, Any]:
+def _all_failed(store: RegistryStore, latest, failed: dict[str, Exception]) -> TrainOutcome:
     """Every task failed: nothing trained, each failure recorded and reported."""
     _record_faults(store, failed, [])
-    return {"model_version": latest.version if latest else None, "trained": False, "status": "failed",
-            "changes": {}, "metrics": {}, "failed": _failed_list(failed)}
+    return TrainOutcome(latest.version if latest else None, False, {}, status="failed", failed=_failed_list(failed))
 
 
 def _failed_list(failed: dict[str, Exception] | None) -> list[dict[str, Any]]:
@@ -439,30 +481,12 @@ def _likely_cause(t, fit: Optional[dict]) -> str:
             "(--epochs); meanwhile its labels serve it")
 
 
-def _metrics(lin: dict[str, Lineage], per_stage, served) -> dict[str, float]:
-    """The run's metrics: per task and split, the chosen model stage's figures (`accuracy`, `macro_f1`), each
-    stage's (`stage<i>_accuracy`), the labels' (`label_model_*`) and what serves (`served_*`)."""
-    from mothermodel.trainer.evaluate import metric_keys
-
-    datasets = {n: li.dataset for n, li in lin.items()}
-    metrics: dict[str, float] = {}
-    for n, li in lin.items():
-        c = served[n]
-        metrics.update(metric_keys({n: per_stage[c["stage"]].get(n, {})}, datasets))
-        if len(per_stage) > 1:
-            for s, res in per_stage.items():
-                for split, m in res.get(n, {}).items():
-                    metrics[f"{n}/{li.dataset}/{split}/stage{s}_accuracy"] = float(m["accuracy"])
-        for split, m in li.label_metrics.items():
-            for k in ("accuracy", "macro_f1"):
-                if k in m:
-                    metrics[f"{n}/{li.dataset}/{split}/label_model_{k}"] = m[k]
-        src = li.label_metrics if c["served_by"] == "labels" else per_stage[c["stage"]].get(n, {})
-        for split, m in src.items():
-            for k in ("accuracy", "macro_f1"):
-                if k in m:
-                    metrics[f"{n}/{li.dataset}/{split}/served_{k}"] = float(m[k])
-    return metrics
+def _task_results(lin: dict[str, Lineage], per_stage, served) -> dict[str, TaskResult]:
+    """Per task: the chosen model stage's figures, each stage's, the labels' and the guard's choice (its
+    `metric_keys()` are the run's metrics)."""
+    return {n: TaskResult(n, li.dataset, per_stage[served[n]["stage"]].get(n, {}), li.label_metrics,
+                          {s: res.get(n, {}) for s, res in per_stage.items()}, served[n])
+            for n, li in lin.items()}
 
 
 def _guard_tag(c: dict[str, Any]) -> str:
@@ -478,11 +502,17 @@ def _focus(warm, ch: dict[str, list[str]]) -> Optional[list[str]]:
     """The tasks a warm start trains for (new and changed), or None for a full run.
 
     A full run when there is no warm start or no task is unchanged: then every
-    task needs the whole schedule anyway.
+    task needs the whole schedule anyway. An unchanged task whose head the warm
+    model lacks or re-initialised (carried over by a `--task` run from another
+    encoder, or a layout change) trains like a new one: it has no outputs to keep.
     """
-    if warm is None or not ch["unchanged"]:
+    if warm is None:
         return None
-    return sorted(ch["new"] + ch["changed"])
+    fresh = set(warm.added) | set(warm.reinitialized)
+    unchanged = [n for n in ch["unchanged"] if n not in fresh]
+    if not unchanged:
+        return None
+    return sorted(set(ch["new"] + ch["changed"] + ch["unchanged"]) - set(unchanged))
 
 
 def _save_untrained(model, tokenizer, config: TrainConfig, run_dir: Path, meta: dict):
@@ -500,6 +530,17 @@ def _same_encoder(ws, latest, config: TrainConfig) -> bool:
 
     m = ckpt.read_manifest(ws.home / latest.path)
     return (m.get("config") or {}).get("encoder") == config.encoder
+
+
+def _forget_run(ws, run_dir: Path) -> None:
+    """Remove RUN_DIR and the in-progress marker if it still names it (another run may have written its own)."""
+    marker = ws.models_dir / IN_PROGRESS
+    try:
+        if json.loads(marker.read_text()).get("run_dir") == str(run_dir.relative_to(ws.home)):
+            marker.unlink(missing_ok=True)
+    except (OSError, ValueError, AttributeError):
+        pass
+    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _drop_superseded_run(ws, store: RegistryStore, state: dict[str, Any] | None) -> None:

@@ -24,7 +24,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
+
+from mothermodel.registry.metric_key import MetricKey, flatten
 
 __all__ = ["Tracker", "flatten_params", "safe_key"]
 
@@ -138,12 +140,13 @@ class Tracker:
             chunk, self._buf = self._buf[:1000], self._buf[1000:]
             self._safely("step metrics", self.client.log_batch, self.run_id, metrics=chunk)
 
-    def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
-        """Log final metrics (e.g. ``task/dataset/split/metric``)."""
+    def log_metrics(self, metrics: Mapping[MetricKey | str, float], step: Optional[int] = None) -> None:
+        """Log final metrics: a task's figures by `MetricKey` (logged as ``task/dataset/split/metric``, the
+        one place they are flattened for MLflow), run-wide ones (``train_seconds``) by name."""
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        items = [Metric(safe_key(k), float(v), ts, int(step or 0)) for k, v in metrics.items()]
+        items = [Metric(safe_key(k), float(v), ts, int(step or 0)) for k, v in flatten(metrics).items()]
         for s in range(0, len(items), 1000):
             self._safely("metrics", self.client.log_batch, self.run_id, metrics=items[s:s + 1000])
 

@@ -65,9 +65,10 @@ def _versions(directory: Path) -> tuple[dict[str, tuple], int | None]:
     """Per task (labels version, deployable version), and the latest model version."""
     from mothermodel.api import Registry
 
-    st = Registry.open(directory).status()
-    return ({t["name"]: (t["labels"]["version"], t["deployable"]["version"]) for t in st["tasks"]},
-            st["latest_model_version"])
+    store = Registry.open(directory).store
+    model = store.model()
+    return ({n: (st["labels"].version, st["deployable"].version) for n, st in store.staleness().items()},
+            model.version if model else None)
 
 
 def add_datasets(directory: Path, scale: int = 1) -> None:
@@ -208,15 +209,17 @@ def _summary(reg) -> None:
     """Test accuracy per task: label model, mother model, what serves the task (the guard's choice on valid),
     student; the student's batch-1 latency."""
     from mothermodel import console
+    from mothermodel.registry.metric_key import MetricKey
 
     model = reg.store.model()
     rows, notes = [], []
     fmt = lambda x, f=".3f": "" if x is None else format(x, f)  # noqa: E731
-    for t in reg.list_tasks():
-        pl = reg.store.latest_prob_labels(t["name"])
+    for t in reg.store.tasks().values():  # task records, in name order
+        pl = reg.store.latest_prob_labels(t.name)
         lm = (pl.metrics.get("test") or {}).get("accuracy") if pl else None
-        mm = model.metrics.get(f"{t['name']}/{t['dataset']}/test/accuracy") if model else None
-        mt = model.tasks.get(t["name"]) if model else None
+        test_acc = MetricKey(t.name, t.dataset, "test", "accuracy").flat()  # as the model and student record it
+        mm = model.metrics.get(test_acc) if model else None
+        mt = model.tasks.get(t.name) if model else None
         g = (mt.guard if mt else None) or {}
         served = ""
         if mt and mt.served_by:
@@ -224,11 +227,11 @@ def _summary(reg) -> None:
                 "model" if g.get("stage") == g.get("final_stage") else f"model stage {g.get('stage')}")
             served = what + (f" ({g['margin']:+.1f} on valid)" if g.get("margin") is not None else "")
             if mt.served_by == "labels" or g.get("stage") != g.get("final_stage"):
-                notes.append(f"  {t['name']}: {g.get('reason', '')}")
-        dep = reg.store.latest_deployable(t["name"])
-        sa = dep.metrics.get(f"{t['name']}/{t['dataset']}/test/accuracy") if dep else None
+                notes.append(f"  {t.name}: {g.get('reason', '')}")
+        dep = reg.store.latest_deployable(t.name)
+        sa = dep.metrics.get(test_acc) if dep else None
         lat = dep.metrics.get("latency_ms_batch1") if dep else None
-        rows.append((t["name"], pl.model if pl else "", fmt(lm), fmt(mm), served, dep.student if dep else "",
+        rows.append((t.name, pl.model if pl else "", fmt(lm), fmt(mm), served, dep.student if dep else "",
                      fmt(sa), fmt(lat, ".2f")))
     print(f"\nTest accuracy on gold labels (model v{model.version if model else '-'}):")
     console.table(rows, ["task", "label model", "label model acc.", "mother model acc.", "served by",
