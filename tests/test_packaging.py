@@ -68,7 +68,13 @@ def test_layout():
     dirs, listed = setup["package-dir"], set(setup["packages"])
     assert set(dirs) == {"mothermodel"} | {f"mothermodel.{layer}" for layer in ALLOWED}, sorted(dirs)
     for pkg, folder in dirs.items():
-        assert Path(importlib.import_module(pkg).__file__).resolve() == REPO / folder / "__init__.py", pkg
+        installed = Path(importlib.import_module(pkg).__file__).resolve().parent
+        if installed.is_relative_to(REPO):  # an editable install imports the source folder itself
+            assert installed == REPO / folder, pkg
+        else:  # `pip install .`: the package sits at its dotted path and carries every module of its folder
+            assert installed.parts[-len(pkg.split(".")):] == tuple(pkg.split(".")), (pkg, installed)
+            src = {p.name for p in (REPO / folder).glob("*.py")}
+            assert src <= {p.name for p in installed.glob("*.py")}, (pkg, src - {p.name for p in installed.glob("*.py")})
         for init in sorted((REPO / folder).rglob("__init__.py")):
             sub = ".".join([pkg, *init.parent.relative_to(REPO / folder).parts])
             assert sub in listed, f"{init.parent.relative_to(REPO)}: a package pyproject.toml does not list ({sub})"
