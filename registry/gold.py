@@ -62,17 +62,14 @@ def indices(values, classes: Sequence[str], *, dataset: str, column: str, task: 
     if pt.is_null(values.type):
         return np.full(n, -1, np.int64)
     if pt.is_string(values.type) or pt.is_large_string(values.type):
-        names = {c: i for i, c in enumerate(classes)}
-        out = np.full(n, -1, np.int64)
-        for i, v in enumerate(values.to_pylist()):
-            if v is None or v == "" or v == "-1":
-                continue
-            j = names.get(v)
-            if j is None:
-                raise GoldError(f"{where}: {v!r} (row {i}) is not one of the task's classes "
-                                f"({', '.join(classes)})")
-            out[i] = j
-        return out
+        idx = pc.index_in(values, value_set=pa.array(list(classes), values.type))
+        unknown = pc.or_kleene(pc.is_null(values), pc.is_in(values, value_set=pa.array(["", "-1"], values.type)))
+        bad = pc.and_(pc.is_null(idx), pc.invert(pc.fill_null(unknown, True)))
+        if pc.any(bad).as_py():
+            i = pc.index(bad, True).as_py()
+            raise GoldError(f"{where}: {values[i].as_py()!r} (row {i}) is not one of the task's classes "
+                            f"({', '.join(classes)})")
+        return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     if pt.is_integer(values.type) or pt.is_floating(values.type):
         x = pc.fill_null(values.cast(pa.float64()), -1.0).to_numpy(zero_copy_only=False)
         x = np.where(np.isnan(x), -1.0, x)

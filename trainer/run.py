@@ -27,11 +27,12 @@ from mothermodel.registry import lineage
 from mothermodel.atomic import sha256_file, write_text_atomic
 from mothermodel.registry.records import ModelTaskRecord, Snapshot
 from mothermodel.registry.store import RegistryStore
-from mothermodel.registry.metric_key import flatten
+from mothermodel.registry.metric_key import MetricKey, flatten
+from mothermodel.registry.workspace import TRAIN_MARKER
 from mothermodel.trainer.config import TrainConfig
 from mothermodel.trainer.outcome import TaskResult, TrainOutcome, TrainRun
 
-IN_PROGRESS = "in-progress.json"
+IN_PROGRESS = TRAIN_MARKER  # registry/workspace.py owns the name: status and verify read it too
 
 
 @dataclass
@@ -156,7 +157,7 @@ def carried_records(model, tasks: Sequence[str]) -> tuple[list[ModelTaskRecord],
                                     checkpoint=path, checkpoint_hash=digest,
                                     guard={**(mt.guard or {}), "trained_in": (mt.guard or {}).get("trained_in",
                                                                                                   model.version)}))
-        metrics.update({k: v for k, v in model.metrics.items() if k.split("/", 1)[0] == n})
+        metrics.update({k: v for k, v in model.metrics.items() if (key := MetricKey.parse(k)) and key.task == n})
     return recs, metrics
 
 
