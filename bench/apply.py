@@ -239,7 +239,8 @@ def main(argv=None) -> int:
     import pyarrow as pa
 
     from mothermodel.labeling import ABSTAIN, KeywordLF, RegexLF, labeling_function
-    from mothermodel.labeling.apply import ApplyConfig, apply_declarative_lfs, apply_python_lfs
+    from mothermodel.labeling.apply.config import ApplyConfig
+    from mothermodel.labeling.apply.core import apply_declarative_lfs, apply_python_lfs
 
     load_before = os.getloadavg()[0]
     texts = make_texts(args.rows)
@@ -310,7 +311,7 @@ def main(argv=None) -> int:
     if args.dask:
         from distributed import Client, LocalCluster
 
-        from mothermodel.labeling.dask_apply import DaskApplyConfig, apply_lfs_dask, start_helpers
+        from mothermodel.labeling.apply.dask import DaskApplyConfig, apply_lfs_dask, start_helpers
 
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cl, \
                 Client(cl) as client:

@@ -8,7 +8,7 @@ Parts:
       valid and test accuracy / macro-F1. Ours with and without dev gold (valid);
       with dev gold the valid figure is a 5-fold x 4 cross-validation over valid rows
       (fit with 4/5 of valid as dev, score the other 1/5).
-      The default `label fit` adds the text view (labeling/textview.py): its test
+      The default `label fit` adds the text view (labeling/model/textview.py): its test
       figure, and the valid-only grid its defaults were chosen from (rule: highest
       mean valid accuracy over youtube and trec).
   (b) synthetic 1M x 50 binary (each LF fires with prob 0.3, accuracy ~ U(0.55, 0.95),
@@ -73,17 +73,14 @@ def threads_info() -> dict:
 
 
 def load_ours():
-    try:
-        from mothermodel.labeling import model  # type: ignore
-        return model
-    except ImportError:
-        import importlib.util
-        path = REPO / "labeling" / "model.py"
-        spec = importlib.util.spec_from_file_location("_mm_label_model", path)
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)
-        return mod
+    """Our label models, as one namespace (the modules of mothermodel.labeling.model)."""
+    from types import SimpleNamespace
+
+    from mothermodel.labeling.model.baselines import MajorityVoter
+    from mothermodel.labeling.model.dev_correction import stratified_folds
+    from mothermodel.labeling.model.label_model import LabelModel, LabelModelConfig
+    return SimpleNamespace(LabelModel=LabelModel, LabelModelConfig=LabelModelConfig, MajorityVoter=MajorityVoter,
+                           stratified_folds=stratified_folds)
 
 
 def synthetic(n: int, m: int, coverage: float = 0.3, seed: int = SEED, chunk: int = 1 << 18):
@@ -127,7 +124,7 @@ def text_view_runs(texts, splits, L_all, y_valid, lm, cfg_default):
     import pyarrow as pa
     from dataclasses import replace
 
-    from mothermodel.labeling.textview import combine, hashed_ngrams, text_view
+    from mothermodel.labeling.model.textview import combine, hashed_ngrams, text_view
 
     split = np.concatenate([np.full(len(t), s) for s, t in zip(splits, texts)])
     X = hashed_ngrams(pa.array(sum(texts, [])), cfg_default)
@@ -150,7 +147,7 @@ def text_view_runs(texts, splits, L_all, y_valid, lm, cfg_default):
 
 
 def lm_tie_break(P):
-    from mothermodel.labeling.votes import tie_break
+    from mothermodel.labeling.model.votes import tie_break
     return tie_break(P, SEED)
 
 
@@ -289,7 +286,7 @@ def child_wrench(args) -> dict:
             c3 = mod.LabelModelConfig(device="cpu", seed=SEED, class_balance=[1.0 / k] * k)
             abl["class_balance=uniform"] = metrics(mod.LabelModel(k, c3).fit(Ltr).predict(Lva), yva, k)["accuracy"]
             r["ablation_valid_accuracy"] = abl
-            from mothermodel.labeling.textview import TextViewConfig
+            from mothermodel.labeling.model.textview import TextViewConfig
             texts = [load_texts(data, name, s) for s in ("train", "valid", "test")]
             tv, pred, split = text_view_runs(texts, ("train", "valid", "test"), np.vstack([Ltr, Lva, Lte]),
                                              yva, lm, TextViewConfig(seed=SEED))

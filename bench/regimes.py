@@ -317,9 +317,10 @@ def run_ours(w: World, seed: int = 123, lm_overrides: dict | None = None) -> dic
     the label model fitted on the train rows, every row predicted, ties broken by row id with `seed`."""
     import pyarrow as pa
 
-    from mothermodel.labeling.model import LabelModel, LabelModelConfig, MajorityVoter
-    from mothermodel.labeling.textview import TextViewConfig, apply_text_view
-    from mothermodel.labeling.votes import tie_break
+    from mothermodel.labeling.model.baselines import MajorityVoter
+    from mothermodel.labeling.model.label_model import LabelModel, LabelModelConfig
+    from mothermodel.labeling.model.textview import TextViewConfig, apply_text_view
+    from mothermodel.labeling.model.votes import tie_break
 
     train = w.split == "train"
     out: dict = {}

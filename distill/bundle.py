@@ -12,6 +12,8 @@ its final name; a killed writer leaves only ``.tmp-*``/``.old-*`` folders, which
 :func:`remove_leftovers` deletes.
 Reading: :func:`verify` (the standalone runner's check) refuses any file whose
 hash differs from the manifest's, with a :class:`~mothermodel.errors.UserError`.
+Exporting: :func:`export` (`mothermodel export TASK`) copies a task's latest
+deployable out; no torch, no MLflow on its path.
 """
 
 from __future__ import annotations
@@ -22,11 +24,21 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mothermodel.atomic import OLD_PREFIX, TMP_PREFIX, file_entries, seal_folder, temp_folder, write_manifest
+from mothermodel.atomic import (
+    OLD_PREFIX,
+    TMP_PREFIX,
+    file_entries,
+    seal_folder,
+    sha256_file,
+    temp_folder,
+    write_manifest,
+)
+from mothermodel.distill.run_bundle import BundleError, verify as verify_files
 from mothermodel.errors import UserError
+from mothermodel.registry.abstract_store import AbstractStore
 from mothermodel.registry.db import fault_point
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "write", "verify", "copy_to", "remove_leftovers", "size_bytes"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "write", "verify", "copy_to", "remove_leftovers", "size_bytes", "export"]
 
 FORMAT = "mothermodel-bundle"
 FORMAT_VERSION = 1
@@ -51,8 +63,6 @@ def write(final: Path, build: Callable[[Path], dict[str, Any]]) -> dict[str, Any
 
 def verify(folder: Path) -> dict[str, Any]:
     """The bundle's manifest after checking every file's sha256; UserError naming the file otherwise."""
-    from mothermodel.distill.run_bundle import BundleError, verify as verify_files
-
     try:
         return verify_files(folder)
     except BundleError as e:
@@ -120,3 +130,24 @@ def remove_leftovers(folder: Path, keep: set[str]) -> list[str]:
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p.name)
     return removed
+
+
+def export(store: AbstractStore, task: str, out: str | Path, fmt: str = "onnx") -> dict[str, Any]:
+    """`export TASK`: copy TASK's latest deployable bundle to OUT (hash-checked, atomically). Here, not in
+    distill/run.py, so that `mothermodel export` imports no torch or MLflow."""
+    if fmt != "onnx":
+        raise UserError(f"--format: {fmt!r} is not supported (onnx)")
+    store.task(task)
+    rec = store.latest_deployable(task)
+    if rec is None:
+        raise UserError(f"TASK: {task} has no deployable yet; run `mothermodel distill {task}`")
+    src = store.ws.home / rec.path
+    if not (src / "manifest.json").is_file() or sha256_file(src / "manifest.json") != rec.content_hash:
+        raise UserError(f"TASK: deployable {task} v{rec.version} at {src} is missing or its manifest differs from "
+                        f"what the registry recorded; run `mothermodel distill {task}` again")
+    manifest = copy_to(src, Path(out))
+    st = store.staleness([task])[task]["deployable"]
+    return {"task": task, "out": str(Path(out).resolve()), "format": fmt, "deployable_version": rec.version,
+            "model_version": rec.model_version, "student": rec.student, "registered_version": rec.mlflow_model_version,
+            "files": sorted([*manifest["files"], "manifest.json"]), "metrics": manifest["metrics"],
+            "onnx_check": manifest["onnx_check"], "stale": st.stale, "stale_reason": st.reason}

@@ -1,4 +1,5 @@
-"""The distillation configuration: one typed, documented object, no torch at import.
+"""The distillation configuration (DistillConfig) and how a run reports (DistillOptions): typed, documented
+objects, no torch at import.
 
 Defaults were chosen on WRENCH youtube + trec *valid* accuracy against the
 default mother model (docs/distill.md); tests and the demo override them with
@@ -13,7 +14,7 @@ from typing import Any, Optional
 from mothermodel.defaults import DEFAULT_SEED
 from mothermodel.trainer.config import Config
 
-__all__ = ["DistillConfig", "STUDENTS"]
+__all__ = ["DistillConfig", "DistillOptions", "STUDENTS"]
 
 STUDENTS = ("tiny", "ngram", "chars")
 
@@ -123,3 +124,16 @@ class DistillConfig(Config):
     def to_dict(self) -> dict[str, Any]:
         """Plain values (JSON- and MLflow-params-ready)."""
         return {**super().to_dict(), "ngram_orders": list(self.ngram_orders), "char_orders": list(self.char_orders)}
+
+
+@dataclass
+class DistillOptions:
+    """How `distill` reports (the student's settings are in `DistillConfig`).
+
+    Attributes:
+        tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the workspace's own store).
+        progress: progress lines while the student trains.
+    """
+
+    tracking_uri: Optional[str] = None
+    progress: bool = True

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from mothermodel.distill.config import DistillConfig
+from mothermodel.labeling.metrics import split_metrics
 from mothermodel.trainer.data import Tokenized, pad_ids
 
 __all__ = ["KDResult", "soft_targets", "train_student", "student_proba", "score"]
@@ -117,8 +118,6 @@ def score(probs: np.ndarray, gold: Optional[np.ndarray], split: np.ndarray, num_
     `reference`: another model's probabilities (the teacher's); "agreement" is
     the share of the split's gold rows where both predict the same class.
     """
-    from mothermodel.labeling.metrics import split_metrics
-
     pred = probs.argmax(axis=1)
     res = split_metrics(gold, pred, split, num_classes)
     if reference is not None and gold is not None:

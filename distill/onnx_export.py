@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
 __all__ = ["INPUTS", "OUTPUT", "export", "max_abs_diff", "TaskLogits"]
@@ -47,8 +48,6 @@ def export(module: torch.nn.Module, path: str | Path, sample: tuple[torch.Tensor
 
 def max_abs_diff(path: str | Path, module: torch.nn.Module, batches: list[tuple[np.ndarray, np.ndarray]]) -> float:
     """The largest |onnxruntime logit - PyTorch logit| over `batches` of (input_ids, attention_mask)."""
-    import onnxruntime as ort
-
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     module.eval()
     worst = 0.0

@@ -14,6 +14,7 @@ distillation's run and registration stay explicit.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import warnings
@@ -21,6 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+from mlflow.exceptions import MlflowException
+from mlflow.models.signature import ModelSignature
+from mlflow.types.schema import Array, ColSpec, Schema
+
+from mothermodel.distill.bundle import verify
+from mothermodel.distill.run_bundle import Bundle
+from mothermodel.inputs import TaskInput
+
+try:  # MLflow's own type-hint check (a private helper): another MLflow version may lack it
+    from mlflow.pyfunc.utils.data_validation import _get_func_info_if_type_hint_supported as _type_hint_check
+except ImportError:  # then the warning filter below is all there is
+    _type_hint_check = None
 
 __all__ = ["BundleModel", "register", "lineage_tags", "remove_orphans", "end_stale_runs"]
 
@@ -41,14 +54,12 @@ def _no_type_hint_warning(func):
     ``simplefilter("once")``, which beats the ignore filter above; the class made from `func`
     then finds the check cached and says nothing.
     """
-    try:
-        from mlflow.pyfunc.utils.data_validation import _get_func_info_if_type_hint_supported as check
-    except ImportError:  # another MLflow version: the filter above is all there is
+    if _type_hint_check is None:
         return func
     with warnings.catch_warnings():
         warnings.showwarning = lambda *a, **k: None  # restored when the block ends
         try:
-            check(func)
+            _type_hint_check(func)
         except Exception:  # noqa: BLE001 - the class's own check reports what matters
             pass
     return func
@@ -58,9 +69,6 @@ class BundleModel(mlflow.pyfunc.PythonModel):
     """A pyfunc model that runs a mothermodel bundle with onnxruntime."""
 
     def load_context(self, context: Any) -> None:
-        from mothermodel.distill.bundle import verify
-        from mothermodel.distill.run_bundle import Bundle
-
         folder = Path(context.artifacts["bundle"])
         verify(folder)  # a UserError naming the modified file, before onnxruntime reads it
         self.bundle = Bundle(folder)
@@ -96,11 +104,6 @@ def _plain(v: Any) -> Any:
 
 def signature_for(manifest: dict[str, Any]):
     """The registered model's signature: the input's fields (strings; span columns arrays of long) -> class name."""
-    from mlflow.models.signature import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, Schema
-
-    from mothermodel.inputs import TaskInput
-
     inp = TaskInput.from_dict(manifest.get("input") or {"kind": "text", "fields": ["text"]})
     if inp.kind == "text":
         cols = [ColSpec("string", "text")]
@@ -111,8 +114,6 @@ def signature_for(manifest: dict[str, Any]):
 
 def lineage_tags(manifest: dict[str, Any], workspace: str) -> dict[str, str]:
     """The registered version's tags: what it was distilled from, and which bundle it carries."""
-    import json
-
     return {
         "mothermodel.task": manifest["task"],
         "mothermodel.model_version": str(manifest["model_version"]),
@@ -127,10 +128,6 @@ def lineage_tags(manifest: dict[str, Any], workspace: str) -> dict[str, str]:
 def register(client: Any, run_id: str, artifact_uri: str, bundle_dir: Path, name: str,
              tags: dict[str, str]) -> str:
     """Log the pyfunc model (bundle inside) to the run and register it as a new version of `name`."""
-    import json
-
-    from mlflow.exceptions import MlflowException
-
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     signature = signature_for(json.loads((Path(bundle_dir) / "manifest.json").read_text()))
     with tempfile.TemporaryDirectory() as d:
@@ -157,8 +154,6 @@ def register(client: Any, run_id: str, artifact_uri: str, bundle_dir: Path, name
 def remove_orphans(client: Any, name: str, workspace: str, recorded: set[str]) -> list[str]:
     """Delete versions of `name` this workspace registered but never recorded (a killed distill's);
     end its runs left RUNNING as KILLED. Returns the deleted versions."""
-    from mlflow.exceptions import MlflowException
-
     try:
         versions = client.search_model_versions(f"name = '{name}'")
     except MlflowException:

@@ -1,4 +1,4 @@
-"""Distillation over the registry: `distill TASK`, `distill --all`, `export TASK`.
+"""Distillation over the registry: `distill TASK`, `distill --all` (`export TASK`: bundle.py, without torch).
 
 One distillation, in the order that keeps a kill -9 harmless:
 
@@ -22,39 +22,41 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import statistics
 import sys
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-from mothermodel.distill.config import DistillConfig
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from mothermodel.atomic import sha256_file
+from mothermodel.distill import bundle, kd, onnx_export
+from mothermodel.distill.bundle import export  # `export TASK` lives in bundle.py (no torch); kept importable here
+from mothermodel.distill.config import DistillConfig, DistillOptions  # DistillOptions: kept importable here
+from mothermodel.distill.pyfunc import end_stale_runs, lineage_tags, register, remove_orphans
+from mothermodel.distill.run_bundle import Bundle
+from mothermodel.distill.students import build_student, char_tokenizer, param_count
 from mothermodel.errors import CommandFailed, UserError
+from mothermodel.registry.abstract_store import AbstractStore
 from mothermodel.registry.db import fault_point
 from mothermodel.registry.metric_key import MetricKey, flatten, per_split
-from mothermodel.atomic import sha256_file
-from mothermodel.registry.store import RegistryStore
+from mothermodel.trainer import checkpoint as ckpt
+from mothermodel.trainer.data import pad_ids, tokenize
+from mothermodel.trainer.loop import StepBar
+from mothermodel.trainer.predict import predict_tokens
+from mothermodel.trainer.run import served_checkpoint
+from mothermodel.trainer.tracking import Tracker
 
 __all__ = ["DistillOptions", "distill", "distill_all", "export", "deployable_dir"]
 
 
-@dataclass
-class DistillOptions:
-    """How `distill` reports (the student's settings are in `DistillConfig`).
-
-    Attributes:
-        tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the workspace's own store).
-        progress: progress lines while the student trains.
-    """
-
-    tracking_uri: Optional[str] = None
-    progress: bool = True
-
-
-def deployable_dir(store: RegistryStore, task: str) -> Path:
+def deployable_dir(store: AbstractStore, task: str) -> Path:
     return store.ws.home / "deployables" / task
 
 
@@ -72,11 +74,11 @@ def _task_lock(folder: Path, task: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _tracking_uri(store: RegistryStore, options: DistillOptions) -> str:
+def _tracking_uri(store: AbstractStore, options: DistillOptions) -> str:
     return options.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or store.ws.mlflow_tracking_uri
 
 
-def _check_model(store: RegistryStore, task: str):
+def _check_model(store: AbstractStore, task: str):
     """The latest model, which must be fresh for `task` (else exit 2 naming the fix)."""
     model = store.model()
     if model is None:
@@ -85,18 +87,13 @@ def _check_model(store: RegistryStore, task: str):
     if state.stale:
         raise UserError(f"TASK: cannot distill {task}: the mother model is stale for it ({state.reason}); "
                         "run `mothermodel train --if-changed` (or `mothermodel watch --once`) first")
-    from mothermodel.trainer import checkpoint as ckpt
-
     # Before any MLflow run or bundle folder exists: a corrupted teacher changes nothing.
     ckpt.verify_recorded(store.ws.home / model.path, model.content_hash)
     return model
 
 
-def _cleanup(store: RegistryStore, task: str, client: Any, experiment_id: str, run_id: str) -> list[str]:
+def _cleanup(store: AbstractStore, task: str, client: Any, experiment_id: str, run_id: str) -> list[str]:
     """Remove a killed distillation's leftovers: unrecorded bundle folders and registered versions, RUNNING runs."""
-    from mothermodel.distill import bundle
-    from mothermodel.distill.pyfunc import end_stale_runs, remove_orphans
-
     recorded = store.deployables(task)
     folder = deployable_dir(store, task)
     removed = bundle.remove_leftovers(folder, {Path(d.path).name for d in recorded})
@@ -115,7 +112,7 @@ def _task_metrics(task: str, dataset: str, student: dict, teacher: dict) -> dict
     return out
 
 
-def distill(store: RegistryStore, task: str, config: DistillConfig, options: DistillOptions | None = None,
+def distill(store: AbstractStore, task: str, config: DistillConfig, options: DistillOptions | None = None,
             echo: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Distil the latest mother model's `task` head into a student; write, register and record its bundle."""
     options = options or DistillOptions()
@@ -123,10 +120,6 @@ def distill(store: RegistryStore, task: str, config: DistillConfig, options: Dis
     model_rec = _check_model(store, task)
     folder = deployable_dir(store, task)
     with _task_lock(folder, task):
-        import logging
-
-        from mothermodel.trainer.tracking import Tracker
-
         for noisy in ("mlflow", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         uri = _tracking_uri(store, options)
@@ -142,18 +135,8 @@ def distill(store: RegistryStore, task: str, config: DistillConfig, options: Dis
     return res
 
 
-def _distill(store: RegistryStore, t, model_rec, config: DistillConfig, options: DistillOptions, tracker,
+def _distill(store: AbstractStore, t, model_rec, config: DistillConfig, options: DistillOptions, tracker,
              folder: Path, echo: Callable[[str], None]) -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    from mothermodel.distill import bundle, kd
-    from mothermodel.distill.students import build_student, param_count
-    from mothermodel.trainer import checkpoint as ckpt
-    from mothermodel.trainer.data import tokenize
-    from mothermodel.trainer.predict import predict_tokens
-    from mothermodel.trainer.run import served_checkpoint
-
     task, ws = t.name, store.ws
     mt = model_rec.tasks[task]
     pl_rec = store.prob_labels(task, mt.prob_label_version)
@@ -207,8 +190,6 @@ def _distill(store: RegistryStore, t, model_rec, config: DistillConfig, options:
     tried = [one(config, tokenizer, tokens, max_length)]
     why = _fallback_reason(config, tried[0]["scores"], teacher_scores, fit)
     if why:
-        from mothermodel.distill.students import char_tokenizer
-
         echo(f"distill {task}: also trying the character n-gram student ({why})")
         ctok = char_tokenizer(texts, config.max_chars)
         chars = config.replace(student="chars")
@@ -241,8 +222,6 @@ def _distill(store: RegistryStore, t, model_rec, config: DistillConfig, options:
                     "kd_seconds": res.seconds})
     tracker.log_metrics(metrics)
     tracker.log_dict(manifest, "bundle_manifest.json")
-    from mothermodel.distill.pyfunc import lineage_tags, register
-
     tags = lineage_tags({**manifest, "sha256": content_hash}, str(ws.root))
     run = tracker.client.get_run(tracker.run_id)
     version = register(tracker.client, tracker.run_id, run.info.artifact_uri, final, task, tags)
@@ -279,8 +258,6 @@ def _teacher_source(mt, model_rec) -> dict[str, Any]:
 
 def _label_posteriors(probs):
     """The labels' posteriors as a teacher's: rows without a usable posterior become uniform."""
-    import numpy as np
-
     p = np.array(probs, dtype=np.float64, copy=True)
     bad = ~np.isfinite(p).all(axis=1) | (p < 0).any(axis=1) | (p.sum(axis=1) <= 0)
     p[bad] = 1.0
@@ -312,10 +289,6 @@ def _keep_best(tried: list[dict], why: Optional[str]) -> tuple[dict, dict[str, A
 def _kd(student, tokens, teacher_probs, config: DistillConfig, pad_id: int, options: DistillOptions, tracker,
         task: str, echo: Callable[[str], None]):
     """Knowledge distillation with a progress bar (terminal) or lines, and the loss logged to MLflow."""
-    import numpy as np
-
-    from mothermodel.distill import kd
-
     every = max(1, int(np.ceil(len(tokens) * config.epochs / config.batch_size)) // 10)
     use_bar = options.progress and sys.stderr.isatty()
     bar = None
@@ -325,8 +298,6 @@ def _kd(student, tokens, teacher_probs, config: DistillConfig, pad_id: int, opti
         if step % 10 == 0:
             tracker.log_step(step, {f"kd_loss/{config.student}": loss})
         if use_bar:
-            from mothermodel.trainer.loop import StepBar
-
             bar = bar or StepBar(f"{task}: {config.student} student", total)  # the total is known from step 1
             bar.update(step, f"KD loss {loss:.4f}")
         elif options.progress and (step % every == 0 or step == total):
@@ -348,21 +319,14 @@ def _summary(scores: dict[str, dict[str, dict]]) -> str:
 def _write_files(tmp: Path, student, tokenizer, tokens, classes, max_length: int, pad_id: int,
                  config: DistillConfig, echo: Callable[[str], None]) -> dict[str, Any]:
     """model.onnx (checked against PyTorch), tokenizer.json, labels.json; returns the check's manifest entry."""
-    import numpy as np
-    import torch
-    from tokenizers import Tokenizer
-
-    from mothermodel.distill.onnx_export import export, max_abs_diff
-    from mothermodel.trainer.data import pad_ids
-
     rng = np.random.default_rng(config.seed)
     rows = rng.choice(len(tokens), size=min(config.check_rows, len(tokens)), replace=False)
     zeros = np.zeros(len(tokens), np.int64)
     batches = [tuple(x.numpy() for x in pad_ids([tokens], zeros[rows[s:s + 16]], rows[s:s + 16], pad_id))
                for s in range(0, len(rows), 16)]
     batches.append(tuple(x.numpy() for x in pad_ids([tokens], zeros[rows[:1]], rows[:1], pad_id)))  # batch 1
-    export(student, tmp / "model.onnx", tuple(torch.from_numpy(x) for x in batches[0]))
-    diff = max_abs_diff(tmp / "model.onnx", student, batches)
+    onnx_export.export(student, tmp / "model.onnx", tuple(torch.from_numpy(x) for x in batches[0]))
+    diff = onnx_export.max_abs_diff(tmp / "model.onnx", student, batches)
     if not diff <= config.check_tolerance:
         raise CommandFailed(f"ONNX export check failed: onnxruntime's logits differ from PyTorch's by {diff:.2e} "
                             f"(> {config.check_tolerance:g}); nothing was written")
@@ -378,8 +342,6 @@ def _write_files(tmp: Path, student, tokenizer, tokens, classes, max_length: int
 
 def _latency_ms(folder: Path, texts, n: int) -> float:
     """Median milliseconds of one text through the bundle (tokenisation included), onnxruntime on CPU."""
-    from mothermodel.distill.run_bundle import Bundle
-
     b = Bundle(folder)
     sample = [x or "" for x in texts[:n]] or [""]
     b.predict(sample[:1])  # warm-up
@@ -391,7 +353,7 @@ def _latency_ms(folder: Path, texts, n: int) -> float:
     return round(statistics.median(times), 4)
 
 
-def distill_all(store: RegistryStore, config: DistillConfig, options: DistillOptions | None = None,
+def distill_all(store: AbstractStore, config: DistillConfig, options: DistillOptions | None = None,
                 echo: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Distil every task whose deployable is stale (and whose model is fresh); list the others with why."""
     done, skipped, fresh = [], [], []
@@ -404,24 +366,3 @@ def distill_all(store: RegistryStore, config: DistillConfig, options: DistillOpt
             done.append(distill(store, name, config, options, echo))
     return {"distilled": done, "skipped": skipped, "up_to_date": fresh}
 
-
-def export(store: RegistryStore, task: str, out: str | Path, fmt: str = "onnx") -> dict[str, Any]:
-    """Copy TASK's latest deployable bundle to OUT (hash-checked, atomically)."""
-    from mothermodel.distill import bundle
-
-    if fmt != "onnx":
-        raise UserError(f"--format: {fmt!r} is not supported (onnx)")
-    store.task(task)
-    rec = store.latest_deployable(task)
-    if rec is None:
-        raise UserError(f"TASK: {task} has no deployable yet; run `mothermodel distill {task}`")
-    src = store.ws.home / rec.path
-    if not (src / "manifest.json").is_file() or sha256_file(src / "manifest.json") != rec.content_hash:
-        raise UserError(f"TASK: deployable {task} v{rec.version} at {src} is missing or its manifest differs from "
-                        f"what the registry recorded; run `mothermodel distill {task}` again")
-    manifest = bundle.copy_to(src, Path(out))
-    st = store.staleness([task])[task]["deployable"]
-    return {"task": task, "out": str(Path(out).resolve()), "format": fmt, "deployable_version": rec.version,
-            "model_version": rec.model_version, "student": rec.student, "registered_version": rec.mlflow_model_version,
-            "files": sorted([*manifest["files"], "manifest.json"]), "metrics": manifest["metrics"],
-            "onnx_check": manifest["onnx_check"], "stale": st.stale, "stale_reason": st.reason}

@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import sys
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
+from tokenizers import Tokenizer
 
 
 
@@ -46,8 +48,6 @@ def _load_inputs():
     loaded = sys.modules.get("mothermodel.inputs")
     if loaded is not None:
         return loaded
-    import importlib.util
-
     here = Path(__file__).resolve().parent
     for path in (here / "inputs.py", here.parent / "inputs.py", here.parent / "mothermodel" / "inputs.py"):
         if path.is_file():
@@ -118,8 +118,7 @@ class Bundle:
     """
 
     def __init__(self, folder: str | Path, threads: Optional[int] = None):
-        import onnxruntime as ort
-        from tokenizers import Tokenizer
+        import onnxruntime as ort  # lazy: heavy; bundle.verify imports this module on `mothermodel export`'s path
 
         self.folder = Path(folder)
         self.manifest = verify(self.folder)

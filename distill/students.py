@@ -24,13 +24,18 @@ the export path (TorchScript exporter) simple.
 from __future__ import annotations
 
 import math
+import unicodedata
+from collections import Counter
 from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
 from torch import nn
+from transformers import PreTrainedTokenizerFast
 
 from mothermodel.distill.config import DistillConfig
+from mothermodel.inputs import as_text
 
 __all__ = ["TinyStudent", "NgramStudent", "build_student", "task_vocabulary", "char_tokenizer",
            "param_count"]
@@ -147,14 +152,6 @@ def char_tokenizer(texts: Sequence[Any], max_chars: int = 512, vocab: int = 4096
     `tokenize` and the bundle's tokenizer.json both take it): NFC, lower case, one token per character (spaces
     included, so word boundaries count), the `vocab` most frequent characters of `texts`, a pair joined by
     [SEP], truncated to `max_chars` characters."""
-    import unicodedata
-    from collections import Counter
-
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    from mothermodel.inputs import as_text
-
     counts = Counter()
     for t in texts:
         counts.update(unicodedata.normalize("NFC", as_text(t) if t else "").lower())

@@ -23,6 +23,7 @@ command does on a copied workspace's own store: registry/workspace.py
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -83,18 +84,15 @@ def check_mlflow(store, rec: dict[str, list], report: Report, uri: Optional[str]
     if store_file is not None and not store_file.exists():  # MLflow would create an empty store there
         report.add("mlflow", uri, "the tracking store does not exist")
         return report
-    import logging
-
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # before the import: MLflow configures its logger then
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from mlflow import MlflowClient, exceptions  # lazy: heavy, and `verify` needs it only with MLflow records to check
 
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         client = MlflowClient(tracking_uri=uri)
-        _runs(client, MlflowException, ws, rec, report)
-        _registered(client, MlflowException, ws, rec, report, own)
+        _runs(client, exceptions.MlflowException, ws, rec, report)
+        _registered(client, exceptions.MlflowException, ws, rec, report, own)
     except Exception as e:  # noqa: BLE001 - a store that cannot be read is a finding, not a crash of verify
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         report.add("mlflow", uri, f"the tracking store cannot be read: {type(e).__name__}: {msg}")

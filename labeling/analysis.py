@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import duckdb
 import numpy as np
+import pyarrow as pa
 
 from mothermodel.errors import UserError
+from mothermodel.labeling import label_files
+from mothermodel.labeling.model.dependencies import near_duplicate_groups
+from mothermodel.registry import gold as gold_rule
 
 
 #: An LF's accuracy is learned only from the rows it shares with other LFs; below this many,
@@ -55,11 +60,6 @@ def regime_figures(overlap_rows: Sequence[int], num_rows: int, overlapped: int, 
 
 
 def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
-    import duckdb
-    import pyarrow as pa
-
-    from mothermodel.labeling import store as label_files
-
     snap = store.snapshot()
     if task not in snap.tasks:
         raise UserError(f"TASK: unknown task {task!r}")
@@ -70,8 +70,6 @@ def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
     ds = snap.datasets[t.dataset]
     entries = label_files.read_checked(store.ws, m.path, m.content_hash)
     data = store.read_dataset(ds)
-    from mothermodel.registry import gold as gold_rule
-
     gold, gold_warning = gold_rule.resolve(data, t, ds)  # class names or indices, checked (registry/gold.py)
     cols = {"row": data.column("_row")}
     cols["split"] = data.column(ds.split_field) if ds.split_field else pa.array(["all"] * data.num_rows)
@@ -143,9 +141,7 @@ def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
 
 
 def _near_duplicates(pairs: dict, names: list[str], k: int) -> list[list[int]]:
-    """Near-duplicate LF groups (labeling/dependencies.py) among the covered rows of the analysed split."""
-    from mothermodel.labeling.dependencies import near_duplicate_groups
-
+    """Near-duplicate LF groups (labeling/model/dependencies.py) among the covered rows of the analysed split."""
     rows = np.asarray(pairs["row"])
     if not len(rows):
         return []

@@ -1,6 +1,6 @@
 """`label apply`: every stale source of the chosen tasks, in DAG order, into new label-matrix versions.
 
-A run reads the registry once (`RegistryStore.snapshot`), does the long work
+A run reads the registry once (`AbstractStore.snapshot`), does the long work
 with the registry closed, writes each matrix file atomically, and records it in
 one short write: no labeling run holds the registry open. Sources whose
 identity did not change since the previous version are reused from it.
@@ -17,14 +17,17 @@ import numpy as np
 
 from mothermodel.defaults import DEFAULT_SEED
 from mothermodel.errors import CommandFailed, UserError
-from mothermodel.labeling import sources as src_mod
-from mothermodel.labeling import store as label_files
-from mothermodel.labeling.apply import Applied, ApplyConfig, LFReport, apply_lfs
-from mothermodel.labeling.lf import LabelingFunction
+from mothermodel.labeling.apply import sources as src_mod
+from mothermodel.labeling import label_files
+from mothermodel.labeling.apply.config import ApplyConfig
+from mothermodel.labeling.apply.core import Applied, LFReport, apply_lfs
+from mothermodel.labeling.apply.dask import apply_lfs_dask
+from mothermodel.labeling.lf.core import LabelingFunction
+from mothermodel.labeling.model.votes import majority_hard
 from mothermodel.registry import faults
+from mothermodel.registry.abstract_store import AbstractStore
 from mothermodel.registry.graph import closure, topological
 from mothermodel.registry.records import DatasetRecord, LabelMatrixRecord, Snapshot, TaskRecord
-from mothermodel.registry.store import RegistryStore
 
 
 class LabelingFaults(CommandFailed):
@@ -40,7 +43,7 @@ def _h(obj: Any) -> str:
 class DatasetCache:
     """Dataset tables, read once per run and checked against their recorded hash."""
 
-    def __init__(self, store: RegistryStore, datasets: dict[str, DatasetRecord]):
+    def __init__(self, store: AbstractStore, datasets: dict[str, DatasetRecord]):
         self.store, self.meta, self.cache = store, datasets, {}
 
     def table(self, name: str):
@@ -53,21 +56,21 @@ class DatasetCache:
 class _Run:
     """One apply run: the registry snapshot, the datasets read so far, upstream outputs computed so far."""
 
-    store: RegistryStore
+    store: AbstractStore
     snap: Snapshot
     config: ApplyConfig
     data: DatasetCache
     outputs: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)  # task -> (identity, hard labels)
 
 
-def apply(store: RegistryStore, task_names: Sequence[str] | None = None, config: ApplyConfig | None = None,
+def apply(store: AbstractStore, task_names: Sequence[str] | None = None, config: ApplyConfig | None = None,
           force: bool = False, strict: bool = False, track: bool = True, isolate: bool | None = None) -> dict[str, Any]:
     """Run every stale source of the given tasks (default: all) in DAG order; record new versions
     (`isolate`: see `apply_and_read`)."""
     return apply_and_read(store, task_names, config, force, strict, track, isolate)[0]
 
 
-def apply_and_read(store: RegistryStore, task_names: Sequence[str] | None, config: ApplyConfig | None,
+def apply_and_read(store: AbstractStore, task_names: Sequence[str] | None, config: ApplyConfig | None,
                    force: bool = False, strict: bool = False, track: bool = True,
                    isolate: bool | None = None) -> tuple[dict[str, Any], DatasetCache]:
     """`apply`, also handing back the datasets it read (hash-checked), so a fit reads them once.
@@ -176,8 +179,6 @@ def _compute(run: _Run, t: TaskRecord, todo, lfs: dict[str, LabelingFunction]) -
     if lf_sources:
         chosen = [lfs[s.name] for s in lf_sources]
         if run.config.engine == "dask":
-            from mothermodel.labeling.dask_apply import apply_lfs_dask
-
             # Workers read the dataset's Parquet file themselves (a path all of them can reach).
             path = str(run.store.ws.home / run.snap.datasets[t.dataset].path)
             parts.append(apply_lfs_dask(path, chosen, k, run.config, client=run.config.scheduler))
@@ -237,8 +238,6 @@ def _task_output(run: _Run, up_name: str) -> tuple[str, np.ndarray]:
         m = run.snap.latest_matrix.get(up_name)
         if not m:
             raise UserError(f"task {up_name}: no labels yet; run `mothermodel label apply {up_name}` first")
-        from mothermodel.labeling.votes import majority_hard
-
         L = label_files.dense(label_files.read_checked(run.store.ws, m.path, m.content_hash), n, up.source_names())
         out = (f"majority:{m.content_hash}", majority_hard(L, len(up.classes), DEFAULT_SEED))
     run.outputs[up_name] = out

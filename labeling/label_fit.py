@@ -11,17 +11,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from mothermodel.defaults import DEFAULT_SEED
 from mothermodel.errors import UserError
-from mothermodel.labeling import store as label_files
-from mothermodel.labeling.apply import ApplyConfig, progress_bar
+from mothermodel.inputs import as_text
+from mothermodel.labeling import label_files
+from mothermodel.labeling.apply.config import ApplyConfig
+from mothermodel.labeling.apply.core import progress_bar
 from mothermodel.labeling.label_apply import DatasetCache, apply_and_read
 from mothermodel.labeling.metrics import metrics, split_metrics, splits_in_order
-from mothermodel.labeling.votes import tie_break
-from mothermodel.registry.datasets import split_column
+from mothermodel.labeling.model.base import DEFAULT_USE_DEV
+from mothermodel.labeling.model.baselines import MajorityVoter
+from mothermodel.labeling.model.hierarchy import HierarchicalLabelModel, HierarchyConfig, TaskNode
+from mothermodel.labeling.model.label_model import LabelModel, LabelModelConfig
+from mothermodel.labeling.model.selection import select_on_valid
+from mothermodel.labeling.model.textview import TextViewConfig, apply_text_view, fit_rows_of
+from mothermodel.labeling.model.votes import tie_break
+from mothermodel.registry import gold as gold_rule
+from mothermodel.registry.abstract_store import AbstractStore
+from mothermodel.registry.datasets import input_texts, split_column
 from mothermodel.registry.records import DatasetRecord, ProbLabelsRecord, Snapshot, TaskRecord
-from mothermodel.registry.store import RegistryStore
 
 MODELS = ("majority", "label-model", "hierarchical")
 TEXT_VIEW_OFF = "off (--no-text-view)"  # the text view's report when the fit was asked for votes only
@@ -43,7 +53,7 @@ class FitSettings:
                 "select_on": self.select_on}
 
 
-def last_settings(store: RegistryStore, task: str) -> FitSettings:
+def last_settings(store: AbstractStore, task: str) -> FitSettings:
     """The settings of TASK's newest label fit (the defaults when it was never fit)."""
     rec = store.latest_prob_labels(task, fresh=False)
     if rec is None:
@@ -110,12 +120,6 @@ class FitOutcome:
             out["dvc"] = self.dvc
         return out
 
-    def __getitem__(self, key: str) -> Any:  # dict-style reads of the `--json` shape, as the API returned before
-        return self.to_json()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_json().get(key, default)
-
 
 @dataclass
 class FitInputs:
@@ -132,7 +136,7 @@ class FitInputs:
     gold_warning: str | None = None  # the dataset's gold field does not fit the task's classes: not used
 
 
-def read_inputs(store: RegistryStore, data: DatasetCache, name: str, snap: Snapshot | None = None) -> FitInputs:
+def read_inputs(store: AbstractStore, data: DatasetCache, name: str, snap: Snapshot | None = None) -> FitInputs:
     """TASK's latest label matrix, dense, with its dataset's splits and gold labels."""
     snap = snap or store.snapshot()
     t = snap.tasks[name]
@@ -141,8 +145,6 @@ def read_inputs(store: RegistryStore, data: DatasetCache, name: str, snap: Snaps
     table = data.table(t.dataset)
     L = label_files.dense(label_files.read_checked(store.ws, m.path, m.content_hash), ds.num_rows, t.source_names())
     split, train = _splits(table, ds)
-    from mothermodel.registry import gold as gold_rule
-
     gold, warning = gold_rule.resolve(table, t, ds)  # checked against the task's classes (registry/gold.py)
     return FitInputs(t, ds, table, L, m.version, split, train, gold, warning)
 
@@ -156,20 +158,18 @@ def _splits(table, ds: DatasetRecord) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _use_dev(use_dev: bool | None) -> bool:
-    from mothermodel.labeling.model import DEFAULT_USE_DEV
-
     return bool(DEFAULT_USE_DEV if use_dev is None else use_dev)
 
 
-def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bool | None = None,
+def fit(store: AbstractStore, task: str, model: str = "label-model", use_dev: bool | None = None,
         seed: int = DEFAULT_SEED, apply_config: ApplyConfig | None = None, text_view: bool = True,
         select_on: str | None = None) -> FitOutcome:
     """Probabilistic labels for TASK from its current label matrix (applied first if stale).
 
     With ``model='label-model'`` and ``text_view`` (default) on a dataset with a text
     field, the label model's posteriors are combined with a cross-fitted text
-    classifier (labeling/textview.py); the votes-only figures are reported too.
-    Selection (label-model only, labeling/selection.py): whichever of majority vote,
+    classifier (labeling/model/textview.py); the votes-only figures are reported too.
+    Selection (label-model only, labeling/model/selection.py): whichever of majority vote,
     the label model and the label model + text view is most accurate on the valid
     split's gold labels is kept, so a fit is never below majority vote on valid.
     ``select_on=None`` (default) selects when the valid split has gold labels and keeps
@@ -229,7 +229,7 @@ def fit(store: RegistryStore, task: str, model: str = "label-model", use_dev: bo
     return res
 
 
-def _has_sources(store: RegistryStore, task: str) -> None:
+def _has_sources(store: AbstractStore, task: str) -> None:
     """A task without sources has no votes to fit labels from: exit 2 before anything is written."""
     try:
         t = store.task(task)
@@ -243,9 +243,6 @@ def _has_sources(store: RegistryStore, task: str) -> None:
 def _select(x: FitInputs, split: str, seed: int, votes_probs: np.ndarray,
             view_probs: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any]]:
     """`--select-on valid`: the candidate most accurate on the split's gold labels, and what was chosen on."""
-    from mothermodel.labeling.model import MajorityVoter
-    from mothermodel.labeling.selection import select_on_valid
-
     if x.gold is None:
         raise UserError(f"--select-on {split}: task {x.task.name} has no gold labels")
     candidates = {"majority": MajorityVoter(x.task.num_classes, seed=seed).predict_proba(x.L),
@@ -264,11 +261,7 @@ def _flat_posteriors(x: FitInputs, model: str, use_dev: bool | None, seed: int,
     """Majority vote or the learned label model over the votes; returns (posteriors, dev labels used)."""
     k = x.task.num_classes
     if model == "majority":
-        from mothermodel.labeling.model import MajorityVoter
-
         return MajorityVoter(k).predict_proba(x.L), False
-    from mothermodel.labeling.model import LabelModel, LabelModelConfig
-
     dev = (x.split == "valid") & (x.gold >= 0) if x.gold is not None else np.zeros(len(x.L), bool)
     dev_used = _use_dev(use_dev) and bool(dev.any())
     cfg = LabelModelConfig(seed=seed)
@@ -287,8 +280,6 @@ def _flat_posteriors(x: FitInputs, model: str, use_dev: bool | None, seed: int,
 def with_text_view(x: FitInputs, probs: np.ndarray, seed: int, enabled: bool,
                    progress: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """The label model's posteriors combined with the (gated) text view, when there is text to read."""
-    from mothermodel.labeling.textview import TextViewConfig, apply_text_view, fit_rows_of
-
     cfg = TextViewConfig(seed=seed)
     covered = int(fit_rows_of(x.L, x.train).sum())
     task_input = x.task.input_for(x.dataset)
@@ -299,11 +290,6 @@ def with_text_view(x: FitInputs, probs: np.ndarray, seed: int, enabled: bool,
     if task_input.kind == "text":
         texts = x.table.column(task_input.fields[0])
     else:  # the task's own input (a pair joined, marked spans), as the end model reads it
-        import pyarrow as pa
-
-        from mothermodel.inputs import as_text
-        from mothermodel.registry.datasets import input_texts
-
         texts = pa.array([as_text(t) for t in input_texts(x.table, task_input)], pa.string())
     # A bar when the fold fits take seconds (about 1 s per 1,000 rows on 2 cores).
     n_fit = covered if cfg.max_fit_rows is None else min(covered, cfg.max_fit_rows)
@@ -319,7 +305,7 @@ def with_text_view(x: FitInputs, probs: np.ndarray, seed: int, enabled: bool,
     return combined, report
 
 
-def record_probs(store: RegistryStore, x: FitInputs, model: str, probs: np.ndarray, preds: np.ndarray,
+def record_probs(store: AbstractStore, x: FitInputs, model: str, probs: np.ndarray, preds: np.ndarray,
                  out_metrics: dict, config: dict, extra: dict[str, np.ndarray] | None = None) -> ProbLabelsRecord:
     """Write a probabilistic-labels file for every dataset row and record it as the task's next version."""
     rows = x.table.column("_row").to_numpy()
@@ -332,7 +318,7 @@ def record_probs(store: RegistryStore, x: FitInputs, model: str, probs: np.ndarr
 # --- the hierarchical fit over a task tree -------------------------------------------------
 
 
-def fit_tree(store: RegistryStore, task: str, use_dev: bool | None = None, seed: int = DEFAULT_SEED,
+def fit_tree(store: AbstractStore, task: str, use_dev: bool | None = None, seed: int = DEFAULT_SEED,
              apply_config: ApplyConfig | None = None) -> FitOutcome:
     """The hierarchical label model over TASK's whole task tree: consistent labels for every task in it."""
     tree = store.task_tree(task)
@@ -364,8 +350,6 @@ def fit_tree(store: RegistryStore, task: str, use_dev: bool | None = None, seed:
 
 
 def _fit_hierarchy(inputs: dict[str, FitInputs], tree: list[str], use_dev: bool | None, seed: int):
-    from mothermodel.labeling.hierarchy import HierarchicalLabelModel, HierarchyConfig, TaskNode
-
     root = inputs[tree[0]]
     nodes = []
     for i, name in enumerate(tree):

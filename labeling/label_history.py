@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import duckdb
+
 from mothermodel.errors import UserError
-from mothermodel.labeling import store as label_files
-from mothermodel.registry.store import RegistryStore
+from mothermodel.labeling import label_files
+from mothermodel.registry.abstract_store import AbstractStore
 
 
-def log(store: RegistryStore, task: str) -> dict[str, Any]:
+def log(store: AbstractStore, task: str) -> dict[str, Any]:
     """Every label-matrix and probabilistic-labels version of TASK, newest first."""
     try:
         matrices, probs = store.label_history(task)
@@ -28,10 +30,8 @@ def log(store: RegistryStore, task: str) -> dict[str, Any]:
     }
 
 
-def diff(store: RegistryStore, task: str, v1: int, v2: int) -> dict[str, Any]:
+def diff(store: AbstractStore, task: str, v1: int, v2: int) -> dict[str, Any]:
     """Per source: rows whose label changed, coverage in each version (DuckDB over both files)."""
-    import duckdb
-
     got = {}
     for i, v in enumerate((v1, v2), 1):
         m = store.label_matrix(task, v)

@@ -8,7 +8,7 @@ from typing import Any
 
 from mothermodel.errors import UserError
 from mothermodel.inputs import TaskInput
-from mothermodel.labeling.lf import ABSTAIN, KeywordLF, LabelingFunction, RegexLF, ThresholdLF, labeling_function
+from mothermodel.labeling.lf.core import ABSTAIN, KeywordLF, LabelingFunction, RegexLF, ThresholdLF, labeling_function
 from mothermodel.spec import Column, Model, Task, TaskOutput
 
 __version__ = "0.1.0"
@@ -23,11 +23,11 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # Registry and Workspace load DuckDB: only on first use, so spec files import fast.
     if name == "Registry":
-        from mothermodel.api import Registry
+        from mothermodel.api import Registry  # lazy: DuckDB kept off `import mothermodel`
 
         return Registry
     if name == "Workspace":
-        from mothermodel.registry.workspace import Workspace
+        from mothermodel.registry.workspace import Workspace  # lazy: DuckDB kept off `import mothermodel`
 
         return Workspace
     raise AttributeError(name)

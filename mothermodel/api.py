@@ -1,8 +1,8 @@
 """`Registry`: the Python API that every CLI command is a thin twin of.
 
 It sits on top of the stages: registry commands go to the typed registry store
-(`mothermodel.registry.store.RegistryStore`), label commands to the labeling
-layer, which itself reads and records through the store. Each call opens the
+(an `AbstractStore`, mothermodel/registry/abstract_store.py, that `registry.backends.open_store` chooses),
+label commands to the labeling layer, which itself reads and records through the store. Each call opens the
 registry only for its own short reads and writes (see `registry.db`), so no
 long-running process holds the file.
 
@@ -16,11 +16,16 @@ long-running process holds the file.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from mothermodel.defaults import DEFAULT_SEED, UI_HOST, UI_PORT
 from mothermodel.errors import UserError
+from mothermodel.registry import faults
+from mothermodel.registry.abstract_store import AbstractStore
+from mothermodel.registry.backends import open_store
+from mothermodel.registry.graph import topological
 from mothermodel.registry.records import (
     DatasetRecord,
     ImpactReport,
@@ -29,9 +34,10 @@ from mothermodel.registry.records import (
     TaskFault,
     TaskSpec,
     TaskSummary,
+    declarative_params,
 )
-from mothermodel.registry.store import RegistryStore
-from mothermodel.registry.workspace import Workspace
+from mothermodel.registry.workspace import Workspace, training_state
+from mothermodel.spec import Task, from_task, load_spec
 
 if TYPE_CHECKING:
     from mothermodel.registry.verify import Report
@@ -42,7 +48,7 @@ class Registry:
 
     def __init__(self, workspace: Workspace):
         self.ws = workspace
-        self.store = RegistryStore(workspace)
+        self.store: AbstractStore = open_store(workspace)
 
     # --- opening ---------------------------------------------------------------
     @classmethod
@@ -125,8 +131,6 @@ class Registry:
     def submit(self, spec, replace: bool = False) -> dict[str, Any]:
         """`task submit`: a spec file, a `Task` built in Python (its LFs' code is recorded, so `label apply` runs
         them later), a TaskSpec, or a list of these submitted in one transaction."""
-        from mothermodel.spec import Task, from_task, load_spec
-
         def one(s) -> TaskSpec:
             if isinstance(s, (str, Path)):
                 return load_spec(s)
@@ -150,11 +154,7 @@ class Registry:
         """A keyword/regex source that names no `field` reads its dataset's text field (not a column that
         happens to be called "text"). Filled in before recording, so the stored code names the column it reads;
         a dataset whose text field is "text" records exactly what it did before (same hashes, no new versions)."""
-        import dataclasses
-        import hashlib
-        import json
-
-        from mothermodel.registry.records import declarative_params
+        from mothermodel.labeling.apply.sources import DECLARATIVE
 
         known = self.store.datasets()
         out = []
@@ -169,8 +169,8 @@ class Registry:
                     raise UserError(f"{s.origin}: sources[{i}].field: {src.name}: dataset {ds.name!r} has no text "
                                     "field; name the column this source reads")
                 params["field"] = ds.text_field if ds is not None else "text"
-                code = json.dumps(params, sort_keys=True)
-                sources[i] = dataclasses.replace(src, code=code, code_hash=hashlib.sha256(code.encode()).hexdigest())
+                lf = DECLARATIVE[params.pop("kind")](name=src.name, **params)
+                sources[i] = dataclasses.replace(src, code=lf.code, code_hash=lf.code_hash)
             out.append(dataclasses.replace(s, sources=tuple(sources)))
         return out
 
@@ -178,11 +178,9 @@ class Registry:
         """Each source reads a column of the type it needs (keyword/regex: text; column: class indices, integers;
         threshold: numbers), else refused naming the source, the column and its type: apply would only abstain.
         Unknown datasets and columns are left to the registry's checks."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: pyarrow (~0.1 s) stays off the other registry commands
 
-        from mothermodel.registry.records import declarative_params
+        from mothermodel.registry.columns import column_problem
 
         known = self.store.datasets()
         for s in specs:
@@ -196,27 +194,11 @@ class Registry:
                 col = src.ref if src.kind == "column" else (params or {}).get("field")
                 if not isinstance(col, str) or col not in schema.names:
                     continue
-                t = schema.field(col).type
-                if pa.types.is_dictionary(t):
-                    t = t.value_type
                 kind = src.kind if src.kind == "column" else params.get("kind")
-                if kind in ("keyword", "regex"):
-                    ok, need = pa.types.is_string(t) or pa.types.is_large_string(t), "text"
-                elif kind == "threshold":
-                    ok, need = (pa.types.is_integer(t) or pa.types.is_floating(t)), "numbers"
-                elif kind == "column":
-                    need = "class indices (integers, -1 = abstain)"
-                    ok = pa.types.is_integer(t)
-                    if pa.types.is_floating(t):  # whole numbers with NaN/null for abstain are fine
-                        v = pq.read_table(path, columns=[col]).column(0)
-                        v = pc.drop_null(pc.if_else(pc.is_nan(v), None, v))
-                        ok = len(v) == 0 or pc.all(pc.equal(pc.floor(v), v)).as_py()
-                        need += ", not fractions"
-                else:
-                    continue
-                if not ok:
-                    raise UserError(f"{s.origin}: sources[{i}] ({src.name}): column {col!r} of dataset {s.dataset!r} "
-                                    f"holds {t}; a {kind} source needs {need}")
+                # a float column read by a column source is read, to refuse fractions (NaN/null abstain)
+                problem = column_problem(schema, col, kind, values=lambda: pq.read_table(path, columns=[col]).column(0))
+                if problem:
+                    raise UserError(f"{s.origin}: sources[{i}] ({src.name}): {problem} (dataset {s.dataset!r})")
 
     def list_tasks(self) -> list[TaskSummary]:
         """`task list`: every task, by name (`.to_json()`: one object of `task list --json`)."""
@@ -244,8 +226,6 @@ class Registry:
     def status(self) -> StatusReport:
         """`status`: per task, whether labels, model and deployable are stale, and why; what serves it; its
         faults; a training run not yet recorded (`.to_json()`: `status --json`)."""
-        from mothermodel.registry.workspace import training_state
-
         # "training": a run `train` has not recorded (running, or interrupted: `train --resume` continues it)
         return StatusReport(workspace=str(self.ws.root), mlflow_tracking_uri=self.ws.mlflow_tracking_uri,
                             registry=self.store.status(), training=training_state(self.ws))
@@ -254,11 +234,11 @@ class Registry:
         """`verify`: every recorded file exists and matches its hash, no interrupted command's leftovers
         remain, MLflow's registered versions match the deployables. Reports, changes nothing: a
         `registry.verify.Report` (`ok`, `checked`, `problems`, `notes`; `.to_dict()`: `verify --json`)."""
+        from mothermodel.distill.verify import check_mlflow, needs_mlflow
         from mothermodel.registry.verify import check_workspace
 
         rec = self.store.recorded_files()
         report = check_workspace(self.store, rec=rec)
-        from mothermodel.distill.verify import check_mlflow, needs_mlflow
 
         if needs_mlflow(self.ws, rec, tracking_uri):  # MLflow is imported only when there is something to check
             check_mlflow(self.store, rec, report, tracking_uri)
@@ -269,7 +249,7 @@ class Registry:
                     strict: bool = False, isolate: bool | None = None) -> dict[str, Any]:
         """`label apply [TASK...]`: every stale source, in DAG order, into new label-matrix versions.
 
-        config: a `mothermodel.labeling.apply.ApplyConfig` (processes, time limit, engine).
+        config: a `mothermodel.labeling.apply.core.ApplyConfig` (processes, time limit, engine).
         isolate (default: when more than one task is applied): a task that fails is left out, listed in
         "failed" ({task, stage, reason, fix}) and recorded as its fault; the others go on."""
         from mothermodel.labeling import label_apply
@@ -298,7 +278,7 @@ class Registry:
     def encoder_fit(self, task: str, split: str | None = None) -> dict[str, Any] | None:
         """How well the encoder's tokenizer fits TASK's inputs (mothermodel.textfit): the latest model's encoder,
         else the default; None when that encoder has no tokenizer.json."""
-        from mothermodel.registry.datasets import input_texts, split_column
+        from mothermodel.registry import datasets
         from mothermodel.textfit import measure, tokenizer_file
         from mothermodel.trainer.encoder import default_encoder_dir
 
@@ -312,9 +292,9 @@ class Registry:
             return None
         table = self.store.read_dataset(ds)
         if split is not None:
-            rows = [i for i, s in enumerate(split_column(table, ds)) if s == split]
+            rows = [i for i, s in enumerate(datasets.split_column(table, ds)) if s == split]
             table = table.take(rows)
-        return measure(tok, input_texts(table, inp)).to_dict()
+        return measure(tok, datasets.input_texts(table, inp)).to_dict()
 
     def label_fit(self, task: str, model: str = "label-model", use_dev: bool | None = None,
                   seed: int = DEFAULT_SEED, text_view: bool = True, apply_config=None,
@@ -337,8 +317,6 @@ class Registry:
         (registry/faults.py): it is recorded as the task's fault and returned in the second list; a
         successful fit clears its own. Returns ([{task, version, model}], [{task, stage, reason, fix}])."""
         from mothermodel.labeling.label_fit import last_settings
-        from mothermodel.registry import faults
-        from mothermodel.registry.graph import topological
 
         stale = {t.name for t in self.store.status().tasks if t.labels.stale}
         fitted, done, failed = [], set(), []
@@ -377,20 +355,18 @@ class Registry:
     def train(self, config=None, options=None, *, if_changed: bool | None = None, resume: bool | None = None,
               fresh: bool | None = None, echo=lambda s: None):
         """`train`: the mother model on every task's fresh labels (a `mothermodel.trainer.config.TrainConfig`,
-        a `mothermodel.trainer.run.TrainOptions`); returns a `mothermodel.trainer.outcome.TrainOutcome`
+        a `mothermodel.trainer.config.TrainOptions`); returns a `mothermodel.trainer.outcome.TrainOutcome`
         (model_version, trained, per task its figures and the guard's choice; `.to_json()`: `train --json`)."""
-        from dataclasses import replace
-
-        from mothermodel.trainer.config import TrainConfig
-        from mothermodel.trainer.run import TrainOptions, train
+        from mothermodel.trainer.config import TrainConfig, TrainOptions
+        from mothermodel.trainer.run import train
 
         options = options or TrainOptions()
         if if_changed is not None:
-            options = replace(options, if_changed=if_changed)
+            options = dataclasses.replace(options, if_changed=if_changed)
         if resume is not None:
-            options = replace(options, resume=resume)
+            options = dataclasses.replace(options, resume=resume)
         if fresh is not None:
-            options = replace(options, fresh=fresh)
+            options = dataclasses.replace(options, fresh=fresh)
         return train(self.store, config or TrainConfig(), options, echo=echo)
 
     def predict(self, task: str, split: str | None = None, input_file: str | None = None, device: str = "auto",
@@ -406,7 +382,7 @@ class Registry:
                 echo=lambda s: None) -> dict[str, Any]:
         """`distill TASK` or `distill --all`: a student per task from the latest mother model, exported,
         registered in MLflow and recorded (a `mothermodel.distill.config.DistillConfig`,
-        a `mothermodel.distill.run.DistillOptions`)."""
+        a `mothermodel.distill.config.DistillOptions`)."""
         from mothermodel.distill.config import DistillConfig
         from mothermodel.distill.run import distill, distill_all
 
@@ -419,7 +395,7 @@ class Registry:
 
     def export(self, task: str, out: str | Path, fmt: str = "onnx") -> dict[str, Any]:
         """`export TASK --format onnx --out DIR`: TASK's latest deployable as a self-contained bundle."""
-        from mothermodel.distill.run import export
+        from mothermodel.distill.bundle import export
 
         return export(self.store, task, out, fmt)
 
@@ -431,17 +407,16 @@ class Registry:
             >>> with reg.ui(port=5001) as server:
             ...     print(server.url)
         """
-        from mothermodel import ui
+        from mothermodel.ui import start
 
-        return ui.start(self.ws, host, port, wait=wait, output=output)
+        return start(self.ws, host, port, wait=wait, output=output)
 
     def watch(self, every: str | None = None, once: bool = False, config=None, options=None,
               echo=print, distill_config=None) -> list[dict[str, Any]]:
         """`watch [--every D] [--once]`: relabel, refit, retrain and redistil what is stale, periodically.
         Each tick's "failed" lists the tasks it left out (recorded as their faults), "errors" the steps that
         failed as a whole; the other tasks go on (mothermodel/watch.py)."""
-        from mothermodel.trainer.config import TrainConfig
-        from mothermodel.trainer.run import TrainOptions
+        from mothermodel.trainer.config import TrainConfig, TrainOptions
         from mothermodel.watch import parse_duration, watch
 
         every_s = parse_duration(every) if every else None

@@ -2,14 +2,17 @@
 
 Exit codes: 0 success, 2 bad input (one line naming the field or file, nothing
 written), 1 internal failure. Registry commands import neither torch nor
-transformers; heavy imports happen inside the commands that need them.
+transformers: a stage's modules load when its `Registry` method runs (mothermodel/api.py).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 # Before anything imports torch (label fit, train, watch): libgomp threads that spin while
 # they wait made a 2-thread training step 7x slower on a shared 2-core machine. The user's
@@ -19,16 +22,39 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import click  # noqa: E402
 
 from mothermodel import console  # noqa: E402
+from mothermodel.api import Registry  # noqa: E402
+from mothermodel.atomic import atomic_path, write_text_atomic  # noqa: E402
 from mothermodel.defaults import DEFAULT_SEED, UI_HOST, UI_PORT  # noqa: E402
+from mothermodel.distill.config import DistillConfig, DistillOptions  # noqa: E402
 from mothermodel.errors import CommandFailed, UserError  # noqa: E402
+from mothermodel.inputs import TaskInput  # noqa: E402
+from mothermodel.labeling.apply.config import ApplyConfig  # noqa: E402
+from mothermodel.registry import dag as dag_mod  # noqa: E402
+from mothermodel.registry.faults import TasksFailed  # noqa: E402
+from mothermodel.spec import load_spec  # noqa: E402
+from mothermodel.trainer.config import (  # noqa: E402  (no torch: dataclass modules)
+    DEFAULT_EPOCHS,
+    DEFAULT_LR,
+    TrainConfig,
+    TrainOptions,
+    parse_settings,
+)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 
 
-def _registry(ctx: click.Context):
-    from mothermodel.api import Registry
-
+def _registry(ctx: click.Context) -> Registry:
     return Registry.open(ctx.obj.get("workspace"))
+
+
+def _raise_if_lfs_stopped(result: dict[str, Any]) -> None:
+    """After a `label apply` result is shown: exit 1 when an LF was stopped as a whole (`LFReport.fatal`),
+    so that cron, systemd and `watch` notice; faults on some rows only do not (see --strict)."""
+    stopped = [f"{t['task']}/{f['name']} ({f['fatal']})" for t in result.get("tasks", [])
+               for f in t.get("faults", []) if f.get("fatal")]
+    if stopped:
+        raise CommandFailed(f"{len(stopped)} LF(s) stopped, none of their votes kept: {', '.join(stopped[:5])}"
+                            f"{', ...' if len(stopped) > 5 else ''}; every other output was recorded")
 
 
 def _failed_tasks(failed: list[dict], as_json: bool) -> None:
@@ -36,8 +62,6 @@ def _failed_tasks(failed: list[dict], as_json: bool) -> None:
     exit 1 after the healthy tasks' output, so cron and systemd notice."""
     if not failed:
         return
-    from mothermodel.registry.faults import TasksFailed
-
     if not as_json:
         console.table([(f["task"], f["stage"], f["reason"], f["fix"]) for f in failed],
                       ["failed task (left out)", "stage", "reason", "fix"])
@@ -60,8 +84,6 @@ def cli(ctx: click.Context, workspace: str | None) -> None:
 @json_option
 def init(path: str, as_json: bool) -> None:
     """Create a workspace (.mothermodel/ with the registry) at PATH."""
-    from mothermodel.api import Registry
-
     reg = Registry.init(path)
     if as_json:
         console.emit_json({"workspace": str(reg.ws.root), "registry": str(reg.ws.db_path)})
@@ -133,8 +155,6 @@ def import_wrench(ctx, folder, task_name, replace, as_json) -> None:
         console.info(f"dataset {d['name']}: {d['num_rows']} rows ({d['status']}); "
                      f"task {t['name']} v{t['version']} ({t['status']}) with {len(t['sources'])} sources")
         if res.get("input"):
-            from mothermodel.inputs import TaskInput
-
             console.info(f"a relation set: the task reads the {TaskInput.from_dict(res['input']).describe()}")
 
 
@@ -153,8 +173,6 @@ def task() -> None:
 @click.pass_context
 def task_submit(ctx, spec, replace, as_json) -> None:
     """Submit a task SPEC (.py with Task + @labeling_function, or .yaml/.toml)."""
-    from mothermodel.spec import load_spec
-
     reg = _registry(ctx)
     task_spec = load_spec(spec)  # user code runs before the registry is locked
     res = reg.submit(task_spec, replace=replace)
@@ -240,8 +258,6 @@ def dag() -> None:
 @click.pass_context
 def dag_show(ctx, fmt, out) -> None:
     """Show the task DAG as a text tree, Graphviz DOT, mermaid or a PNG picture."""
-    from mothermodel.registry import dag as dag_mod
-
     if fmt == "png" and not out:
         raise UserError("--out: a PNG needs a file to write (e.g. --out dag.png)")
     g = _registry(ctx).graph()
@@ -251,8 +267,6 @@ def dag_show(ctx, fmt, out) -> None:
         return
     text = {"text": dag_mod.to_text, "dot": dag_mod.to_dot, "mermaid": dag_mod.to_mermaid}[fmt](g)
     if out:
-        from mothermodel.atomic import write_text_atomic
-
         write_text_atomic(Path(out), text + "\n")
         console.info(f"wrote {out}")
     else:
@@ -309,8 +323,6 @@ def label() -> None:
 @click.pass_context
 def label_apply(ctx, tasks, jobs, lf_timeout, memory_mb, force, strict, engine, scheduler, as_json) -> None:
     """Run every stale source of TASKS (default: all) in DAG order into new label-matrix versions."""
-    from mothermodel.labeling.apply import ApplyConfig, raise_if_lfs_stopped
-
     if scheduler and engine != "dask":
         raise UserError("--scheduler: only with --engine dask")
     if memory_mb < 0:
@@ -321,7 +333,7 @@ def label_apply(ctx, tasks, jobs, lf_timeout, memory_mb, force, strict, engine, 
     if as_json:
         console.emit_json(res)
         _failed_tasks(res.get("failed", []), as_json)
-        raise_if_lfs_stopped(res)
+        _raise_if_lfs_stopped(res)
         return
     for t in res["tasks"]:
         if t["status"] == "up to date":
@@ -339,7 +351,7 @@ def label_apply(ctx, tasks, jobs, lf_timeout, memory_mb, force, strict, engine, 
     if res.get("dvc"):
         console.info(f"note: {res['dvc']}")
     _failed_tasks(res.get("failed", []), as_json)
-    raise_if_lfs_stopped(res)
+    _raise_if_lfs_stopped(res)
 
 
 @label.command("analyze")
@@ -392,8 +404,6 @@ def label_fit(ctx, task, model, use_dev, seed, text_view, select_on, as_json) ->
     Without TASK: every task whose labels are stale, upstream first, each with its last fit's settings (the
     other options are for a named TASK); a task that fails is reported and left out, the others go on, and
     the command exits 1 at the end."""
-    from mothermodel.labeling.apply import ApplyConfig
-
     if task is None:
         fitted, failed = _registry(ctx).label_fit_stale(apply_config=ApplyConfig(progress=not as_json),
                                                         echo=(lambda s: None) if as_json else console.info)
@@ -468,10 +478,6 @@ def label_diff(ctx, task, v1, v2, as_json) -> None:
 
 def train_options(f):
     """The TrainConfig options `train` and `watch` share; their help quotes TrainConfig's own defaults."""
-    from dataclasses import fields
-
-    from mothermodel.trainer.config import DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig  # no torch: a dataclass module
-
     d = {fl.name: fl.default for fl in fields(TrainConfig)}
     opts = [
         click.option("--encoder", type=click.Path(file_okay=False), default=None,
@@ -503,8 +509,6 @@ def train_options(f):
 
 def _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, self_train_rounds,
                   seed, checkpoint_every, settings=()):
-    from mothermodel.trainer.config import TrainConfig, parse_settings
-
     try:
         extra = parse_settings(settings)
     except ValueError as e:
@@ -530,8 +534,6 @@ def _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr
 
 
 def _distill_config(student, epochs, max_length, seed):
-    from mothermodel.distill.config import DistillConfig
-
     # A student named on the command line is what ships; left out, the default (tiny) ships unless the
     # character n-gram student, tried where the tiny one falls short, does better on valid.
     given = {"student": student, "epochs": epochs, "max_length": max_length, "seed": seed,
@@ -555,8 +557,6 @@ def _distill_config(student, epochs, max_length, seed):
 def train(ctx, if_changed, resume, fresh, tasks, encoder, device, epochs, max_steps, batch_size, max_length, lr, layout,
           mixing, self_train_rounds, seed, checkpoint_every, settings, tracking_uri, as_json) -> None:
     """Train the mother model on every task's fresh probabilistic labels (warm-starting from the latest)."""
-    from mothermodel.trainer.run import TrainOptions
-
     cfg = _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, self_train_rounds,
                         seed, checkpoint_every, settings)
     opts = TrainOptions(tasks=list(tasks) or None, if_changed=if_changed, resume=resume, fresh=fresh,
@@ -638,10 +638,8 @@ def predict(ctx, task, split, input_file, out, device, as_json) -> None:
 
 
 def _write_table(table, path: Path) -> None:
-    import pyarrow.csv as pcsv
-    import pyarrow.parquet as pq
-
-    from mothermodel.atomic import atomic_path
+    import pyarrow.csv as pcsv  # lazy: pyarrow stays off the registry commands
+    import pyarrow.parquet as pq  # lazy: pyarrow stays off the registry commands
 
     with atomic_path(path) as tmp:
         suffix = path.suffix.lower()
@@ -650,11 +648,9 @@ def _write_table(table, path: Path) -> None:
         elif suffix == ".csv":
             pcsv.write_csv(table, tmp)
         else:
-            import json as _json
-
             with open(tmp, "w") as fh:
                 for r in table.to_pylist():
-                    fh.write(_json.dumps(r) + "\n")
+                    fh.write(json.dumps(r) + "\n")
 
 
 @cli.command()
@@ -670,8 +666,6 @@ def _write_table(table, path: Path) -> None:
 def watch(ctx, every, once, encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing,
           self_train_rounds, seed, checkpoint_every, settings, tracking_uri, student, distill_epochs, as_json) -> None:
     """Relabel, refit, retrain and redistil whatever went stale, every DURATION (Ctrl-C or SIGTERM stops it)."""
-    from mothermodel.trainer.run import TrainOptions
-
     cfg = _train_config(encoder, device, epochs, max_steps, batch_size, max_length, lr, layout, mixing, self_train_rounds,
                         seed, checkpoint_every, settings)
     dcfg = _distill_config(student, distill_epochs, None, seed)
@@ -706,8 +700,6 @@ def watch(ctx, every, once, encoder, device, epochs, max_steps, batch_size, max_
 def distill(ctx, task, all_tasks, student, epochs, max_length, seed, tracking_uri, as_json) -> None:
     """Distil TASK (or --all stale tasks) from the latest mother model into a small ONNX deployable,
     registered in MLflow as a new version of the model named TASK."""
-    from mothermodel.distill.run import DistillOptions
-
     cfg = _distill_config(student, epochs, max_length, seed)
     opts = DistillOptions(tracking_uri=tracking_uri, progress=not as_json)
     res = _registry(ctx).distill(task, all_tasks, cfg, opts, echo=console.info if not as_json else (lambda s: None))

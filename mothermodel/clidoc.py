@@ -18,6 +18,8 @@ from pathlib import Path
 
 import click
 
+from mothermodel.cli import cli
+
 _UNSET = getattr(click.core, "UNSET", None)  # click >= 8.3: "no default" (None before)
 
 HEADER = """\
@@ -118,8 +120,7 @@ def _anchor(title: str) -> str:
 
 def render(root: click.Command | None = None, prog: str = "mothermodel") -> str:
     """The Markdown reference for `root` (default: the `mothermodel` CLI)."""
-    if root is None:
-        from mothermodel.cli import cli as root
+    root = cli if root is None else root
     ctx = click.Context(root, info_name=prog, **root.context_settings)
     parts = [HEADER]
     for cmd, c in _walk(root, ctx):

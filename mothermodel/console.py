@@ -10,6 +10,9 @@ import json
 import sys
 from typing import Any, Sequence
 
+from rich.console import Console
+from rich.table import Table
+
 
 def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")
@@ -30,9 +33,6 @@ def note(msg: str) -> None:
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], title: str | None = None) -> None:
     if sys.stdout.isatty() and len(rows) <= 2000:
-        from rich.console import Console
-        from rich.table import Table
-
         t = Table(title=title, header_style="bold")
         for h in headers:
             t.add_column(h)

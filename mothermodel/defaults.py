@@ -21,7 +21,7 @@ UI_PORT = 5000
 
 def resolve_device(device: str = "auto"):
     """'auto' | 'cpu' | 'cuda' | 'cuda:i' -> a torch.device ('auto' takes a GPU when there is one)."""
-    import torch
+    import torch  # lazy: every layer and spec file imports this module; torch only for the caller that asks
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

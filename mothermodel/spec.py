@@ -3,7 +3,7 @@
 A spec is a Python module (a `Task(...)` plus `@labeling_function` functions)
 or a YAML/TOML file with the same fields for tasks without LF code. Loading a
 spec never touches the registry: it yields a `TaskSpec` (registry/records.py),
-which `RegistryStore.submit` validates against the registry and writes.
+which the registry store's `submit` (`AbstractStore.submit`) validates against the registry and writes.
 
 This module sits above both the registry and the labeling layer (it needs the
 LF types and the registry's normalised form), so neither imports it.
@@ -11,16 +11,34 @@ LF types and the registry's normalised form), so neither imports it.
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import dis
 import hashlib
+import importlib.machinery
+import importlib.util
+import inspect
 import json
+import os
+import re
 import sys
+import textwrap
+import types
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
 from mothermodel.errors import UserError
 from mothermodel.inputs import InputError, TaskInput
-from mothermodel.labeling.lf import DeclarativeLF, KeywordLF, LabelingFunction, RegexLF
+from mothermodel.labeling.lf.core import DeclarativeLF, KeywordLF, LabelingFunction, RegexLF, re2_compatible
 from mothermodel.registry.records import (NAME_RE, SourceSpec, TaskSpec, class_names_problem, is_name,
                                           is_source_name)
 
@@ -209,7 +227,7 @@ def _lf_source(lf: LabelingFunction, shared_hash: str | None) -> SourceSpec:
 
 
 def from_task(task: Task) -> TaskSpec:
-    """A `Task` built in code, its LFs among its sources, as a `TaskSpec` `RegistryStore.submit` takes.
+    """A `Task` built in code, its LFs among its sources, as a `TaskSpec` `AbstractStore.submit` takes.
 
     `label apply` runs in another process later, so each Python LF's code is recorded: a small module made of
     the LF functions' source, the helpers of the same module they call, the imports and the constant values
@@ -226,13 +244,6 @@ def from_task(task: Task) -> TaskSpec:
 
 def _python_lf_module(lfs: list[LabelingFunction], origin: str) -> tuple[str, str]:
     """(module text that rebuilds `lfs`, hash of its shared part: imports, constants, helpers)."""
-    import ast
-    import dis
-    import inspect
-    import re
-    import textwrap
-    import types
-
     support: dict[str, tuple[Any, str]] = {}  # global name -> (value, code that defines it)
     lf_defs: dict[str, tuple[Any, str]] = {}
 
@@ -321,7 +332,7 @@ def _python_lf_module(lfs: list[LabelingFunction], origin: str) -> tuple[str, st
     shared = "\n\n".join(code for _, code in support.values() if code)
     text = "\n\n".join([f"# The Python LFs of {origin}, recorded at submit: `label apply` runs this module.",
                         "from __future__ import annotations  # annotations name types this module need not hold",
-                        "from mothermodel.labeling.lf import LabelingFunction as _LabelingFunction", shared,
+                        "from mothermodel.labeling.lf.core import LabelingFunction as _LabelingFunction", shared,
                         *(code for _, code in lf_defs.values() if code), "\n".join(built)]) + "\n"
     try:  # built once here, as `label apply` will: a task whose LFs cannot be rebuilt is not registered
         exec(compile(text, origin, "exec"), {"__name__": f"_mothermodel_check_{len(text)}"})
@@ -334,9 +345,6 @@ def _python_lf_module(lfs: list[LabelingFunction], origin: str) -> tuple[str, st
 def _importable_elsewhere(module: str | None, fn) -> bool:
     """Whether `label apply`, in another process and folder, can import `module`: an installed package (or the
     standard library), not a file found only through the current folder or the folder of the user's code."""
-    import importlib.machinery
-    import os
-
     if not module:
         return False
     top = module.split(".")[0]
@@ -363,8 +371,6 @@ def _importable_elsewhere(module: str | None, fn) -> bool:
 
 def _literal(value: Any) -> bool:
     """Whether `value` is written back exactly by its repr (numbers, text, and containers of them)."""
-    import ast
-
     try:
         return ast.literal_eval(_stable_repr(value)) == value
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -398,18 +404,12 @@ def load_spec(path: str | Path) -> TaskSpec:
     if suffix == ".py":
         return _load_python(p)
     if suffix in (".yaml", ".yml"):
-        import yaml
-
         try:
             data = yaml.safe_load(_read_text(p))
         except yaml.YAMLError as e:
             raise UserError(f"{p}: not valid YAML: {str(e).splitlines()[0]}") from None
         return _from_mapping(data, str(p))
     if suffix == ".toml":
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
         try:
             data = tomllib.loads(_read_text(p))
         except tomllib.TOMLDecodeError as e:
@@ -430,10 +430,6 @@ def _read_text(p: Path) -> str:
 
 
 def _load_python(p: Path) -> TaskSpec:
-    import contextlib
-    import importlib.util
-    import uuid
-
     # A fresh, unique module name: two specs named alike must not share state.
     mod_name = f"_mothermodel_spec_{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_file_location(mod_name, p)
@@ -496,8 +492,6 @@ def _shared_code_hash(text: str, module) -> str:
     Editing one LF bumps that LF's version only; editing a shared constant or
     helper bumps every Python LF's, since any of them may read it.
     """
-    import ast
-
     lf_names = {n for n, v in vars(module).items() if isinstance(v, (LabelingFunction, Task))}
     fn_names = {v.f.__name__ for v in vars(module).values()
                 if isinstance(v, LabelingFunction) and not isinstance(v, DeclarativeLF)}
@@ -617,14 +611,10 @@ def _label_index(label: Any, classes: list[str], origin: str, where: str) -> int
 
 def _check_regex(pattern: str, origin: str, where: str) -> None:
     """Python's re must compile it (the LF's row-at-a-time path) and DuckDB's RE2 must accept it (the SQL path)."""
-    import re
-
     try:
         re.compile(pattern)
     except re.error as e:
         raise _err(origin, where, f"not a valid regular expression: {e}") from None
-    from mothermodel.labeling.lf import re2_compatible
-
     if not re2_compatible(pattern):  # Python accepts both; RE2 does not
         raise _err(origin, where, "lookarounds and backreferences are not supported (RE2 syntax)")
     problem = re2_problem(pattern)
@@ -636,7 +626,7 @@ def re2_problem(pattern: str, ignore_case: bool = False) -> str | None:
     """Why DuckDB's RE2, which runs regex sources at apply, refuses `pattern` (None: it compiles). Python's re
     accepts more (\\Z, atomic groups, possessive quantifiers, conditionals, named back-references) and no
     nesting limit, so only compiling it with the engine itself tells."""
-    import duckdb
+    import duckdb  # lazy: DuckDB kept off `import mothermodel` (spec files import it)
 
     con = duckdb.connect()
     try:

@@ -23,9 +23,14 @@ Needs only the ``tokenizers`` package (no torch), so `label analyze` can run it.
 
 from __future__ import annotations
 
+import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
+
+from tokenizers import Tokenizer
+
+from mothermodel.inputs import as_text
 
 __all__ = ["POOR_WHOLE_WORD_SHARE", "POOR_UNKNOWN_SHARE", "TextFit", "measure", "tokenizer_file"]
 
@@ -72,12 +77,6 @@ def tokenizer_file(encoder_dir: Optional[str | Path]) -> Optional[Path]:
 
 def measure(tokenizer_json: str | Path, texts: Sequence[Any], sample: int = 2000, seed: int = 0) -> TextFit:
     """The tokenizer's fit to (a seeded sample of at most `sample` of) `texts`; a pair input counts both texts."""
-    import random
-
-    from tokenizers import Tokenizer
-
-    from mothermodel.inputs import as_text
-
     tok = Tokenizer.from_file(str(tokenizer_json))
     tok.no_truncation()
     tok.no_padding()

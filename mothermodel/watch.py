@@ -14,9 +14,14 @@ from __future__ import annotations
 
 import signal
 import time
+from dataclasses import replace
 from typing import Any, Callable
 
+from mothermodel.distill.config import DistillOptions
 from mothermodel.errors import UserError
+from mothermodel.labeling.apply.config import ApplyConfig
+from mothermodel.registry import faults
+from mothermodel.trainer.outcome import TrainOutcome
 
 
 def parse_duration(text: str) -> float:
@@ -41,14 +46,6 @@ def tick(reg, train_config, train_options, echo: Callable[[str], None] = print,
     or fit, or that cannot train, is left out, recorded as its fault and listed in "failed"; a step that
     fails as a whole (the registry stayed locked, say) is listed in "errors" and the tick goes on with the
     next step. Either makes `watch --once` exit 1."""
-    from dataclasses import replace
-
-    from mothermodel.distill.run import DistillOptions
-
-    from mothermodel.labeling.apply import ApplyConfig
-    from mothermodel.trainer.outcome import TrainOutcome
-    from mothermodel.registry import faults
-
     progress = train_options.progress
     failed: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
@@ -74,7 +71,7 @@ def tick(reg, train_config, train_options, echo: Callable[[str], None] = print,
             echo(f"label apply: new label matrices for {', '.join(created)}")
         report(applied["failed"])
         left_out = {f["task"] for f in applied["failed"]}  # reported once: their fit would fail the same way
-        for t in applied["tasks"]:  # an LF stopped as a whole (labeling/apply.py LFReport.fatal): exit 1 too
+        for t in applied["tasks"]:  # an LF stopped as a whole (labeling/apply/core.py LFReport.fatal): exit 1 too
             for f in t.get("faults", []):
                 if f.get("fatal"):
                     why = ((f["first_error"] or "").strip().splitlines() or [""])[-1]
@@ -125,8 +122,6 @@ def watch(reg, every_s: float | None, once: bool, train_config, train_options,
           echo: Callable[[str], None] = print, distill_config=None) -> list[dict[str, Any]]:
     """Tick now, then every `every_s` seconds until SIGINT/SIGTERM (or once). A periodic loop logs a tick that
     failed (`tick_failed`) and keeps going; the CLI exits 1 when a `--once` tick failed."""
-    from mothermodel.registry import faults
-
     ticks: list[dict[str, Any]] = []
     stop = {"now": False}
 

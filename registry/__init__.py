@@ -14,11 +14,11 @@ __all__ = ["RegistryStore", "Workspace"]
 def __getattr__(name: str) -> Any:
     # Lazy: `from mothermodel import Task` in a spec file must not load DuckDB.
     if name == "RegistryStore":
-        from mothermodel.registry.store import RegistryStore
+        from mothermodel.registry.store import RegistryStore  # lazy: keeps DuckDB off `import mothermodel`
 
         return RegistryStore
     if name == "Workspace":
-        from mothermodel.registry.workspace import Workspace
+        from mothermodel.registry.workspace import Workspace  # lazy: keeps DuckDB off `import mothermodel`
 
         return Workspace
     raise AttributeError(name)

@@ -6,7 +6,10 @@ impact analysis lives in `registry.lineage`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from mothermodel.atomic import atomic_path
 
 # --- renderings ---------------------------------------------------------------
 
@@ -18,7 +21,7 @@ def _label(g, n) -> str:
 
 def to_text(g) -> str:
     """An indented tree; a task with several upstreams appears under each (marked ↑ after the first)."""
-    import networkx as nx
+    import networkx as nx  # lazy: networkx (~70 ms) stays off the registry commands that build no graph
 
     lines: list[str] = []
     shown: set[str] = set()
@@ -79,15 +82,12 @@ def to_mermaid(g) -> str:
 
 def to_png(g, out_path) -> None:
     """Draw the DAG left to right by topological generation (matplotlib, no system graphviz)."""
-    from pathlib import Path
+    import networkx as nx  # lazy: networkx (~70 ms) stays off the registry commands that build no graph
 
-    import matplotlib
+    import matplotlib  # lazy: heavy; `dag show` (a registry command) must not import it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import networkx as nx
-
-    from mothermodel.atomic import atomic_path
+    import matplotlib.pyplot as plt  # lazy: heavy; `dag show` (a registry command) must not import it
 
     g = g.copy()
     for layer, nodes in enumerate(nx.topological_generations(g)):

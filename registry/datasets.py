@@ -8,12 +8,21 @@ most an orphan temporary file, never a half-written dataset.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from mothermodel.errors import UserError
+from mothermodel.inputs import InputError
 from mothermodel.registry.files import write_parquet_addressed
+from mothermodel.registry.gold import can_be_gold
 from mothermodel.registry.records import NAME_RE, is_name
 
 READERS = {".parquet": "read_parquet", ".csv": "read_csv_auto", ".jsonl": "read_json_auto", ".ndjson": "read_json_auto"}
@@ -24,8 +33,6 @@ SPLITS = ("train", "valid", "test")
 
 def read_table(file: str | Path):
     """Read a data file into an Arrow table with DuckDB."""
-    import duckdb
-
     p = Path(file)
     reader = READERS.get(p.suffix.lower())
     if reader is None:
@@ -38,8 +45,6 @@ def read_table(file: str | Path):
         target = p
         if any(c in p.name for c in "*?[]{}") or any(c in str(p.parent) for c in "*?[]{}"):
             # DuckDB's readers expand globs: read the named file only, through a link with a plain name.
-            import tempfile
-
             tmp = tempfile.mkdtemp(prefix="mothermodel-read-")
             target = Path(tmp) / f"data{p.suffix.lower()}"
             target.symlink_to(p.resolve())
@@ -52,8 +57,6 @@ def read_table(file: str | Path):
     finally:
         con.close()
         if tmp is not None:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -67,8 +70,6 @@ def stage(ws, name: str, table, text_field: str | None, split_field: str | None,
     Returns the dataset row for `RegistryStore.record_dataset`. The file name carries the content hash,
     so the same content is stored once.
     """
-    import pyarrow as pa
-
     if not is_name(name):
         raise UserError(f"NAME: {name!r} does not match {NAME_RE.pattern}")
     cols = [c for c in table.column_names if c != ROW]
@@ -85,8 +86,6 @@ def stage(ws, name: str, table, text_field: str | None, split_field: str | None,
         if fld is not None and fld not in cols:
             raise UserError(f"{flag}: column {fld!r} not in {origin} (columns: {', '.join(cols[:20])})")
     if gold_field is not None:
-        from mothermodel.registry.gold import can_be_gold
-
         if not can_be_gold(table.schema.field(gold_field).type):
             raise UserError(f"--gold-field: column {gold_field!r} in {origin} is of type "
                             f"{table.schema.field(gold_field).type}, which cannot hold gold labels "
@@ -115,9 +114,6 @@ def stage(ws, name: str, table, text_field: str | None, split_field: str | None,
 def _check_splits(table, split_field: str) -> None:
     """Split values are the names the stages know (and they end up in MLflow metric keys, whose characters
     MLflow restricts): train, valid or test, as text; anything else is refused naming the first bad row."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     col = table.column(split_field)
     if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
         raise UserError(f"--split-field: column {split_field!r} holds {col.type}, not split names "
@@ -133,8 +129,6 @@ def input_texts(table, task_input) -> list[Any]:
     """Every row's model input built by `task_input` (a `mothermodel.inputs.TaskInput`) from the table's
     columns: strings, or (text, text_pair) tuples for a pair input. A row whose span does not fit its text
     is refused naming the column and the row."""
-    from mothermodel.inputs import InputError
-
     cols = {c: table.column(c).to_pylist() for c in task_input.columns}
     try:
         return task_input.render_columns(cols)
@@ -145,8 +139,6 @@ def input_texts(table, task_input) -> list[Any]:
 
 
 def _fails(task_input, row) -> bool:
-    from mothermodel.inputs import InputError
-
     try:
         task_input.render(row)
         return False
@@ -157,8 +149,6 @@ def _fails(task_input, row) -> bool:
 def split_column(table, dataset) -> Any:
     """Each row's split name as a numpy object array ('train' for every row when the dataset has no
     split field). `dataset` is a `DatasetRecord`."""
-    import numpy as np
-
     if dataset.split_field:
         return np.asarray(table.column(dataset.split_field).to_pylist(), dtype=object)
     return np.full(table.num_rows, "train", dtype=object)

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from mothermodel.atomic import publish, sha256_file, temp_file
+from mothermodel.errors import IntegrityError
 
 __all__ = ["write_parquet_addressed", "read_parquet_checked"]
 
@@ -18,8 +21,6 @@ def write_parquet_addressed(table, folder: Path, prefix: str, tmp_dir: Path) -> 
     Written to `tmp_dir` (same filesystem) and renamed: a killed process leaves
     at most a `.tmp` file behind, never a half-written Parquet under its final name.
     """
-    import pyarrow.parquet as pq
-
     folder.mkdir(parents=True, exist_ok=True)
     tmp = temp_file(tmp_dir, f"{prefix}-", ".parquet.tmp")
     try:
@@ -35,10 +36,6 @@ def write_parquet_addressed(table, folder: Path, prefix: str, tmp_dir: Path) -> 
 
 def read_parquet_checked(home: Path, rel_path: str, expected_hash: str):
     """Read a Parquet file the registry recorded, refusing it when its bytes no longer match the hash."""
-    import pyarrow.parquet as pq
-
-    from mothermodel.errors import IntegrityError
-
     path = Path(home) / rel_path
     if not path.is_file():
         raise IntegrityError(f"{path}: recorded in the registry but missing "

@@ -19,6 +19,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.types as pt
+
 from mothermodel.errors import UserError
 
 
@@ -31,8 +36,6 @@ class GoldError(UserError):
 
 def can_be_gold(dtype) -> bool:
     """Whether a column of Arrow type `dtype` could ever hold gold labels (indices or class names)."""
-    import pyarrow.types as pt
-
     if pt.is_dictionary(dtype):
         dtype = dtype.value_type
     return (pt.is_integer(dtype) or pt.is_floating(dtype) or pt.is_string(dtype) or pt.is_large_string(dtype)
@@ -47,11 +50,6 @@ def indices(values, classes: Sequence[str], *, dataset: str, column: str, task: 
     """A gold column (Arrow array or chunked array) -> int64 class indices, -1 where unknown.
 
     Raises GoldError naming the first value that is neither a class index (0..k-1) nor a class name."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.types as pt
-
     k = len(classes)
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks else pa.array([], values.type)

@@ -16,7 +16,7 @@ def build_graph(tasks: Iterable[str] | Mapping[str, object], edges: Iterable[Edg
                 kinds: tuple[str, ...] = EDGE_KINDS):
     """A DiGraph of `tasks` (names, or a mapping whose keys are names) and the edges of `kinds`
     (edge attribute `kind`)."""
-    import networkx as nx
+    import networkx as nx  # lazy: networkx (~70 ms) stays off the registry commands that build no graph
 
     g = nx.DiGraph()
     g.add_nodes_from(tasks)
@@ -27,7 +27,7 @@ def build_graph(tasks: Iterable[str] | Mapping[str, object], edges: Iterable[Edg
 
 def closure(g, roots: Iterable[str], upstream: bool = False) -> set[str]:
     """`roots` and everything downstream of them (upstream=True: everything they depend on)."""
-    import networkx as nx
+    import networkx as nx  # lazy: networkx (~70 ms) stays off the registry commands that build no graph
 
     out = set(roots)
     for r in list(out):
@@ -37,7 +37,7 @@ def closure(g, roots: Iterable[str], upstream: bool = False) -> set[str]:
 
 def topological(g, nodes: Iterable[str] | None = None) -> list[str]:
     """`nodes` (default: all) upstream first."""
-    import networkx as nx
+    import networkx as nx  # lazy: networkx (~70 ms) stays off the registry commands that build no graph
 
     sub = g if nodes is None else g.subgraph(nodes)
     return list(nx.topological_sort(sub))

@@ -337,7 +337,7 @@ class Snapshot:
     latest_probs: dict[str, ProbLabelsRecord]
 
     def graph(self, kinds: tuple[str, ...] = EDGE_KINDS):
-        from mothermodel.registry.graph import build_graph
+        from mothermodel.registry.graph import build_graph  # lazy: cycle: graph.py imports Edge from here
 
         return build_graph(self.tasks, self.edges, kinds)
 

@@ -22,12 +22,11 @@ from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping, Sequence
 
 from mothermodel.errors import UserError
+from mothermodel.inputs import TaskInput
 from mothermodel.registry import db
 from mothermodel.registry.abstract_store import AbstractStore
-from mothermodel.registry.datasets import input_texts, split_column
 from mothermodel.registry import fingerprint as fp
 from mothermodel.registry import lineage, tasks as submit_rules
-from mothermodel.registry.files import read_parquet_checked
 from mothermodel.registry.graph import build_graph, closure, task_tree, topological
 from mothermodel.registry.records import (
     DatasetRecord,
@@ -96,7 +95,7 @@ def _next_version(con, table: str, task: str | None = None) -> int:
 
 
 def _names(names) -> Any:
-    import pyarrow as pa
+    import pyarrow as pa  # lazy: no pyarrow on reads
 
     return pa.table({"name": pa.array(sorted(names), pa.string())})
 
@@ -128,8 +127,6 @@ def _task(r: Mapping[str, Any], sources=()) -> TaskRecord:
 
 
 def _input(text: str | None):
-    from mothermodel.inputs import TaskInput
-
     return TaskInput.from_dict(json.loads(text)) if text else None
 
 
@@ -227,6 +224,8 @@ class RegistryStore(AbstractStore):
 
     def read_dataset(self, dataset: DatasetRecord):
         """The dataset's Arrow table, hash-checked (row i is `_row` i)."""
+        from mothermodel.registry.files import read_parquet_checked  # lazy: no pyarrow on reads
+
         return read_parquet_checked(self.ws.home, dataset.path, dataset.content_hash)
 
     # --- tasks -----------------------------------------------------------------------
@@ -249,21 +248,20 @@ class RegistryStore(AbstractStore):
         """A gold column named for a task (its `gold:` field, or a `gold_<task>` column) must fit its classes:
         refused at submit (exit 2), before anything is written. An inherited dataset gold field is not checked
         here: a task it does not fit just goes without it (registry/gold.py)."""
-        import pyarrow.parquet as pq
-
-        from mothermodel.registry import gold
+        import pyarrow.parquet as pq  # lazy: no pyarrow on reads
+        from mothermodel.registry import gold as gold_rule  # lazy: no pyarrow on reads
 
         for s in specs:
             ds = _dataset(_row(con.execute(f"SELECT {_DATASET_COLS} FROM datasets WHERE name = ?", [s.dataset])))
-            col, own = gold.column_for(s, ds)
+            col, own = gold_rule.column_for(s, ds)
             if not own:
                 continue
             if col not in ds.columns:
                 raise UserError(f"{s.origin}: gold: dataset {s.dataset!r} has no column {col!r}")
             values = pq.read_table(self.ws.home / ds.path, columns=[col]).column(col)
             try:
-                gold.indices(values, s.classes, dataset=ds.name, column=col, task=s.name)
-            except gold.GoldError as e:
+                gold_rule.indices(values, s.classes, dataset=ds.name, column=col, task=s.name)
+            except gold_rule.GoldError as e:
                 raise UserError(f"{s.origin}: {e}") from None
 
     def _submit_state(self, con, specs: Sequence[TaskSpec]) -> submit_rules.SubmitState:
@@ -308,7 +306,7 @@ class RegistryStore(AbstractStore):
 
     def _write_submit(self, con, plan: submit_rules.SubmitPlan, state: submit_rules.SubmitState) -> None:
         """Replaced tasks' rows go, the batch's rows come in as Arrow tables; downstream fingerprints move."""
-        import pyarrow as pa
+        import pyarrow as pa  # lazy: no pyarrow on reads
 
         now, names, specs = _now(), plan.names, plan.specs
         if plan.replaced:
@@ -376,7 +374,7 @@ class RegistryStore(AbstractStore):
         self._set_fingerprints(con, plan.restamped, now)
 
     def _set_fingerprints(self, con, new_fp: Mapping[str, str], now: datetime) -> None:
-        import pyarrow as pa
+        import pyarrow as pa  # lazy: no pyarrow on reads
 
         if new_fp:
             with _registered(con, "_fp", pa.table({"name": list(new_fp), "fp": list(new_fp.values())})):
@@ -559,7 +557,10 @@ class RegistryStore(AbstractStore):
         """A probabilistic-labels version with its dataset's splits, gold labels and (optionally) the model
         inputs the task's template builds (`TaskRecord.input_for`), aligned to dataset rows; every file
         hash-checked."""
-        import numpy as np
+        import numpy as np  # lazy: no pyarrow on reads
+        from mothermodel.registry import gold as gold_rule  # lazy: no pyarrow on reads
+        from mothermodel.registry.datasets import input_texts, split_column  # lazy: no pyarrow on reads
+        from mothermodel.registry.files import read_parquet_checked  # lazy: no pyarrow on reads
 
         with self.read() as con:
             t = self._task(con, record.task, with_sources=False)
@@ -579,8 +580,6 @@ class RegistryStore(AbstractStore):
             applicable = np.ones(n, np.float32)
             applicable[rows] = pl.column("applicable").to_numpy()
         split = split_column(data, d)
-        from mothermodel.registry import gold as gold_rule
-
         gold = gold_rule.resolve(data, t, d)[0]  # a task's own gold column that no longer fits: GoldError
         covered = None
         if m is not None:
@@ -695,8 +694,13 @@ class RegistryStore(AbstractStore):
             raise UserError(f"TASK: unknown task {name!r}")
         return got[0]
 
-    def _task_statuses(self, con, name: str | None = None) -> list[TaskStatus]:
-        """The state of every task (or of task NAME), by name."""
+    def _staleness(self, con, names: Sequence[str] | None = None
+                   ) -> tuple[list[tuple[dict[str, Any], dict[str, lineage.Staleness]]], ModelRecord | None]:
+        """The one query behind `status`, `task_status` and `staleness`: per task (NAMES, default every task;
+        in name order) its row (name, version, fingerprint, dataset) and the staleness of its labels, model and
+        deployable (`lineage.task_staleness`), from its latest probabilistic labels, the latest ones fit to its
+        current fingerprint, the latest model and its latest deployable; and the latest model (None before any)."""
+        names = None if names is None else list(names)
         rows = _rows(con.execute(
             """WITH pl AS (SELECT task, max(version) AS v, arg_max(task_fingerprint, version) AS fp
                            FROM prob_labels GROUP BY task),
@@ -705,21 +709,28 @@ class RegistryStore(AbstractStore):
                SELECT t.name, t.version, t.fingerprint, t.dataset, pl.v AS labels_version, pl.fp AS labels_fit_for,
                       fr.v AS fresh_labels_version
                FROM tasks t LEFT JOIN pl ON pl.task = t.name LEFT JOIN fr ON fr.task = t.name
-               WHERE ? IS NULL OR t.name = ?
-               ORDER BY t.name""", [name, name]))
+               WHERE ? IS NULL OR list_contains(?, t.name)
+               ORDER BY t.name""", [names, names]))
         models = self._models(con, "WHERE version = (SELECT max(version) FROM models)")
         deploy = {r["task"]: _deployable(r) for r in _rows(con.execute(
-            f"SELECT {_DEPLOYABLE_COLS} FROM deployables WHERE ? IS NULL OR task = ? "
-            "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1", [name, name]))}
+            f"SELECT {_DEPLOYABLE_COLS} FROM deployables WHERE ? IS NULL OR list_contains(?, task) "
+            "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1", [names, names]))}
+        model = models[0] if models else None
+        return [(r, lineage.task_staleness(
+                    r["name"], r["fingerprint"],
+                    (r["labels_version"], r["labels_fit_for"]) if r["labels_version"] is not None else None,
+                    r["fresh_labels_version"], model, deploy.get(r["name"])))
+                for r in rows], model
+
+    def _task_statuses(self, con, name: str | None = None) -> list[TaskStatus]:
+        """The state of every task (or of task NAME), by name."""
+        rows, model = self._staleness(con, None if name is None else [name])
         faults: dict[str, list[TaskFault]] = {}
         for f in self._task_faults(con, name):
             faults.setdefault(f.task, []).append(f)
-        model = models[0] if models else None
         out = []
-        for r in rows:
+        for r, s in rows:
             n = r["name"]
-            latest = (r["labels_version"], r["labels_fit_for"]) if r["labels_version"] is not None else None
-            s = lineage.task_staleness(n, r["fingerprint"], latest, r["fresh_labels_version"], model, deploy.get(n))
             out.append(TaskStatus(name=n, version=r["version"], fingerprint=r["fingerprint"], dataset=r["dataset"],
                                   labels=s["labels"], model=s["model"], deployable=s["deployable"],
                                   serving=lineage.serving(model.tasks.get(n) if model else None),
@@ -838,26 +849,9 @@ class RegistryStore(AbstractStore):
         stale and why, as `status` reports them (`registry.lineage`), in one read of those tasks' rows only.
         An unknown name: exit 2 naming it."""
         with self.read() as con:
-            rows = _rows(con.execute(
-                """WITH pl AS (SELECT task, max(version) AS v, arg_max(task_fingerprint, version) AS fp
-                               FROM prob_labels GROUP BY task),
-                        fr AS (SELECT p.task, max(p.version) AS v FROM prob_labels p JOIN tasks t
-                               ON t.name = p.task AND p.task_fingerprint = t.fingerprint GROUP BY p.task)
-                   SELECT t.name, t.fingerprint, pl.v AS latest, pl.fp AS latest_fp, fr.v AS fresh
-                   FROM tasks t LEFT JOIN pl ON pl.task = t.name LEFT JOIN fr ON fr.task = t.name
-                   WHERE ? IS NULL OR list_contains(?, t.name) ORDER BY t.name""",
-                [None if names is None else list(names)] * 2))
-            models = self._models(con, "WHERE version = (SELECT max(version) FROM models)")
-            deploy = {r["task"]: _deployable(r) for r in _rows(con.execute(
-                f"SELECT {_DEPLOYABLE_COLS} FROM deployables WHERE ? IS NULL OR list_contains(?, task) "
-                "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1",
-                [None if names is None else list(names)] * 2))}
-        found = {r["name"] for r in rows}
+            rows, _ = self._staleness(con, names)
+        found = {r["name"] for r, _ in rows}
         for n in names or ():
             if n not in found:
                 raise UserError(f"TASK: unknown task {n!r}")
-        model = models[0] if models else None
-        return {r["name"]: lineage.task_staleness(
-                    r["name"], r["fingerprint"], (r["latest"], r["latest_fp"]) if r["latest"] is not None else None,
-                    r["fresh"], model, deploy.get(r["name"]))
-                for r in rows}
+        return {r["name"]: s for r, s in rows}

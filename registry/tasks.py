@@ -140,7 +140,7 @@ def check_batch(specs: Sequence[TaskSpec], state: SubmitState, replace: bool) ->
 
 def graph_after(specs: Sequence[TaskSpec], state: SubmitState):
     """The dependency graph once the batch is in (old edges into replaced tasks go); refuses cycles."""
-    import networkx as nx
+    import networkx as nx  # lazy: networkx (~70 ms) stays off the registry commands that build no graph
 
     batch = {s.name for s in specs}
     new_edges = [Edge(up, s.name, kind) for s in specs for up, kind in s.upstream_tasks]

@@ -13,12 +13,18 @@ Layout of `.mothermodel/`:
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from mothermodel.errors import UserError
+from mothermodel.registry import db
 
 DIRNAME = ".mothermodel"
 ENV_HOME = "MOTHERMODEL_HOME"
@@ -74,8 +80,6 @@ class Workspace:
     @classmethod
     def init(cls, path: str | Path = ".") -> "Workspace":
         """Create (or re-open) a workspace at `path`; idempotent."""
-        from mothermodel.registry import db
-
         root = Path(path).resolve()
         if root.exists() and not root.is_dir():
             raise UserError(f"{root}: exists and is not a directory")
@@ -122,10 +126,6 @@ def rebase_mlflow(ws: Workspace) -> list[str]:
     are its own and nothing is written into the original. Returns the old roots rebased (usually none:
     then it only read). A store it cannot write (a read-only copy) is left as it is.
     """
-    import sqlite3
-    from urllib.parse import urlparse
-    from urllib.request import url2pathname
-
     db = ws.home / "mlflow.db"
     if not db.is_file():
         return []
@@ -182,8 +182,6 @@ def training(ws: Workspace) -> Iterator[dict[str, Any] | None]:
     """Held (shared: concurrent runs stay possible) while a `train` runs, so that `status` can tell a
     running training run from an interrupted one by its marker alone. Yields `training_state` as found just
     before the lock was taken (once held, this run's own lock makes any marker look "running")."""
-    import fcntl
-
     ws.models_dir.mkdir(parents=True, exist_ok=True)
     before = training_state(ws)
     with open(ws.models_dir / TRAIN_LOCK, "a") as fh:
@@ -197,9 +195,6 @@ def training(ws: Workspace) -> Iterator[dict[str, Any] | None]:
 def training_state(ws: Workspace) -> dict[str, Any] | None:
     """The training run that `train` left unrecorded: ``{"state": "running" | "interrupted", "run_dir",
     "resume"}``, or None when every run was recorded."""
-    import fcntl
-    import json
-
     marker = ws.models_dir / TRAIN_MARKER
     try:
         run_dir = json.loads(marker.read_text()).get("run_dir")

@@ -20,6 +20,8 @@ import math
 import reprlib
 from pathlib import Path
 
+import pyarrow as pa
+
 from mothermodel.errors import UserError
 from mothermodel.inputs import TaskInput
 from mothermodel.registry.records import NAME_RE, SourceSpec, TaskSpec, class_names_problem, is_name
@@ -32,8 +34,6 @@ RELATION_INPUT = TaskInput.marked("text", ["span1", "span2"])
 
 def read(folder: str | Path):
     """Read a WRENCH folder into (Arrow table, class names)."""
-    import pyarrow as pa
-
     d = Path(folder)
     if not d.is_dir():
         raise UserError(f"{d}: no such directory")

@@ -11,8 +11,9 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 from mothermodel.labeling import ABSTAIN, KeywordLF, RegexLF, ThresholdLF, labeling_function  # noqa: E402
-from mothermodel.labeling.apply import ApplyConfig, apply_lfs  # noqa: E402
-from mothermodel.labeling.dask_apply import DaskApplyConfig, apply_lfs_dask  # noqa: E402
+from mothermodel.labeling.apply.config import ApplyConfig  # noqa: E402
+from mothermodel.labeling.apply.core import apply_lfs  # noqa: E402
+from mothermodel.labeling.apply.dask import DaskApplyConfig, apply_lfs_dask  # noqa: E402
 
 WORDS = ["free", "money", "hello", "http://x.io", "meeting", "WIN", "now", "lunch", "offer", "ok"]
 
@@ -173,7 +174,7 @@ task = Task(name="spec_task", dataset="d", classes=["HAM", "SPAM"])
 
 
 def test_lfs_from_a_spec_module_run_on_workers(client, tmp_path):
-    from mothermodel.labeling.lf import lfs_from_source
+    from mothermodel.labeling.lf.core import lfs_from_source
 
     path = tmp_path / "spec_task.py"
     path.write_text(SPEC)
@@ -246,7 +247,7 @@ def test_a_dying_or_stuck_helper_stops_only_that_lf(client):
 
 
 def test_start_helpers_once_per_worker_thread(client):
-    from mothermodel.labeling.dask_apply import start_helpers
+    from mothermodel.labeling.apply.dask import start_helpers
 
     start_helpers(client)
     assert set(start_helpers(client).values()) == {0}  # already there: none started

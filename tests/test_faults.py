@@ -494,7 +494,7 @@ def test_lf_past_its_memory_limit_is_reported_and_the_others_land(ws, tmp_path):
     assert fault["name"] == "greedy" and fault["raised"] == 1 and fault["failed_rows"] == 1
     assert fault["first_row"] == 2 and "MemoryError" in fault["first_error"]
     from mothermodel.api import Registry
-    from mothermodel.labeling import store as label_files
+    from mothermodel.labeling import label_files
 
     reg = Registry.open(ws)
     rec = reg.store.snapshot().latest_matrix["mem"]

@@ -1,4 +1,4 @@
-"""Tests of the hierarchical multi-task label model (labeling/hierarchy.py).
+"""Tests of the hierarchical multi-task label model (labeling/model/hierarchy.py).
 
 Synthetic tree with known LF accuracies, propensities and non-applicable firing
 rates: topic (4 classes) -> billing_kind (3, under class 0), tech_kind (2, under
@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mothermodel.labeling.hierarchy import HierarchicalLabelModel, HierarchyConfig, TaskNode
-from mothermodel.labeling.model import LabelModel, LabelModelConfig, MajorityVoter
+from mothermodel.labeling.model.hierarchy import HierarchicalLabelModel, HierarchyConfig, TaskNode
+from mothermodel.labeling.model.baselines import MajorityVoter
+from mothermodel.labeling.model.label_model import LabelModel, LabelModelConfig
 
 NODES = [TaskNode("topic", 4), TaskNode("billing_kind", 3, "topic", 0),
          TaskNode("tech_kind", 2, "topic", 1), TaskNode("bug_severity", 2, "tech_kind", 0)]

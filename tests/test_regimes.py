@@ -9,10 +9,11 @@ import pyarrow.parquet as pq
 from conftest import run_cli
 
 from mothermodel.labeling.analysis import regime_figures
-from mothermodel.labeling.dependencies import near_duplicate_groups
-from mothermodel.labeling.model import LabelModel, LabelModelConfig, MajorityVoter
-from mothermodel.labeling.selection import select_on_valid
-from mothermodel.labeling.textview import TextViewConfig, combine, view_gate
+from mothermodel.labeling.model.dependencies import near_duplicate_groups
+from mothermodel.labeling.model.baselines import MajorityVoter
+from mothermodel.labeling.model.label_model import LabelModel, LabelModelConfig
+from mothermodel.labeling.model.selection import select_on_valid
+from mothermodel.labeling.model.textview import TextViewConfig, combine, view_gate
 
 
 def _tiny_lfs(seed=0, n=600, k=3, m=60):

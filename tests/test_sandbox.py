@@ -29,7 +29,7 @@ def _submit(ws, path: Path, text: str):
 
 def _matrix(ws, task: str) -> dict:
     from mothermodel.api import Registry
-    from mothermodel.labeling import store as label_files
+    from mothermodel.labeling import label_files
 
     reg = Registry.open(ws)
     rec = reg.store.snapshot().latest_matrix[task]
@@ -251,17 +251,17 @@ money = KeywordLF("money", ["money"], label=1)
     faults = {f["name"]: f for f in res["bad"]["faults"]}
     assert set(faults) == {"kw_note", "th_b", "lf_a"}
     assert all(f["fatal"] == "unusable" and f["failed_rows"] == 4 for f in faults.values())
-    assert "'note' is a int64 column" in faults["kw_note"]["first_error"]
-    assert "needs a numeric column" in faults["th_b"]["first_error"]
-    assert "string column" in faults["lf_a"]["first_error"]
+    assert "field 'note': column 'note' holds int64: a keyword source needs text" in faults["kw_note"]["first_error"]
+    assert "column 'lf_b' holds string: a threshold source needs numbers" in faults["th_b"]["first_error"]
+    assert "column 'lf_a' holds string: a column source needs class indices" in faults["lf_a"]["first_error"]
     assert _matrix(ws, "good") == {(0, "link"): 1}
     assert _matrix(ws, "bad") == {(2, "money"): 1}  # only the healthy source voted
 
 
 def test_a_dataset_column_named_like_an_internal_one_does_not_shadow_it():
     # Before: a column `__lower_text` took the place of lower(text): keyword votes went to the wrong rows.
-    from mothermodel.labeling.apply import apply_declarative_lfs
-    from mothermodel.labeling.lf import KeywordLF, RegexLF
+    from mothermodel.labeling.apply.core import apply_declarative_lfs
+    from mothermodel.labeling.lf.core import KeywordLF, RegexLF
 
     t = pa.table({"_row": [0, 1], "text": ["Money here", "nothing"], "__lower_text": ["nothing", "money"],
                   "f0": ["money", "x"]})
@@ -301,7 +301,7 @@ def has_word(x):
 
 
 def test_a_stored_spec_without_its_helpers_says_to_resubmit(ws, tmp_path):
-    from mothermodel.labeling.lf import lfs_from_source
+    from mothermodel.labeling.lf.core import lfs_from_source
     from mothermodel.errors import UserError
 
     folder = tmp_path / "old"

@@ -118,7 +118,7 @@ def test_staleness_follows_lineage(lws, tmp_path):
     s = state()
     assert s["labels"]["stale"] and s["labels"]["reason"] == "no probabilistic labels yet"
     assert s["model"]["reason"] == "no model yet" and s["deployable"]["reason"] == "no deployable yet"
-    v1 = reg.label_fit("spam", model="majority")["version"]
+    v1 = reg.label_fit("spam", model="majority").version
     t = store.task("spam")
     m1 = store.record_model(path="models/v1", encoder="tiny", content_hash="h", metrics={}, mlflow_run_id=None,
                             tasks=[ModelTaskRecord("spam", t.fingerprint, v1)])
@@ -129,7 +129,7 @@ def test_staleness_follows_lineage(lws, tmp_path):
     assert not state()["deployable"]["stale"]
 
     # Refitting the labels (another label model) makes the model stale, and so its deployable.
-    v2 = reg.label_fit("spam", model="label-model")["version"]
+    v2 = reg.label_fit("spam", model="label-model").version
     s = state()
     assert not s["labels"]["stale"]
     assert s["model"]["stale"] and s["model"]["reason"] == (f"labels refit: model v1 learned labels v{v1}, "
@@ -160,7 +160,7 @@ def test_staleness_follows_lineage(lws, tmp_path):
 def test_label_twins_equal_the_cli(lws, tmp_path):
     submit(lws, tmp_path)
     reg = Registry.open(lws)
-    from mothermodel.labeling.apply import ApplyConfig
+    from mothermodel.labeling.apply.config import ApplyConfig
 
     api_apply = reg.label_apply(["spam"], ApplyConfig(progress=False))
     cli_apply = json.loads(run_cli("label", "apply", "spam", "--json", ws=lws).out)
@@ -169,7 +169,7 @@ def test_label_twins_equal_the_cli(lws, tmp_path):
                                                                     "--json", ws=lws).out)
     api_fit = reg.label_fit("spam", model="majority")
     cli_fit = json.loads(run_cli("label", "fit", "spam", "--model", "majority", "--json", ws=lws).out)
-    assert api_fit["metrics"] == cli_fit["metrics"] and cli_fit["version"] == api_fit["version"] + 1
+    assert api_fit.to_json()["metrics"] == cli_fit["metrics"] and cli_fit["version"] == api_fit.version + 1
     assert reg.label_log("spam") == json.loads(run_cli("label", "log", "spam", "--json", ws=lws).out)
     submit(lws, tmp_path, SPEC.replace('"cheap"]', '"cheap", "free"]'), replace=True)
     reg.label_apply()

@@ -227,7 +227,7 @@ def test_yaml_keyword_and_regex_sources(ws, tmp_path):
     r = run_cli("label", "apply", "by_kw", "--json", ws=ws)
     assert r.code == 0, r
     from mothermodel import Registry
-    from mothermodel.labeling.sources import build_lfs
+    from mothermodel.labeling.apply.sources import build_lfs
 
     lfs = build_lfs(Registry.open(ws).store.task("by_kw"))
     row = lambda text: type("Row", (), {"text": text})()  # noqa: E731

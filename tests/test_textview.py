@@ -1,4 +1,4 @@
-"""The text view (labeling/textview.py): hashed n-grams, cross-fitting, and what it adds to `label fit`."""
+"""The text view (labeling/model/textview.py): hashed n-grams, cross-fitting, and what it adds to `label fit`."""
 
 import json
 
@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
-from mothermodel.labeling.textview import TextViewConfig, combine, hashed_ngrams, text_view
+from mothermodel.labeling.model.textview import TextViewConfig, combine, hashed_ngrams, text_view
 
 
 def bags(X):

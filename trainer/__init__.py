@@ -15,6 +15,7 @@ Modules, one concept each (docs/trainer.md):
 Importing this package is cheap: names load their module (and torch) on first use.
 """
 
+import importlib
 import os
 from typing import Any
 
@@ -51,7 +52,5 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        import importlib
-
         return getattr(importlib.import_module(f"mothermodel.trainer.{_EXPORTS[name]}"), name)
     raise AttributeError(name)

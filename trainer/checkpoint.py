@@ -36,9 +36,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
 from mothermodel.atomic import (OLD_PREFIX, TMP_PREFIX, ListedFileError, file_entry, read_listed, seal_folder,
                                 sha256_file, temp_folder, write_entry, write_manifest)
 from mothermodel.errors import IntegrityError
+from mothermodel.registry.db import fault_point
+from mothermodel.trainer.encoder import encoder_from_config, offline_mode
+from mothermodel.trainer.model import MotherModel
 
 __all__ = ["FORMAT", "save", "verify", "verify_recorded", "read_manifest", "load_model", "load_weights",
            "load_optimizer", "optimizer_tensors", "CheckpointDir"]
@@ -51,8 +58,6 @@ MANIFEST = "manifest.json"
 def _fault_point(name: str) -> None:
     # Test hook shared with the registry (MOTHERMODEL_FAULT=name:MARKER): costs one lookup otherwise.
     if os.environ.get("MOTHERMODEL_FAULT", "").split(":", 1)[0] == name:
-        from mothermodel.registry.db import fault_point
-
         fault_point(name)
 
 
@@ -76,8 +81,6 @@ def optimizer_tensors(optimizer: Any, param_names: Sequence[str]) -> dict[str, A
     `param_names` lists the parameter names in the order of
     ``[p for g in optimizer.param_groups for p in g["params"]]``.
     """
-    import torch
-
     params = [p for g in optimizer.param_groups for p in g["params"]]
     if len(params) != len(param_names):
         raise ValueError(f"{len(param_names)} parameter names for {len(params)} optimizer parameters")
@@ -103,8 +106,6 @@ def save(folder: str | os.PathLike, model: Any, tokenizer: Any = None, *, step: 
         config: the TrainConfig as a dict (recorded in the manifest).
         meta: any JSON-ready metadata (the registry glue's fingerprints, label versions, run id...).
     """
-    from safetensors.torch import save as st_save
-
     folder = Path(folder)
     if folder.exists() and not replace:
         raise FileExistsError(f"checkpoint {folder} exists")
@@ -204,8 +205,6 @@ def verify_recorded(folder: str | os.PathLike, manifest_sha256: Optional[str]) -
 def load_weights(folder: str | os.PathLike, manifest: Optional[dict] = None, name: str = "model.safetensors"
                  ) -> dict[str, Any]:
     """A checkpoint's tensors (hash-checked, parsed from the checked bytes; no pickle)."""
-    from safetensors.torch import load as st_load
-
     folder = Path(folder)
     m = manifest or read_manifest(folder)
     return st_load(_read_checked(folder, name, m))
@@ -218,11 +217,6 @@ def load_model(folder: str | os.PathLike, *, device: Any = "cpu", attn_implement
     Every file is hash-checked first (`verify_all`); the tokenizer comes from
     ``encoder/`` (None when the checkpoint has none).
     """
-    import torch
-
-    from mothermodel.trainer.encoder import offline_mode, encoder_from_config
-    from mothermodel.trainer.model import MotherModel
-
     folder = Path(folder)
     m = verify(folder) if verify_all else read_manifest(folder)
     cfg = json.loads(_read_checked(folder, "encoder/config.json", m))
@@ -237,7 +231,7 @@ def load_model(folder: str | os.PathLike, *, device: Any = "cpu", attn_implement
     tokenizer = None
     if any(k.startswith("encoder/tokenizer") for k in m["files"]):
         offline_mode()
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # lazy: transformers reads the switches offline_mode() sets on import
 
         tokenizer = AutoTokenizer.from_pretrained(str(folder / "encoder"), local_files_only=True)
     return model, tokenizer, m

@@ -18,13 +18,14 @@ Tests override them with tiny values.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from mothermodel.defaults import DEFAULT_SEED
 
-__all__ = ["Config", "TrainConfig", "POOLINGS", "LAYOUTS", "MIXINGS", "DEFAULT_EPOCHS", "DEFAULT_LR", "native_bf16",
-           "parse_settings"]
+__all__ = ["Config", "TrainConfig", "TrainOptions", "POOLINGS", "LAYOUTS", "MIXINGS", "DEFAULT_EPOCHS", "DEFAULT_LR",
+           "native_bf16", "parse_settings"]
 
 POOLINGS = ("mean", "cls")
 LAYOUTS = ("flat", "hierarchical")
@@ -247,11 +248,37 @@ class TrainConfig(Config):
             raise bad("eval_batch_size", "must be >= 1")
 
 
+@dataclass
+class TrainOptions:
+    """How `train` decides and reports (the model's hyper-parameters are in `TrainConfig`).
+
+    Attributes:
+        tasks: tasks to train (default: every task whose dataset has a text field).
+        if_changed: train only when the task set, a fingerprint or a labels version changed since the latest model.
+        resume: continue the interrupted run recorded in `models/in-progress.json`.
+        tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the workspace's own store).
+        progress: progress bar on a terminal, plain lines otherwise.
+        changed_policy: a changed task's head is 'finetune'd (default) or 'reinit'ialised on a warm start.
+        fresh: train a fresh model (the encoder's own weights, new heads) even where a warm start from the
+            latest model is possible: after a task set changed a lot, or to compare from scratch.
+        isolate: a task whose labels are stale or unreadable is left out of the run (its head is not in the
+            model version recorded) and reported in "failed", and the others train; default: when more than
+            one task trains (one task fails with its own error, exit 2, as before). `watch` always isolates.
+    """
+
+    tasks: Optional[Sequence[str]] = None
+    if_changed: bool = False
+    resume: bool = False
+    tracking_uri: Optional[str] = None
+    progress: bool = True
+    changed_policy: str = "finetune"
+    fresh: bool = False
+    isolate: Optional[bool] = None
+
+
 def parse_settings(items) -> dict[str, Any]:
     """`field=value` strings (`train --set`, the benchmarks' `--set`) as a dict; values are JSON where they
     parse (1, 0.5, true, null), else strings. A malformed item raises ValueError."""
-    import json
-
     out: dict[str, Any] = {}
     for it in items:
         k, eq, v = it.partition("=")
@@ -273,7 +300,7 @@ def native_bf16(device) -> bool:
         return True
     if device.type != "cpu":
         return False
-    import torch
+    import torch  # lazy: torch; this module stays torch-free (the CLI imports it when it loads)
 
     try:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 import numpy as np
+import torch
 
 from mothermodel.trainer.config import DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig
 
@@ -495,8 +496,6 @@ class Batch:
 def pad_ids(tokens: Sequence[Tokenized], dataset: np.ndarray, rows: np.ndarray, pad_id: int,
             multiple: int = 1) -> tuple[Any, Any]:
     """(input_ids, attention_mask) int64 tensors for the given rows, padded to their longest."""
-    import torch
-
     lens = np.array([tokens[d].offsets[r + 1] - tokens[d].offsets[r] for d, r in zip(dataset, rows)], np.int64)
     L = int(lens.max()) if len(lens) else 1
     if multiple > 1:
@@ -513,8 +512,6 @@ def pad_ids(tokens: Sequence[Tokenized], dataset: np.ndarray, rows: np.ndarray, 
 def pad_marks(tokens: Sequence[Tokenized], dataset: np.ndarray, rows: np.ndarray) -> Any:
     """(B, spans) int64 marker positions of the given rows (0 = the first token where a row has none),
     or None when none of their datasets is marked."""
-    import torch
-
     width = max((tokens[d].marks.shape[1] for d in set(dataset.tolist()) if tokens[d].marks is not None), default=0)
     if not width:
         return None
@@ -528,8 +525,6 @@ def pad_marks(tokens: Sequence[Tokenized], dataset: np.ndarray, rows: np.ndarray
 
 def collate(ts: TrainingSet, units: np.ndarray, pad_id: int, pad_multiple: int = 1) -> Batch:
     """The tensors of one batch of global unit ids."""
-    import torch
-
     d, rows = ts.unit_location(np.asarray(units, np.int64))
     input_ids, attention_mask = pad_ids(ts.tokens, d, rows, pad_id, pad_multiple)
     tasks: dict[int, tuple[Any, Any, Any]] = {}

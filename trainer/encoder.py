@@ -8,6 +8,10 @@
   here and refuses a mismatch (:class:`~mothermodel.errors.IntegrityError`).
 * :func:`write_tiny_encoder` writes a small random BERT and a WordPiece
   tokenizer to a folder in well under a second: for tests and the demo.
+
+torch and transformers are imported by the functions that use them: `label analyze` imports this module
+(`Registry.encoder_fit`: :func:`default_encoder_dir`) and stays light, and transformers reads the hub's
+offline switches (:func:`offline_mode`) when it is first imported.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordPiece
+
+from mothermodel.atomic import sha256_file
 from mothermodel.errors import IntegrityError, UserError
 
 __all__ = [
@@ -71,8 +79,6 @@ def default_encoder_dir() -> Path:
 
 def verify_files(folder: Path, expected: dict[str, str]) -> None:
     """Refuse `folder` unless every named file's sha256 is the expected one."""
-    from mothermodel.atomic import sha256_file
-
     for name, digest in expected.items():
         p = Path(folder) / name
         if not p.is_file():
@@ -123,8 +129,8 @@ def load_encoder(
     elif path is None or _is_default(folder):
         verify_files(folder, DEFAULT_ENCODER_SHA256)
 
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+    from transformers import AutoModel, AutoTokenizer  # lazy: off `label analyze`, after offline_mode()
+    from transformers.utils import logging as hf_logging  # lazy: off `label analyze`, after offline_mode()
 
     hf_logging.disable_progress_bar()
     kw = {"attn_implementation": attn_implementation} if attn_implementation else {}
@@ -148,7 +154,7 @@ def load_encoder(
 def encoder_from_config(config_dict: dict[str, Any], *, attn_implementation: Optional[str] = "sdpa") -> Any:
     """An encoder of the given architecture with uninitialised weights (a checkpoint fills them)."""
     offline_mode()
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig, AutoModel  # lazy: off `label analyze`, after offline_mode()
 
     d = dict(config_dict)
     model_type = d.pop("model_type")
@@ -199,11 +205,10 @@ def write_tiny_encoder(
     training, no downloads) and deterministic for a given `seed`.
     """
     offline_mode()
-    import torch
-    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordPiece
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-    from transformers.utils import logging as hf_logging
+    import torch  # lazy: off `label analyze`
+    from transformers import (BertConfig, BertModel,  # lazy: off `label analyze`, after offline_mode()
+                              PreTrainedTokenizerFast)
+    from transformers.utils import logging as hf_logging  # lazy: off `label analyze`, after offline_mode()
 
     hf_logging.disable_progress_bar()
 

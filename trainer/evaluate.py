@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from mothermodel.labeling.metrics import metrics, splits_in_order
 from mothermodel.registry.metric_key import MetricKey, flatten, per_split
 from mothermodel.trainer.data import TaskData, Tokenized, tokenize
 from mothermodel.trainer.predict import predict_tokens
@@ -27,8 +28,6 @@ def evaluate(model: Any, tokenizer: Any, tasks: Sequence[TaskData], *, max_lengt
     per dataset for every task on it. `splits` limits the splits (default:
     every split with gold labels); `tokens` reuses a training run's tokenisation.
     """
-    from mothermodel.labeling.metrics import metrics, splits_in_order
-
     tokens = dict(tokens or {})
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     by_dataset: dict[str, list[TaskData]] = {}

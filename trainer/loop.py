@@ -42,6 +42,10 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from mothermodel.defaults import resolve_device
 from mothermodel.errors import UserError
@@ -108,8 +112,6 @@ def setup_distributed(device: str = "auto") -> DistInfo:
     dev = resolve_device(device)
     if world <= 1 or "RANK" not in os.environ:
         return DistInfo(device=dev)
-    import torch.distributed as dist
-
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if dev.type == "cuda":
         dev = torch.device("cuda", local)
@@ -214,9 +216,6 @@ class StepBar:
     (training here; distillation too)."""
 
     def __init__(self, label: str, total: int, start: int = 0):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         self._prog = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                               TextColumn("{task.fields[info]}"), console=Console(stderr=True), transient=True)
         self._prog.start()
@@ -331,8 +330,6 @@ def train(model: MotherModel, tokenizer: Any, tasks: Sequence[TaskData], config:
     if config.compile and cuda:
         model.compile_encoder()
     if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
         fwd = DDP(model, device_ids=[device.index] if cuda else None, find_unused_parameters=False)
 
     # ---- 4. the loop ----------------------------------------------------------------------------------

@@ -42,6 +42,8 @@ from typing import Any, Iterable, Optional, Sequence
 import torch
 from torch import nn
 
+from mothermodel.trainer.encoder import load_encoder
+
 __all__ = ["HeadSpec", "TaskHead", "MotherModel", "head_specs", "reconcile_heads", "WarmStart", "build_model",
            "warm_start"]
 
@@ -386,8 +388,6 @@ def reconcile_heads(model: MotherModel, specs: Sequence[HeadSpec], *, changed: I
 # --------------------------------------------------------------------------- #
 def build_model(specs: Sequence[HeadSpec], config: Any) -> tuple[MotherModel, Any]:
     """A fresh (MotherModel, tokenizer): `config.encoder` (None = default MiniLM) plus new heads."""
-    from mothermodel.trainer.encoder import load_encoder
-
     encoder, tokenizer = load_encoder(config.encoder)
     model = MotherModel(encoder, specs, pooling=config.pooling, layout=config.layout, dropout=config.dropout,
                         seed=config.seed)
@@ -405,7 +405,7 @@ def warm_start(model_dir: Any, specs: Sequence[HeadSpec], config: Any, *, change
     child head. The caller decides whether a warm start makes sense at all
     (e.g. not when `config.encoder` differs from ``manifest["config"]["encoder"]``).
     """
-    from mothermodel.trainer.checkpoint import load_model
+    from mothermodel.trainer.checkpoint import load_model  # lazy: import cycle (checkpoint imports MotherModel)
 
     model, tokenizer, _ = load_model(model_dir, verify_all=verify_all)
     model.pooling = config.pooling

@@ -127,9 +127,3 @@ class TrainOutcome:
                 "path": r.path, "mlflow_run_id": r.mlflow_run_id, "mlflow_tracking_uri": r.mlflow_tracking_uri,
                 "seconds": r.seconds, "examples_per_s": r.examples_per_s, "steps": r.steps, "stages": r.stages,
                 "resumed_from": r.resumed_from, "failed": self.failed}
-
-    def __getitem__(self, key: str) -> Any:  # dict-style reads of the `--json` shape, as the API returned before
-        return self.to_json()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.to_json().get(key, default)

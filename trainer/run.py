@@ -2,7 +2,7 @@
 
 This is the glue between the registry store and the registry-free trainer core
 (config, data, model, loop, checkpoint, tracking): it reads each task's freshest
-probabilistic labels through `RegistryStore`, decides what changed since the
+probabilistic labels through the store (`AbstractStore`), decides what changed since the
 latest model (lineage, `registry/lineage.py`), warm-starts from that model,
 runs the loop, logs to MLflow and records the new model version with, per task,
 the fingerprint and labels version it learned.
@@ -15,6 +15,8 @@ under way, so `train --resume` can pick an interrupted run up.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 import time
 import uuid
@@ -22,45 +24,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from mothermodel.errors import UserError
-from mothermodel.registry import lineage
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from mothermodel.atomic import sha256_file, write_text_atomic
-from mothermodel.registry.records import ModelTaskRecord, Snapshot
-from mothermodel.registry.store import RegistryStore
+from mothermodel.errors import UserError
+from mothermodel.inputs import TaskInput, as_text
+from mothermodel.registry import datasets, faults, lineage
+from mothermodel.registry.abstract_store import AbstractStore
+from mothermodel.registry.datasets import input_texts
 from mothermodel.registry.metric_key import MetricKey, flatten
-from mothermodel.registry.workspace import TRAIN_MARKER
-from mothermodel.trainer.config import TrainConfig
+from mothermodel.registry.records import ModelTaskRecord, Snapshot
+from mothermodel.registry.workspace import TRAIN_MARKER, training
+from mothermodel.textfit import measure, tokenizer_file
+from mothermodel.trainer import checkpoint as ckpt
+from mothermodel.trainer import guard, selftrain
+from mothermodel.trainer.config import TrainConfig, TrainOptions
+from mothermodel.trainer.data import TaskData, resolve_config, tokenize
+from mothermodel.trainer.encoder import default_encoder_dir
+from mothermodel.trainer.evaluate import evaluate
+from mothermodel.trainer.loop import TrainResult
+from mothermodel.trainer.model import build_model, head_specs, warm_start
 from mothermodel.trainer.outcome import TaskResult, TrainOutcome, TrainRun
+from mothermodel.trainer.predict import predict_proba, predict_tokens
+from mothermodel.trainer.tracking import Tracker
 
 IN_PROGRESS = TRAIN_MARKER  # registry/workspace.py owns the name: status and verify read it too
-
-
-@dataclass
-class TrainOptions:
-    """How `train` decides and reports (the model's hyper-parameters are in `TrainConfig`).
-
-    Attributes:
-        tasks: tasks to train (default: every task whose dataset has a text field).
-        if_changed: train only when the task set, a fingerprint or a labels version changed since the latest model.
-        resume: continue the interrupted run recorded in `models/in-progress.json`.
-        tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the workspace's own store).
-        progress: progress bar on a terminal, plain lines otherwise.
-        changed_policy: a changed task's head is 'finetune'd (default) or 'reinit'ialised on a warm start.
-        fresh: train a fresh model (the encoder's own weights, new heads) even where a warm start from the
-            latest model is possible: after a task set changed a lot, or to compare from scratch.
-        isolate: a task whose labels are stale or unreadable is left out of the run (its head is not in the
-            model version recorded) and reported in "failed", and the others train; default: when more than
-            one task trains (one task fails with its own error, exit 2, as before). `watch` always isolates.
-    """
-
-    tasks: Optional[Sequence[str]] = None
-    if_changed: bool = False
-    resume: bool = False
-    tracking_uri: Optional[str] = None
-    progress: bool = True
-    changed_policy: str = "finetune"
-    fresh: bool = False
-    isolate: Optional[bool] = None
 
 
 @dataclass
@@ -94,12 +84,10 @@ def rows_key(task) -> str:
     return task.dataset if task.input is None else f"{task.dataset}#{task.input.key}"
 
 
-def lineage_of(store: RegistryStore, snap: Snapshot, names: Sequence[str],
+def lineage_of(store: AbstractStore, snap: Snapshot, names: Sequence[str],
                failed: dict[str, Exception] | None = None) -> dict[str, Lineage]:
     """Each task's freshest probabilistic labels; exit 2 naming the task and the fix when there are none
     (with `failed`: that task is left out and its error kept there instead)."""
-    from mothermodel.registry import faults
-
     out = {}
     for n in names:
         rec = store.latest_prob_labels(n, fresh=True)
@@ -161,18 +149,15 @@ def carried_records(model, tasks: Sequence[str]) -> tuple[list[ModelTaskRecord],
     return recs, metrics
 
 
-def task_data(store: RegistryStore, snap: Snapshot, lin: dict[str, Lineage],
+def task_data(store: AbstractStore, snap: Snapshot, lin: dict[str, Lineage],
               failed: dict[str, Exception] | None = None) -> list:
     """The trainer's TaskData per task, read through the store (hash-checked). With `failed`, a task whose
     data cannot be read (gold labels that no longer fit, a damaged file, ...) is left out: its error goes
     there and it is removed from `lin`."""
-    from mothermodel.registry import faults
-    from mothermodel.trainer.data import TaskData
-
     out = []
     for n, li in list(lin.items()):
         try:
-            out.append(_task_data(store, snap, lin, n, li, TaskData))
+            out.append(_task_data(store, snap, lin, n, li))
         except Exception as e:  # noqa: BLE001 - one task's fault (registry/faults.py)
             if failed is None or not faults.isolatable(e):
                 raise
@@ -181,7 +166,7 @@ def task_data(store: RegistryStore, snap: Snapshot, lin: dict[str, Lineage],
     return out
 
 
-def _task_data(store: RegistryStore, snap: Snapshot, lin: dict[str, Lineage], n: str, li: Lineage, TaskData):
+def _task_data(store: AbstractStore, snap: Snapshot, lin: dict[str, Lineage], n: str, li: Lineage) -> TaskData:
     """One task's TaskData (see `task_data`)."""
     t = snap.tasks[n]
     pl = store.read_prob_labels(store.prob_labels(n, li.prob_label_version), with_text=True)
@@ -197,24 +182,20 @@ def _task_data(store: RegistryStore, snap: Snapshot, lin: dict[str, Lineage], n:
 
 
 def _tracking_uri(ws, options: TrainOptions) -> str:
-    import os
-
     return options.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or ws.mlflow_tracking_uri
 
 
-def train(store: RegistryStore, config: TrainConfig, options: TrainOptions | None = None,
+def train(store: AbstractStore, config: TrainConfig, options: TrainOptions | None = None,
           echo: Callable[[str], None] = lambda s: None) -> TrainOutcome:
     """Train (or warm-start) the mother model on every task's fresh labels; record a model version.
 
     Returns a `TrainOutcome` (trainer/outcome.py): per task its figures and the guard's choice.
     """
-    from mothermodel.registry.workspace import training
-
     with training(store.ws) as before:  # lets `status` tell this run from an interrupted one
         return _train(store, config, options or TrainOptions(), echo, before)
 
 
-def _train(store: RegistryStore, config: TrainConfig, options: TrainOptions, echo: Callable[[str], None],
+def _train(store: AbstractStore, config: TrainConfig, options: TrainOptions, echo: Callable[[str], None],
            before: dict[str, Any] | None) -> TrainOutcome:
     if options.fresh and options.resume:
         raise UserError("--fresh: cannot be combined with --resume (a resumed run continues its own model)")
@@ -251,20 +232,12 @@ def _train(store: RegistryStore, config: TrainConfig, options: TrainOptions, ech
     # from a fresh model. A warm start would have nothing to train for and record a copy of the latest.
     same_encoder = latest is not None and _same_encoder(ws, latest, config)
     warm_ok = same_encoder and not up_to_date and not options.fresh
-    from mothermodel.trainer import checkpoint as ckpt
-
     # The model a warm start will load: a corrupted one stops the run before it writes anything
     # (--resume takes its encoder from the interrupted run, so check whenever it resumes; a fresh
     # re-run checks it too, so that a damaged latest model is reported rather than silently superseded).
     if latest is not None and (options.resume or same_encoder):
         ckpt.verify_recorded(ws.home / latest.path, latest.content_hash)
     run_dir, resume, config = _run_dir(ws, store, lin, config, options, before)
-    from mothermodel.trainer.model import build_model, head_specs, warm_start
-    from mothermodel.trainer.selftrain import fit
-    from mothermodel.trainer.tracking import Tracker
-
-    from mothermodel.trainer.data import resolve_config
-
     try:  # a run that fails before it trains (an encoder that does not load, say) is no run to resume
         config = resolve_config(config, tasks)  # epochs / lr where left to the data, as recorded below
         specs = head_specs(tasks, config.span_pooling)
@@ -287,8 +260,6 @@ def _train(store: RegistryStore, config: TrainConfig, options: TrainOptions, ech
     meta = {"tasks": {n: vars(li) for n, li in lin.items()}, "warm_start_from": latest.version if warm else None,
             "focus": focus}
     uri = _tracking_uri(ws, options)
-    import logging
-
     for noisy in ("mlflow", "alembic"):  # the store's first-use migrations log at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Named for what it makes (the next model version, renamed below should another run record it first).
@@ -307,10 +278,11 @@ def _train(store: RegistryStore, config: TrainConfig, options: TrainOptions, ech
         else:
             # the first stage learns the label model's labels, then self-training rounds (selftrain.py);
             # a warm start with unchanged tasks spends its steps on the new and changed ones
-            stages = fit(model, tokenizer, tasks, config, checkpoint_dir=run_dir, resume=resume, meta=meta,
-                         progress=options.progress, focus=focus,
-                         on_step=lambda s: tracker.log_step(s.step, {"loss": s.loss, "lr": s.lr,
-                                                                     **{f"loss/{k}": v for k, v in s.task_losses.items()}}))
+            stages = selftrain.fit(model, tokenizer, tasks, config, checkpoint_dir=run_dir, resume=resume, meta=meta,
+                                   progress=options.progress, focus=focus,
+                                   on_step=lambda s: tracker.log_step(s.step, {
+                                       "loss": s.loss, "lr": s.lr,
+                                       **{f"loss/{k}": v for k, v in s.task_losses.items()}}))
         seconds = time.perf_counter() - t0
         res = stages[-1]
         examples = sum(r.examples for r in stages)
@@ -354,28 +326,22 @@ def _train(store: RegistryStore, config: TrainConfig, options: TrainOptions, ech
     return TrainOutcome(rec.version, True, ch, tasks=results, run=run, failed=_failed_list(failed))
 
 
-def _all_failed(store: RegistryStore, latest, failed: dict[str, Exception]) -> TrainOutcome:
+def _all_failed(store: AbstractStore, latest, failed: dict[str, Exception]) -> TrainOutcome:
     """Every task failed: nothing trained, each failure recorded and reported."""
     _record_faults(store, failed, [])
     return TrainOutcome(latest.version if latest else None, False, {}, status="failed", failed=_failed_list(failed))
 
 
 def _failed_list(failed: dict[str, Exception] | None) -> list[dict[str, Any]]:
-    from mothermodel.registry import faults
-
     return [faults.describe(n, faults.TRAIN, e) for n, e in (failed or {}).items()]
 
 
-def _record_faults(store: RegistryStore, failed: dict[str, Exception] | None, succeeded: list[str]) -> None:
-    from mothermodel.registry import faults
-
+def _record_faults(store: AbstractStore, failed: dict[str, Exception] | None, succeeded: list[str]) -> None:
     store.set_task_faults(faults.TRAIN, _failed_list(failed), succeeded)
 
 
 def _stage_checkpoints(run_dir: Path, final: Path) -> dict[int, Path]:
     """Each stage's last checkpoint of this run (stage -> folder); the final one is the model version's."""
-    from mothermodel.trainer import checkpoint as ckpt
-
     final_stage = int(final.parent.name.split("-")[1])
     out = {}
     for s in range(final_stage):
@@ -389,9 +355,6 @@ def _stage_checkpoints(run_dir: Path, final: Path) -> dict[int, Path]:
 def _evaluate_stages(model, tokenizer, tasks, stage_dirs: dict[int, Path], config: TrainConfig,
                      tokens) -> dict[int, dict[str, dict[str, dict[str, float]]]]:
     """stage -> task -> split -> metrics, every stage's last weights loaded in turn; ends on the final weights."""
-    from mothermodel.trainer import checkpoint as ckpt
-    from mothermodel.trainer.evaluate import evaluate
-
     tokens = dict(tokens or {})
     final = max(stage_dirs)
     out = {}
@@ -408,11 +371,6 @@ def _evaluate_stages(model, tokenizer, tasks, stage_dirs: dict[int, Path], confi
 def _encoder_fits(tasks, config: TrainConfig) -> dict[str, dict[str, Any]]:
     """Per task: how well the encoder's tokenizer fits its train inputs (mothermodel.textfit), measured once
     per dataset (rows key); empty when the encoder has no tokenizer.json."""
-    import numpy as np
-
-    from mothermodel.textfit import measure, tokenizer_file
-    from mothermodel.trainer.encoder import default_encoder_dir
-
     tok = tokenizer_file(config.encoder or default_encoder_dir())
     if tok is None:
         return {}
@@ -431,12 +389,6 @@ def _guard(tasks, lin: dict[str, Lineage], per_stage, stage_dirs, fits, config: 
            tokenizer) -> dict[str, dict[str, Any]]:
     """The guard's choice per task (guard.py) with the gold-free agreement, the encoder's fit, and when the
     model is below its labels, the likely cause."""
-    import numpy as np
-
-    from mothermodel.trainer import guard
-    from mothermodel.trainer.data import tokenize
-    from mothermodel.trainer.predict import predict_tokens
-
     out = {}
     rng = np.random.default_rng([int(config.seed), 23])
     tokens = dict(tokens or {})
@@ -518,17 +470,12 @@ def _focus(warm, ch: dict[str, list[str]]) -> Optional[list[str]]:
 
 def _save_untrained(model, tokenizer, config: TrainConfig, run_dir: Path, meta: dict):
     """A model version that only drops heads: saved as step 0 of a run, no training."""
-    from mothermodel.trainer import checkpoint as ckpt
-    from mothermodel.trainer.loop import TrainResult
-
     path = ckpt.CheckpointDir(run_dir / "stage-0", keep=config.keep_checkpoints).write(
         0, model, tokenizer, config=config.to_dict(), meta={**meta, "stage": 0, "total_steps": 0})
     return TrainResult(model, 0, 0, 0.0, 0, 0.0, [], path, None, 1)
 
 
 def _same_encoder(ws, latest, config: TrainConfig) -> bool:
-    from mothermodel.trainer import checkpoint as ckpt
-
     m = ckpt.read_manifest(ws.home / latest.path)
     return (m.get("config") or {}).get("encoder") == config.encoder
 
@@ -544,13 +491,11 @@ def _forget_run(ws, run_dir: Path) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _drop_superseded_run(ws, store: RegistryStore, state: dict[str, Any] | None) -> None:
+def _drop_superseded_run(ws, store: AbstractStore, state: dict[str, Any] | None) -> None:
     """A plain `train` gives up an interrupted run (`--resume` would have continued it): its folder goes, so it is
     not left behind as an orphan (`verify` names those). STATE is `training_state` as this run found it before
     taking the training lock: never a running run, nor one a model was recorded from (a kill between recording
     and removing the marker)."""
-    import shutil
-
     if not state or state["state"] != "interrupted" or not state.get("run_dir"):
         return
     old = (ws.home / state["run_dir"]).resolve()
@@ -561,7 +506,7 @@ def _drop_superseded_run(ws, store: RegistryStore, state: dict[str, Any] | None)
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _run_dir(ws, store: RegistryStore, lin: dict[str, Lineage], config: TrainConfig, options: TrainOptions,
+def _run_dir(ws, store: AbstractStore, lin: dict[str, Lineage], config: TrainConfig, options: TrainOptions,
              before: dict[str, Any] | None) -> tuple[Path, bool, TrainConfig]:
     """A new run folder, or with --resume the interrupted run's (when what it learns from is unchanged)."""
     marker = ws.models_dir / IN_PROGRESS
@@ -585,7 +530,7 @@ def _run_dir(ws, store: RegistryStore, lin: dict[str, Lineage], config: TrainCon
 # --- predictions -------------------------------------------------------------------------
 
 
-def served_checkpoint(store: RegistryStore, model_rec, task: str) -> tuple[Path, Optional[str]]:
+def served_checkpoint(store: AbstractStore, model_rec, task: str) -> tuple[Path, Optional[str]]:
     """The checkpoint that serves TASK in MODEL_REC (the guard's stage; the model's own folder for a model
     from before the guard) and its recorded manifest hash."""
     mt = model_rec.tasks[task]
@@ -594,20 +539,12 @@ def served_checkpoint(store: RegistryStore, model_rec, task: str) -> tuple[Path,
     return store.ws.home / model_rec.path, model_rec.content_hash
 
 
-def predict(store: RegistryStore, task: str, *, split: Optional[str] = None, input_file: Optional[str] = None,
+def predict(store: AbstractStore, task: str, *, split: Optional[str] = None, input_file: Optional[str] = None,
             device: str = "auto", batch_size: int = 128, echo: Callable[[str], None] = lambda s: None):
     """TASK's class probabilities and predicted class names from what serves it (the guard's choice: a stage
     of the latest mother model, or its labels) for its dataset's rows (or one split of them), or from the
     mother model for the rows of INPUT_FILE (the fields its input reads); an Arrow table with the row id,
     the row's text and its source in the metadata."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from mothermodel.registry.datasets import input_texts
-    from mothermodel.trainer import checkpoint as ckpt
-    from mothermodel.trainer.predict import predict_proba
-
     model_rec = store.model()
     try:
         t = store.task(task)  # an unknown task is named as such first, as the argument it is
@@ -624,12 +561,8 @@ def predict(store: RegistryStore, task: str, *, split: Optional[str] = None, inp
         raise UserError(f"TASK: dataset {ds.name} has no text field")
     mt = model_rec.tasks[task]
     if input_file:
-        from mothermodel.registry import datasets
-
         table = datasets.read_table(input_file)
         if task_input.kind == "text" and task_input.fields[0] not in table.column_names and "text" in table.column_names:
-            from mothermodel.inputs import TaskInput
-
             task_input = TaskInput.text("text")  # a plain file of texts for a one-field task
         missing = [c for c in task_input.columns if c not in table.column_names]
         if missing:
@@ -663,8 +596,6 @@ def predict(store: RegistryStore, task: str, *, split: Optional[str] = None, inp
         stage = mt.guard.get("stage")
         source = f"model v{model_rec.version}" + (f" stage {stage}" if mt.checkpoint and stage != mt.guard.get(
             "final_stage") else "")
-    from mothermodel.inputs import as_text
-
     cols = {"row": ids, "text": pa.array([as_text(x) for x in texts], pa.string()),
             "pred": pa.array([t.classes[i] for i in probs.argmax(axis=1)], pa.string())}
     for j, c in enumerate(t.classes):

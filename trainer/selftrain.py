@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from mothermodel.trainer import checkpoint as ckpt
 from mothermodel.trainer.config import TrainConfig
 from mothermodel.trainer.data import TaskData, Tokenized, resolve_config, tokenize, train_rows
 from mothermodel.trainer.loop import StepInfo, TrainResult, train
@@ -168,8 +169,6 @@ def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConf
     `focus`), self-training refreshes their targets only, and the other tasks
     learn to keep the warm model's outputs (:func:`keep_targets`).
     """
-    from mothermodel.trainer import checkpoint as ckpt
-
     root = Path(checkpoint_dir) if checkpoint_dir else None
     config = resolve_config(config, tasks)  # before the rounds scale lr
     results: list[TrainResult] = []

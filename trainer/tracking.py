@@ -2,8 +2,8 @@
 
 The workspace's store is database-backed (``sqlite:///<ws>/.mothermodel/mlflow.db``)
 with artifacts inside the workspace; any other tracking URI (a shared server)
-works the same. mlflow is imported when a :class:`Tracker` is created, never at
-module import, so the CLI starts without it.
+works the same. mlflow is imported with this module, which only the train and
+distill glue import (trainer/run.py, distill/run.py), so the CLI starts without it.
 
 Per-step losses are buffered and sent with ``log_batch`` (one database
 transaction per `flush_every` steps, not one per step).
@@ -17,6 +17,7 @@ raised, so the model a run trained is recorded all the same.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import posixpath
 import re
@@ -26,7 +27,14 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from mothermodel.registry.metric_key import MetricKey, flatten
+# MLflow's store logs its first-use migrations at INFO, on a logger it configures when imported: set before it.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from mothermodel.registry.metric_key import MetricKey, flatten  # noqa: E402
 
 __all__ = ["Tracker", "flatten_params", "safe_key"]
 
@@ -74,12 +82,6 @@ class Tracker:
     def __init__(self, tracking_uri: str, *, experiment: str = "mothermodel",
                  artifact_location: Optional[str] = None, run_name: Optional[str] = None,
                  tags: Optional[dict[str, str]] = None, flush_every: int = 200):
-        import logging
-
-        # MLflow's store logs its first-use migrations at INFO, on a logger it configures when imported.
-        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-        from mlflow.tracking import MlflowClient
-
         for noisy in ("mlflow", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         self.client = MlflowClient(tracking_uri=tracking_uri)
@@ -104,8 +106,6 @@ class Tracker:
                 sys.stderr.write(f"warning: {msg} (the run's results are recorded regardless)\n")
 
     def _experiment(self, name: str, artifact_location: Optional[str]) -> str:
-        from mlflow.exceptions import MlflowException
-
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
@@ -120,16 +120,12 @@ class Tracker:
     # ----------------------------------------------------------------- logging
     def log_params(self, params: dict[str, Any]) -> None:
         """Log (nested) parameters, 100 per batch (MLflow's limit)."""
-        from mlflow.entities import Param
-
         items = [Param(k, v) for k, v in flatten_params(params).items()]
         for s in range(0, len(items), 100):
             self._safely("parameters", self.client.log_batch, self.run_id, params=items[s:s + 100])
 
     def log_step(self, step: int, metrics: dict[str, float]) -> None:
         """Buffer one step's metrics (e.g. ``{"loss": x, "loss/spam": y}``)."""
-        from mlflow.entities import Metric
-
         ts = int(time.time() * 1000)
         self._buf.extend(Metric(safe_key(k), float(v), ts, int(step)) for k, v in metrics.items())
         if len(self._buf) >= self.flush_every:
@@ -143,16 +139,12 @@ class Tracker:
     def log_metrics(self, metrics: Mapping[MetricKey | str, float], step: Optional[int] = None) -> None:
         """Log final metrics: a task's figures by `MetricKey` (logged as ``task/dataset/split/metric``, the
         one place they are flattened for MLflow), run-wide ones (``train_seconds``) by name."""
-        from mlflow.entities import Metric
-
         ts = int(time.time() * 1000)
         items = [Metric(safe_key(k), float(v), ts, int(step or 0)) for k, v in flatten(metrics).items()]
         for s in range(0, len(items), 1000):
             self._safely("metrics", self.client.log_batch, self.run_id, metrics=items[s:s + 1000])
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
-
         self._safely("tags", self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_artifact(self, path: str | os.PathLike, artifact_path: Optional[str] = None) -> None:

@@ -20,6 +20,16 @@ import time
 from importlib import resources
 from pathlib import Path
 
+import pyarrow.parquet as pq
+from rich.console import Console
+
+from mothermodel import console
+from mothermodel.api import Registry
+from mothermodel.cli import cli
+from mothermodel.demo import world
+from mothermodel.errors import UserError
+from mothermodel.registry.metric_key import MetricKey
+
 MARKER = ".mothermodel-demo"
 DISTILL_EPOCHS = 4.0  # a demo-sized distillation; the default (20) is for real data
 # Submission order: parents and upstream tasks first. The ticket tree is
@@ -40,8 +50,6 @@ class _Steps:
         self.end()
         self._title, self._t0 = title, time.monotonic()
         if sys.stdout.isatty():
-            from rich.console import Console
-
             Console().rule(f"[bold]{title}")
         else:
             print(f"\n== {title} ==", flush=True)
@@ -54,8 +62,6 @@ class _Steps:
 
 def command(ws: Path, *args: str) -> None:
     """One mothermodel command, in-process, printed as a user would type it."""
-    from mothermodel.cli import cli
-
     print(f"$ mothermodel {shlex.join(args)}", flush=True)
     cli.main(args=["-w", str(ws), *args], prog_name="mothermodel", standalone_mode=False)
     sys.stdout.flush()
@@ -63,8 +69,6 @@ def command(ws: Path, *args: str) -> None:
 
 def _versions(directory: Path) -> tuple[dict[str, tuple], int | None]:
     """Per task (labels version, deployable version), and the latest model version."""
-    from mothermodel.api import Registry
-
     store = Registry.open(directory).store
     model = store.model()
     return ({n: (st["labels"].version, st["deployable"].version) for n, st in store.staleness().items()},
@@ -73,10 +77,6 @@ def _versions(directory: Path) -> tuple[dict[str, tuple], int | None]:
 
 def add_datasets(directory: Path, scale: int = 1) -> None:
     """The synthetic world's two datasets (`scale` x the demo's rows) written under data/ and added."""
-    import pyarrow.parquet as pq
-
-    from mothermodel.demo import world
-
     data = directory / "data"
     data.mkdir()
     pq.write_table(world.tickets(n=world.TICKETS * scale), data / "tickets.parquet")
@@ -108,9 +108,6 @@ def fit_labels(directory: Path) -> None:
 def run(directory: Path, epochs: float = 4.0, encoder: Path | None = None,
         distill_epochs: float = DISTILL_EPOCHS) -> Path:
     """Build the demo workspace in `directory` (recreated if an earlier demo made it)."""
-    from mothermodel.api import Registry
-    from mothermodel.errors import UserError
-
     started = time.monotonic()
     directory = directory.resolve()
     if directory.exists() and any(directory.iterdir()):
@@ -208,9 +205,6 @@ def _report_tick(before: dict[str, tuple], model_before: int | None, after: dict
 def _summary(reg) -> None:
     """Test accuracy per task: label model, mother model, what serves the task (the guard's choice on valid),
     student; the student's batch-1 latency."""
-    from mothermodel import console
-    from mothermodel.registry.metric_key import MetricKey
-
     model = reg.store.model()
     rows, notes = [], []
     fmt = lambda x, f=".3f": "" if x is None else format(x, f)  # noqa: E731

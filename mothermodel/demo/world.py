@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import random
 
+import pyarrow as pa
+
 TOPICS = ["BILLING", "TECHNICAL", "ACCOUNT", "OTHER"]
 BILLING_KINDS = ["REFUND", "INVOICE", "PRICING"]
 REFUND_REASONS = ["DUPLICATE", "CANCELLED", "NOT_RECEIVED"]  # why a REFUND ticket wants its money back
@@ -49,8 +51,6 @@ TICKETS, REVIEWS = 1200, 800  # the demo's rows: small enough to train on a CPU 
 
 def tickets(n: int = TICKETS, seed: int = 7):
     """Support tickets with hidden gold labels for topic, billing kind, refund reason and urgency."""
-    import pyarrow as pa
-
     rng = random.Random(seed)
     # Refund reasons draw from their own stream, so the other labels and texts stay as they were.
     rng2 = random.Random(seed + 1000)
@@ -90,8 +90,6 @@ def tickets(n: int = TICKETS, seed: int = 7):
 
 def reviews(n: int = REVIEWS, seed: int = 11):
     """Product reviews with a noisy star-rating column as a weak source of sentiment, and an aspect."""
-    import pyarrow as pa
-
     rng = random.Random(seed)
     rng2 = random.Random(seed + 1000)  # aspects: their own stream, as for refund reasons
     rows: dict[str, list] = {k: [] for k in ("id", "split", "text", "stars_weak", "gold_sentiment", "gold_review_aspect")}

@@ -44,20 +44,36 @@ on stdout goes to stderr.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
+import mmap
 import os
+import pickle
+import select
+import signal
+import site
+import subprocess
 import sys
+import sysconfig
+import tempfile
 import threading
+import time
+import traceback
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import cloudpickle
 import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
-from mothermodel.labeling.apply import (
+from mothermodel.labeling.apply.config import ApplyConfig
+from mothermodel.labeling.apply.core import (
     Applied,
-    ApplyConfig,
     LFReport,
     progress_bar,
     apply_declarative_lfs,
@@ -65,7 +81,7 @@ from mothermodel.labeling.apply import (
     label_rows,
     row_type,
 )
-from mothermodel.labeling.lf import DeclarativeLF, LabelingFunction
+from mothermodel.labeling.lf.core import DeclarativeLF, LabelingFunction
 
 
 @dataclass
@@ -91,9 +107,6 @@ class DaskApplyConfig(ApplyConfig):
 
 
 def _site_dirs() -> list[str]:
-    import site
-    import sysconfig
-
     dirs = set(getattr(site, "getsitepackages", lambda: [])())
     dirs.add(getattr(site, "getusersitepackages", lambda: "")())
     for key in ("purelib", "platlib"):
@@ -128,8 +141,6 @@ def _lf_modules(lfs: Sequence[LabelingFunction]) -> set[str]:
 
 def dumps_lfs(lfs: Sequence[LabelingFunction]) -> bytes:
     """cloudpickle the LFs so that workers which cannot import their modules can still run them."""
-    import cloudpickle
-
     already = {m.__name__ for m in cloudpickle.list_registry_pickle_by_value()} \
         if hasattr(cloudpickle, "list_registry_pickle_by_value") else set()
     registered = []
@@ -154,8 +165,6 @@ _CACHE_LOCK = threading.Lock()
 
 
 def _loads_lfs(blob: bytes) -> list[LabelingFunction]:
-    import pickle
-
     key = hashlib.sha256(blob).hexdigest()
     with _CACHE_LOCK:
         lfs = _LF_CACHE.get(key)
@@ -167,8 +176,6 @@ def _loads_lfs(blob: bytes) -> list[LabelingFunction]:
 
 def _read_part(source: tuple) -> Any:
     """Materialise a partition: ("table", arrow_table) or ("parquet", path, [(rg, start, stop), ...])."""
-    import pyarrow as pa
-
     if source[0] == "table":
         return source[1]
     _, path, pieces = source
@@ -181,11 +188,7 @@ def _read_part(source: tuple) -> Any:
 
 
 def _open_parquet(path: str):
-    import pyarrow.parquet as pq
-
     if "://" in path:
-        import pyarrow.fs as pafs
-
         fs, p = pafs.FileSystem.from_uri(path)
         return pq.ParquetFile(fs.open_input_file(p))
     return pq.ParquetFile(path)
@@ -199,8 +202,6 @@ def label_partition(blob: bytes, source: tuple, row_offset: int, cardinality: in
     indices of the LFs to run (default: all); `share`: see `label_rows` (its LF index counts
     the Python LFs run, in blob order).
     """
-    import pyarrow as pa
-
     lfs = _loads_lfs(blob)
     table = _read_part(source)
     n = table.num_rows
@@ -236,12 +237,6 @@ def helper_main() -> None:
     Each request runs in this process's main thread, where SIGALRM (the time limit) works.
     The loop ends at EOF, i.e. when the Dask worker that started us is gone.
     """
-    import pickle
-    import traceback
-
-    import ctypes
-    import mmap
-
     inp = os.fdopen(os.dup(0), "rb")
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
@@ -280,26 +275,17 @@ class _Helper:
     in its own session so that whatever its LFs start is killed with it."""
 
     def __init__(self):
-        import ctypes
-        import mmap
-        import subprocess
-        import tempfile
-
         fd, self.share_path = tempfile.mkstemp(prefix="mothermodel-helper-")
         os.write(fd, b"\0" * 24)
         self.share = (ctypes.c_int64 * 3).from_buffer(mmap.mmap(fd, 24))
         os.close(fd)
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from mothermodel.labeling.dask_apply import helper_main; helper_main()",
+            [sys.executable, "-c", "from mothermodel.labeling.apply.dask import helper_main; helper_main()",
              self.share_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
 
     def call(self, args: tuple | None, hard: float | None = None):
         """Send one request, wait for its reply. `hard`: kill the helper when its LF call count
         (updated by its SIGALRM ticks) stops moving for that many seconds."""
-        import pickle
-        import select
-        import time
-
         data = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
         self.share[0], self.share[1] = -1, -1
         seen, since = -1, time.monotonic()
@@ -338,8 +324,6 @@ class _Helper:
             self.share_path = None
 
     def close(self):
-        import signal
-
         try:
             self.proc.stdin.close()
         except OSError:
@@ -371,7 +355,7 @@ def _start_helpers(dask_worker=None) -> int:
 
 def _worker_threads() -> int:
     try:
-        from distributed import get_worker
+        from distributed import get_worker  # lazy: distributed (0.3 s); helper processes import this module
 
         w = get_worker()
         return int(getattr(w, "nthreads", None) or w.state.nthreads)
@@ -391,8 +375,6 @@ def _run_partition(blob: bytes, source: tuple, row_offset: int, cardinality: int
 
     An LF that kills its helper (os._exit, a native crash) or ignores the time limit (its helper is
     killed from here) is stopped: the partition runs again without it, and its report says why."""
-    import contextlib
-
     args = (blob, source, row_offset, cardinality, timeout)
     if not isolate:
         with contextlib.redirect_stdout(sys.stderr):  # print() in an LF must not reach the client's stdout
@@ -465,7 +447,7 @@ def _plan_parquet(path: str, partition_rows: int) -> list[tuple[tuple, int, int]
 
 def _get_client(client, config: DaskApplyConfig):
     """(client, close) from a Client, a scheduler address, the current client, or a temporary LocalCluster."""
-    from distributed import Client, LocalCluster, get_client
+    from distributed import Client, LocalCluster, get_client  # lazy: distributed (0.3 s); helpers import this module
 
     if isinstance(client, str):
         c = Client(client)
@@ -504,8 +486,6 @@ def apply_lfs_dask(data, lfs: Sequence[LabelingFunction], cardinality: int,
 
     Columns are ordered as in `apply_lfs`: declarative LFs first, then Python LFs.
     """
-    import pyarrow as pa
-
     if config is None:
         config = DaskApplyConfig()
     elif not isinstance(config, DaskApplyConfig):
@@ -548,7 +528,7 @@ def apply_lfs_dask(data, lfs: Sequence[LabelingFunction], cardinality: int,
                                          float(config.lf_timeout_s), bool(config.isolate), pure=False))
         index = {f.key: i for i, f in enumerate(futures)}
         parts: list[Any] = [None] * len(futures)
-        from distributed import as_completed
+        from distributed import as_completed  # lazy: distributed (0.3 s); helper processes import this module
 
         for fut in as_completed(futures):
             i = index[fut.key]

@@ -45,13 +45,15 @@ reports both. :func:`apply_text_view` is the whole step as `label fit` runs it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Optional
 
+import duckdb
 import numpy as np
 import pyarrow as pa
+import torch
 
-from mothermodel.defaults import DEFAULT_SEED
+from mothermodel.defaults import DEFAULT_SEED, resolve_device
 
 __all__ = ["TextViewConfig", "hashed_ngrams", "HashedText", "text_view", "combine", "apply_text_view",
            "view_gate", "fit_rows_of"]
@@ -138,8 +140,6 @@ def hashed_ngrams(texts: pa.Array | pa.ChunkedArray, cfg: TextViewConfig = TextV
     so the classifier holds one weight row per n-gram seen, not per bucket: on
     TREC that is 7x faster to fit.
     """
-    import duckdb
-
     con = duckdb.connect()
     try:
         con.register("texts", pa.table({"text": texts}))
@@ -169,16 +169,12 @@ class _Softmax:
     """Multinomial logistic regression on bags of hashed ids (mean-pooled binary features)."""
 
     def __init__(self, num_features: int, k: int, device) -> None:
-        import torch
-
         self.bag = torch.nn.EmbeddingBag(num_features, k, mode="mean").to(device)
         torch.nn.init.zeros_(self.bag.weight)
         self.bias = torch.nn.Parameter(torch.zeros(k, device=device))
         self.device = device
 
     def logits(self, X: HashedText, block: int = 1 << 17):
-        import torch
-
         out = []
         for s in range(0, X.num_rows, block):
             e = min(s + block, X.num_rows)
@@ -188,8 +184,6 @@ class _Softmax:
         return torch.cat(out) if out else torch.zeros((0, self.bias.shape[0]), device=self.device)
 
     def fit(self, X: HashedText, targets: np.ndarray, l2: float, max_iter: int) -> "_Softmax":
-        import torch
-
         T = torch.from_numpy(np.ascontiguousarray(targets, np.float32)).to(self.device)
         opt = torch.optim.LBFGS([self.bag.weight, self.bias], max_iter=max_iter, line_search_fn="strong_wolfe")
 
@@ -204,8 +198,6 @@ class _Softmax:
         return self
 
     def proba(self, X: HashedText) -> np.ndarray:
-        import torch
-
         with torch.no_grad():
             return torch.softmax(self.logits(X), dim=1).cpu().numpy().astype(np.float64)
 
@@ -221,8 +213,6 @@ def text_view(X: HashedText, P_votes: np.ndarray, fit_rows: np.ndarray,
     toward the target class mix by it (the classifier itself where the gate is 1).
     `on_fold(1)` is called after each fold model (progress).
     """
-    from mothermodel.defaults import resolve_device
-
     n, k = P_votes.shape
     if X.num_rows != n:
         raise ValueError(f"text features have {X.num_rows} rows, posteriors {n}")
@@ -332,8 +322,6 @@ def apply_text_view(texts: pa.Array | pa.ChunkedArray, L: np.ndarray, P_votes: n
     ``config``, ``fit_rows``, ``target_class_mix``, ``device`` and the gate's
     ``agreement``, ``chance_agreement``, ``kappa``, ``gate``).
     """
-    from dataclasses import asdict
-
     fit_rows = fit_rows_of(L, train)
     covered = int(fit_rows.sum())
     if covered < cfg.min_fit_rows:

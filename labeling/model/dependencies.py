@@ -1,7 +1,7 @@
 """Near-duplicate LFs: voters that fire together more often than independent LFs could.
 
 Torch-free (numpy only), so `label analyze` can report the groups and the label
-model (labeling/model.py) can count each group's votes once.
+model (labeling/model/label_model.py) can count each group's votes once.
 
 The test. Two voters ``r`` and ``s`` (an LF and the class it votes; different
 LFs, same class) are near-duplicates when each fires on at least
@@ -28,7 +28,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from mothermodel.labeling.votes import unique_rows
+from mothermodel.labeling.model.votes import unique_rows
 
 __all__ = ["near_duplicate_groups", "voter_matrix", "vote_share", "duplicate_units", "lf_groups"]
 

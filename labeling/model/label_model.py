@@ -1,16 +1,9 @@
 """Label models: turn a label matrix of weak votes into probabilistic labels.
 
-Two models share one interface (``predict_proba`` / ``predict``):
-
-* :class:`MajorityVoter` -- plain majority vote, vectorized.
-* :class:`LabelModel` -- a learned generative label model fitted by EM in
-  torch (CPU or GPU).
-
-A label matrix ``L`` is an integer array of shape ``(n, m)``: one row per data
-point, one column per labeling function (LF), ``-1`` (:data:`ABSTAIN`) where an
-LF abstains, else a class index in ``0 .. cardinality-1``. A sparse triple
-``(rows, cols, labels, n, m)`` (the stored Arrow/Parquet layout, abstains left
-out) is accepted wherever ``L`` is.
+:class:`LabelModel`, a learned generative label model fitted by EM in torch (CPU or GPU), follows the
+:class:`~mothermodel.labeling.model.base.Labeler` protocol like the majority vote
+(:mod:`~mothermodel.labeling.model.baselines`); the label-matrix input is described in
+:mod:`~mothermodel.labeling.model.base`.
 
 The learned model
 -----------------
@@ -64,246 +57,31 @@ Scale: rows are deduplicated (identical vote patterns are fitted once, with
 counts), EM runs on at most ``max_fit_rows`` rows drawn uniformly with the fixed
 seed (the model has a few parameters per voter plus the class balance, so a few
 hundred thousand rows pin it down), every pass over the patterns streams
-blocks of 0/1 vote indicators (:class:`_Design`: one pass for everything that
+blocks of 0/1 vote indicators (:class:`~mothermodel.labeling.model.design.Design`: one pass for everything that
 needs no weights, then one per EM iteration), and prediction streams over row
 blocks the same way; no float matrix of size ``n x m x k`` is ever built.
 """
+
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import List, Literal, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from mothermodel.defaults import ABSTAIN, DEFAULT_SEED, resolve_device
-from mothermodel.labeling.dependencies import duplicate_units, lf_groups, near_duplicate_groups
-from mothermodel.labeling.votes import tie_break, unique_rows, vote_counts
+from mothermodel.defaults import DEFAULT_SEED, resolve_device
+from mothermodel.labeling.model.base import (AbstainEvidence, Device, LabelMatrixLike, as_label_matrix, check_em_settings,
+                                             check_mode)
+from mothermodel.labeling.model.dependencies import duplicate_units, lf_groups, near_duplicate_groups
+from mothermodel.labeling.model.design import (Design, block_scores, block_step, per_class, score_matrix,
+                                               vote_indicators)
+from mothermodel.labeling.model.dev_correction import fit_correction, select_l2
+from mothermodel.labeling.model.votes import tie_break, unique_rows
 
-__all__ = [
-    "ABSTAIN",
-    "DEFAULT_USE_DEV",
-    "LabelModelConfig",
-    "MajorityVoter",
-    "LabelModel",
-    "as_label_matrix",
-    "check_em_settings",
-    "near_duplicate_groups",
-    "stratified_folds",
-]
-
-#: Whether callers should pass labeled dev rows (``fit(L, L_dev=..., Y_dev=...)``)
-#: by default. False: the default model is EM on the weak labels only. The
-#: CV-tuned dev correction (``dev_mode='correct'``) won on WRENCH trec *valid*
-#: cross-validation (0.628 vs 0.572) but lost on trec *test* (0.522 vs 0.648),
-#: so it is opt-in; see docs/label_model.md.
-DEFAULT_USE_DEV: bool = False
-
-SparseTriple = Tuple[Any, Any, Any, int, int]
-LabelMatrixLike = Union[np.ndarray, SparseTriple]
-
-
-# --------------------------------------------------------------------------- #
-# Input handling
-# --------------------------------------------------------------------------- #
-def _small_dtype(cardinality: int) -> np.dtype:
-    return np.dtype(np.int8) if cardinality <= 127 else np.dtype(np.int16)
-
-
-def as_label_matrix(L: LabelMatrixLike, cardinality: int) -> np.ndarray:
-    """Return ``L`` as a validated dense ``(n, m)`` int8 (int16 if k > 127) array.
-
-    Accepts a dense integer array or a sparse triple ``(rows, cols, labels, n,
-    m)``. Values must be ``-1`` or a class index below ``cardinality``; an
-    int8 input is returned without a copy.
-    """
-    if cardinality < 2:
-        raise ValueError(f"cardinality must be >= 2, got {cardinality}")
-    dt = _small_dtype(cardinality)
-    if isinstance(L, tuple):
-        if len(L) != 5:
-            raise ValueError("sparse label matrix must be (rows, cols, labels, n, m)")
-        rows, cols, labels, n, m = L
-        rows = np.asarray(rows, dtype=np.int64).ravel()
-        cols = np.asarray(cols, dtype=np.int64).ravel()
-        labels = np.asarray(labels).ravel()
-        if not (len(rows) == len(cols) == len(labels)):
-            raise ValueError("sparse label matrix: rows, cols and labels differ in length")
-        if len(rows) and (rows.min() < 0 or rows.max() >= n or cols.min() < 0 or cols.max() >= m):
-            raise ValueError("sparse label matrix: a row or column index is out of range")
-        _check_values(labels, cardinality)
-        dense = np.full((int(n), int(m)), ABSTAIN, dtype=dt)
-        dense[rows, cols] = labels.astype(dt)
-        return dense
-    if isinstance(L, torch.Tensor):
-        L = L.detach().cpu().numpy()
-    L = np.asarray(L)
-    if L.ndim != 2:
-        raise ValueError(f"label matrix must be 2-D (n rows x m LFs), got shape {L.shape}")
-    if L.dtype.kind not in "iu":
-        raise ValueError(f"label matrix must hold integers, got dtype {L.dtype}")
-    _check_values(L, cardinality)
-    if L.dtype == dt:
-        return L
-    return L.astype(dt)
-
-
-def _check_values(a: np.ndarray, cardinality: int) -> None:
-    if a.size == 0:
-        return
-    lo, hi = int(a.min()), int(a.max())
-    if lo < ABSTAIN or hi >= cardinality:
-        raise ValueError(
-            f"label values must be -1 (abstain) or in 0..{cardinality - 1}, found range [{lo}, {hi}]"
-        )
-
-
-# --------------------------------------------------------------------------- #
-# Majority vote
-# --------------------------------------------------------------------------- #
-class MajorityVoter:
-    """Majority vote over non-abstaining LFs.
-
-    ``predict_proba`` puts equal mass on all classes tied for the most votes;
-    rows where every LF abstains get ``class_balance`` (uniform if None).
-    Vectorized: one vote-count pass per class over row chunks.
-    """
-
-    def __init__(self, cardinality: int, class_balance: Optional[Sequence[float]] = None,
-                 seed: int = DEFAULT_SEED, chunk_rows: int = 1 << 20) -> None:
-        if cardinality < 2:
-            raise ValueError(f"cardinality must be >= 2, got {cardinality}")
-        self.cardinality = int(cardinality)
-        self.seed = int(seed)
-        self.chunk_rows = int(chunk_rows)
-        if class_balance is None:
-            self.class_balance = np.full(self.cardinality, 1.0 / self.cardinality)
-        else:
-            cb = np.asarray(class_balance, dtype=np.float64)
-            if cb.shape != (self.cardinality,) or (cb < 0).any() or cb.sum() <= 0:
-                raise ValueError("class_balance must be k non-negative numbers with a positive sum")
-            self.class_balance = cb / cb.sum()
-
-    def vote_counts(self, L: LabelMatrixLike) -> np.ndarray:
-        """(n, k) int32 number of votes each class receives."""
-        return vote_counts(as_label_matrix(L, self.cardinality), self.cardinality, self.chunk_rows)
-
-    def predict_proba(self, L: LabelMatrixLike) -> np.ndarray:
-        C = self.vote_counts(L)
-        top = C.max(axis=1, keepdims=True)
-        P = (C == top).astype(np.float32)
-        P /= P.sum(axis=1, keepdims=True)
-        none = top[:, 0] == 0
-        P[none] = self.class_balance.astype(np.float32)
-        return P
-
-    def predict(self, L: LabelMatrixLike, tie_break_seed: Optional[int] = None,
-                row_ids: Optional[np.ndarray] = None) -> np.ndarray:
-        """Hard labels; ties drawn per row from ``(seed, row id)`` (ids default to ``0 .. n-1``)."""
-        seed = self.seed if tie_break_seed is None else int(tie_break_seed)
-        return tie_break(self.predict_proba(L), seed, row_ids=row_ids)
-
-
-# --------------------------------------------------------------------------- #
-# Dev-gold correction (dev_mode='correct')
-# --------------------------------------------------------------------------- #
-def _fit_correction(Xd: torch.Tensor, yd: torch.Tensor, vc: torch.Tensor, base: torch.Tensor,
-                    k: int, lam: float) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial logistic regression on the dev rows, centred on the EM model.
-
-    Scores: ``base + db + Xd @ (C * dw)`` (``base`` the EM model's scores of the
-    dev rows, ``C`` the voter -> class one-hot); minimises the summed
-    cross-entropy ``+ lam/2 (|dw|^2 + |db|^2)`` (convex; L-BFGS with a
-    strong-Wolfe line search, float64). Returns ``(dw, db)``.
-    """
-    R = vc.numel()
-    dw = torch.zeros(R, dtype=torch.float64, device=base.device, requires_grad=True)
-    db = torch.zeros(k, dtype=torch.float64, device=base.device, requires_grad=True)
-    if Xd.shape[0] == 0:
-        return dw.detach(), db.detach()
-    C = torch.zeros(R, k, dtype=torch.float64, device=base.device)
-    C[torch.arange(R, device=base.device), vc] = 1.0
-    opt = torch.optim.LBFGS([dw, db], lr=1.0, max_iter=200, tolerance_grad=1e-9,
-                            tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        S = base + db + Xd @ (C * dw[:, None])
-        loss = torch.nn.functional.cross_entropy(S, yd, reduction="sum") + 0.5 * lam * (
-            dw.pow(2).sum() + db.pow(2).sum())
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    return dw.detach(), db.detach()
-
-
-def stratified_folds(y: np.ndarray, n_folds: int, seed: int) -> List[np.ndarray]:
-    """Row indices of ``n_folds`` folds with each class spread evenly over them (seeded)."""
-    rng = np.random.default_rng(seed)
-    fold = np.empty(len(y), dtype=np.int64)
-    off = 0
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        fold[idx] = (np.arange(len(idx)) + off) % n_folds
-        off += len(idx)
-    return [np.flatnonzero(fold == f) for f in range(n_folds)]
-
-
-def _select_l2(Xd: torch.Tensor, yd: np.ndarray, vc: torch.Tensor, base: torch.Tensor,
-               k: int, cfg: "LabelModelConfig") -> Tuple[float, Optional[float]]:
-    """Pick the correction strength from ``cfg.dev_l2_grid`` by stratified
-    k-fold CV accuracy on the dev rows (seeded tie-break); ties keep the
-    earlier (more conservative) value. Too few dev rows -> ``inf``."""
-    n = len(yd)
-    n_folds = min(cfg.dev_folds, n)
-    if n_folds < 2:
-        return math.inf, None
-    folds = stratified_folds(yd, n_folds, cfg.seed)
-    R = vc.numel()
-    C = torch.zeros(R, k, dtype=torch.float64, device=base.device)
-    C[torch.arange(R, device=base.device), vc] = 1.0
-    y_t = torch.from_numpy(yd).to(base.device)
-    best, best_acc = math.inf, -1.0
-    for lam in cfg.dev_l2_grid:
-        hits = 0
-        for te in folds:
-            if len(te) == 0:
-                continue
-            tr = np.setdiff1d(np.arange(n), te)
-            te_t, tr_t = torch.from_numpy(te).to(base.device), torch.from_numpy(tr).to(base.device)
-            if math.isinf(lam):
-                dw, db = torch.zeros(R, dtype=torch.float64, device=base.device), torch.zeros(
-                    k, dtype=torch.float64, device=base.device)
-            else:
-                dw, db = _fit_correction(Xd[tr_t], y_t[tr_t], vc, base[tr_t], k, lam)
-            S = base[te_t] + db + Xd[te_t] @ (C * dw[:, None])
-            pred = tie_break(torch.softmax(S, dim=1).cpu().numpy(), cfg.seed, row_ids=te)
-            hits += int((pred == yd[te]).sum())
-        a = hits / n
-        if a > best_acc + 1e-12:
-            best, best_acc = lam, a
-    return best, best_acc
-
-
-# --------------------------------------------------------------------------- #
-# Learned label model
-# --------------------------------------------------------------------------- #
-def check_em_settings(cfg) -> None:
-    """Checks shared by every EM config here (flat and hierarchical label models)."""
-    if cfg.epochs < 1:
-        raise ValueError("epochs must be >= 1")
-    if cfg.tol < 0:
-        raise ValueError("tol must be >= 0")
-    if not 0.0 < cfg.prior_precision < 1.0:
-        raise ValueError("prior_precision must be in (0, 1)")
-    if cfg.prior_strength < 0:
-        raise ValueError("prior_strength must be >= 0")
-    if cfg.balance_prior <= 0:
-        raise ValueError("balance_prior must be > 0")
+__all__ = ["LabelModel", "LabelModelConfig"]
 
 
 @dataclass
@@ -326,9 +104,10 @@ class LabelModelConfig:
         shrink_median_overlaps: shrinkage applies only when the median voter has
             fewer overlapping rows than this (the regime where accuracies are not
             identifiable; `label analyze` warns at the same threshold). 0: never; inf: always.
-        abstain_evidence: ``'class'`` (default): per class, "no LF of this
-            class fired" is evidence (one factor per class, two rates each).
-            ``'none'``: abstentions are ignored.
+        abstain_evidence: what an abstain tells (:data:`~mothermodel.labeling.model.base.AbstainEvidence`):
+            ``'none'`` (default: abstains are ignored, since on correlated real LF sets class-dependent
+            abstention overcounts; docs/hierarchy.md) or ``'class'`` (per
+            class, "no LF of this class fired" is evidence: one factor per class, two rates each).
         near_duplicates: detect groups of near-duplicate LFs and count each
             group's votes once (:func:`near_duplicate_groups`).
         duplicate_min_cofire: two voters are near-duplicates only if each fires
@@ -381,14 +160,14 @@ class LabelModelConfig:
     prior_strength: float = 100.0
     shrink_strength: float = 20.0
     shrink_median_overlaps: float = 20.0
-    abstain_evidence: str = "none"
-    uncovered: str = "uniform"
+    abstain_evidence: AbstainEvidence = "none"
+    uncovered: Literal["uniform", "model"] = "uniform"
     near_duplicates: bool = True
     duplicate_min_cofire: float = 0.5
     duplicate_margin: float = 0.2
     class_balance: Optional[Sequence[float]] = None
     balance_prior: float = 1.0
-    dev_mode: str = "anchor"
+    dev_mode: Literal["anchor", "correct", "ignore"] = "anchor"
     dev_l2_grid: Sequence[float] = (math.inf, 100.0, 30.0, 10.0, 3.0, 1.0)
     dev_folds: int = 5
     dev_weight: float = 1.0
@@ -397,20 +176,17 @@ class LabelModelConfig:
     max_fit_rows: Optional[int] = 250_000
     chunk_rows: Optional[int] = None
     seed: int = DEFAULT_SEED
-    device: str = "auto"
+    device: Device = "auto"
 
     def __post_init__(self) -> None:
         check_em_settings(self)
         if self.shrink_strength < 0 or self.shrink_median_overlaps < 0:
             raise ValueError("shrink_strength and shrink_median_overlaps must be >= 0")
-        if self.abstain_evidence not in ("class", "none"):
-            raise ValueError("abstain_evidence must be 'class' or 'none'")
-        if self.uncovered not in ("uniform", "model"):
-            raise ValueError("uncovered must be 'uniform' or 'model'")
+        check_mode("abstain_evidence", self.abstain_evidence, ("none", "class"))
+        check_mode("uncovered", self.uncovered, ("uniform", "model"))
         if not 0.0 < self.duplicate_min_cofire <= 1.0 or self.duplicate_margin < 0:
             raise ValueError("duplicate_min_cofire must be in (0, 1] and duplicate_margin >= 0")
-        if self.dev_mode not in ("correct", "anchor", "ignore"):
-            raise ValueError("dev_mode must be 'correct', 'anchor' or 'ignore'")
+        check_mode("dev_mode", self.dev_mode, ("anchor", "correct", "ignore"))
         self.dev_l2_grid = tuple(math.inf if g is None else float(g) for g in self.dev_l2_grid)
         if not self.dev_l2_grid or any(not g > 0 for g in self.dev_l2_grid):
             raise ValueError("dev_l2_grid must hold positive numbers (math.inf = no correction)")
@@ -425,138 +201,6 @@ class LabelModelConfig:
         if self.chunk_rows is not None and self.chunk_rows < 1:
             raise ValueError("chunk_rows must be >= 1")
         resolve_device(self.device)
-
-
-@dataclass
-class _Design:
-    """The fitted rows as distinct vote patterns, and the voters that fire in them.
-
-    No float matrix of size (patterns x voters) is stored: every pass over the
-    patterns (:meth:`blocks`) casts one block at a time of the (patterns x LFs*k)
-    0/1 vote indicators to float32. The indicators are kept as bool (one byte a
-    cell) when they fit ``CACHE_CELLS``, else rebuilt per block from the int8
-    patterns. On 1M distinct rows x 50 LFs a stored float32 voter matrix was
-    400 MB and the near-duplicate test's float64 copy of it 800 MB more.
-    """
-
-    U: np.ndarray            # (P, m) distinct vote patterns
-    cnt: torch.Tensor        # (P,) rows per pattern
-    n_fit: int
-    lf: np.ndarray           # (R,) each voter's LF
-    cls: np.ndarray          # (R,) each voter's class
-    C: torch.Tensor          # (R, k) voter -> class one-hot
-    Cs: torch.Tensor         # (R, k) one-hot of the voters whose silence counts (unipolar LFs' voters)
-    F: torch.Tensor          # (R,) rows each voter fires on
-    step: int                # patterns per block
-    cached: Optional[torch.Tensor] = None  # (P, k*m) bool vote indicators, when small enough
-
-    def blocks(self):
-        """Per block of patterns: its counts and its (b, k*m) float32 :func:`vote_indicators`."""
-        device, k = self.cnt.device, self.C.shape[1]
-        P, m = self.U.shape
-        if self.cached is None and P * m * k <= CACHE_CELLS:
-            if device.type == "cpu":  # filled in place: no concatenated copy
-                bits = np.empty((P, k * m), dtype=bool)
-                for s in range(0, P, self.step):
-                    bits[s:s + self.step] = _vote_bits(self.U[s:s + self.step], k, device).numpy()
-                self.cached = torch.from_numpy(bits)
-            else:
-                self.cached = torch.cat([_vote_bits(self.U[s:s + self.step], k, device)
-                                         for s in range(0, P, self.step)])
-        for s in range(0, P, self.step):
-            bits = (self.cached[s:s + self.step] if self.cached is not None
-                    else _vote_bits(self.U[s:s + self.step], k, device))
-            yield self.cnt[s:s + self.step], _as_float(bits)
-
-    def dense(self, v: torch.Tensor) -> torch.Tensor:
-        """(R,) per-voter values as an (m, k) matrix over (LF, class), 0 where no voter."""
-        D = torch.zeros(self.U.shape[1], self.C.shape[1], device=v.device, dtype=v.dtype)
-        D[torch.from_numpy(self.lf).to(v.device), torch.from_numpy(self.cls).to(v.device)] = v
-        return D
-
-    def voters(self, D: torch.Tensor) -> torch.Tensor:
-        """The (R,) voter entries of an (m, k) matrix over (LF, class)."""
-        return D[torch.from_numpy(self.lf).to(D.device), torch.from_numpy(self.cls).to(D.device)]
-
-
-#: Indicator cells per block of rows on CPU: a block's float32 indicators (2 MB) stay in the
-#: cache between the cast, the scores and the statistics (1M x 50 binary LFs, 1 thread: a fit
-#: 2x faster than with 4M-cell blocks), and a pass is still only a few hundred torch calls.
-BLOCK_CELLS = 1 << 19
-#: The same on a GPU, where every block costs a dozen kernel launches and the cache argument
-#: does not apply.
-GPU_BLOCK_CELLS = 1 << 24
-#: Vote indicators up to this many cells (bytes) are kept between passes: casting them is a
-#: quarter of the cost of comparing the int8 patterns again (1M x 50 binary LFs: 100 MB).
-CACHE_CELLS = 1 << 27
-
-
-def _block_step(m: int, k: int, device: torch.device) -> int:
-    cells = BLOCK_CELLS if device.type == "cpu" else GPU_BLOCK_CELLS
-    return max(4096, cells // max(m * k, 1))
-
-
-def vote_indicators(blk: np.ndarray, k: int, device: torch.device = torch.device("cpu")) -> torch.Tensor:
-    """(b, k*m) float32 on ``device``: column ``c*m + j`` is 1 where LF ``j`` votes class ``c`` in
-    the int8 rows ``blk`` (class-major, so that one class's columns are one strided slice)."""
-    return _as_float(_vote_bits(np.ascontiguousarray(blk), k, device))
-
-
-def _vote_bits(blk: np.ndarray, k: int, device: torch.device) -> torch.Tensor:
-    """(b, k*m) bool vote indicators of the int8 rows ``blk``."""
-    b, m = blk.shape
-    if device.type == "cpu":  # numpy's compare into one buffer: 4x torch's broadcast compare on CPU
-        out = np.empty((b, k, m), dtype=bool)
-        for c in range(k):
-            np.equal(blk, c, out=out[:, c, :])
-        return torch.from_numpy(out.reshape(b, k * m))
-    return _vote_bits_torch(torch.from_numpy(blk).to(device), k)
-
-
-def _vote_bits_torch(t: torch.Tensor, k: int) -> torch.Tensor:
-    """:func:`_vote_bits` on a device tensor (GPU): one broadcast compare."""
-    cls = torch.arange(k, device=t.device, dtype=t.dtype).view(1, k, 1)
-    return (t.unsqueeze(1) == cls).view(t.shape[0], -1)
-
-
-def _as_float(bits: torch.Tensor) -> torch.Tensor:
-    """bool -> float32 through a uint8 view (torch casts uint8 10x faster than bool on CPU)."""
-    return bits.view(torch.uint8).to(torch.float32)
-
-
-def _per_class(G: torch.Tensor, I: torch.Tensor) -> torch.Tensor:
-    """(k, m): ``[c, j]`` = sum of ``G[c]`` over the rows where LF ``j`` votes ``c`` (``G``: (k, b))."""
-    k = G.shape[0]
-    return torch.bmm(G.unsqueeze(1), I.view(-1, k, I.shape[1] // k).transpose(0, 1)).squeeze(1)
-
-
-def score_matrix(W: torch.Tensor, silence: torch.Tensor) -> torch.Tensor:
-    """(2k, k*m) from (m, k) vote weights and silence flags: its product with a block's
-    indicators gives each class's weighted votes (rows ``:k``) and its silence voters firing
-    (rows ``k:``). Kept on the left of the product: a (2k, k*m) @ (k*m, b) product runs 5x
-    faster on CPU than the same numbers as (b, k*m) @ (k*m, 2k), whose output is 2k wide."""
-    m, k = W.shape
-    M = torch.zeros(2 * k, k, m, device=W.device, dtype=torch.float32)
-    c = torch.arange(k, device=W.device)
-    M[c, c, :] = W.T.to(torch.float32)
-    M[k + c, c, :] = silence.T.to(torch.float32)
-    return M.view(2 * k, k * m)
-
-
-def block_scores(I: torch.Tensor, SM: torch.Tensor, base: torch.Tensor,
-                 h: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Posterior log-scores of a block of rows (before the softmax), shared by EM and prediction.
-
-    ``I``: (b, k*m) :func:`vote_indicators` of the block; ``SM``: :func:`score_matrix`;
-    ``base``: (k,) log prior + silence term of every class; ``h``: (k,) silence terms (a class
-    is silent until one of its silence-counting voters fires). Returns the (k, b) scores, class
-    by row (a softmax over classes is then one over dim 0, 20x faster on CPU than over a
-    k-wide last dim), and the (k, b) 0/1 "a silence voter of the class fires".
-    """
-    k = base.numel()
-    sv = SM @ I.T
-    fired = (sv[k:] > 0).to(torch.float32)
-    return base[:, None] + sv[:k] - fired * h[:, None], fired
 
 
 @dataclass
@@ -658,7 +302,7 @@ class LabelModel:
             return L[np.sort(rng.choice(L.shape[0], size=cfg.max_fit_rows, replace=False))]
         return L
 
-    def _design(self, Ls: np.ndarray, device: torch.device) -> _Design:
+    def _design(self, Ls: np.ndarray, device: torch.device) -> Design:
         """Distinct vote patterns with counts, and the voters (the (LF, class) pairs that occur)."""
         k, m = self.cardinality, Ls.shape[1]
         U, cnt = unique_rows(Ls)
@@ -677,10 +321,10 @@ class LabelModel:
         # speaks against the others through its tied off-class rate.
         unipolar = (fires > 0).sum(1) == 1
         Cs = C * unipolar[vj].to(torch.float32)[:, None]
-        return _Design(U, cnt_t, int(cnt.sum()), vj.cpu().numpy(), vc.cpu().numpy(), C, Cs, fires[vj, vc],
-                       _block_step(m, k, device))
+        return Design(U, cnt_t, int(cnt.sum()), vj.cpu().numpy(), vc.cpu().numpy(), C, Cs, fires[vj, vc],
+                       block_step(m, k, device))
 
-    def _dev_statistics(self, d: _Design, L_dev, Y_dev, device: torch.device) -> _Dev:
+    def _dev_statistics(self, d: Design, L_dev, Y_dev, device: torch.device) -> _Dev:
         """Dev rows as anchored M-step statistics (``dev_mode='anchor'``), and the dev class mix."""
         cfg, k = self.config, self.cardinality
         R = len(d.lf)
@@ -706,7 +350,7 @@ class LabelModel:
         return out
 
     @staticmethod
-    def _voter_indicators(L: np.ndarray, d: _Design, device: torch.device) -> torch.Tensor:
+    def _voter_indicators(L: np.ndarray, d: Design, device: torch.device) -> torch.Tensor:
         Lt = torch.from_numpy(np.ascontiguousarray(L)).to(device)
         vj = torch.from_numpy(d.lf).to(device)
         vc = torch.from_numpy(d.cls).to(device)
@@ -721,10 +365,10 @@ class LabelModel:
             return dev.balance
         return None
 
-    def _first_pass(self, d: _Design) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor], _Stats, np.ndarray,
+    def _first_pass(self, d: Design) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor], _Stats, np.ndarray,
                                                 np.ndarray]:
         """One pass over the patterns for everything that does not need the fitted weights:
-        each voter's unit (near-duplicate voters share one; labeling/dependencies.py), from the
+        each voter's unit (near-duplicate voters share one; labeling/model/dependencies.py), from the
         co-firing counts of each class's voters (only voters of one class can be near-duplicates)
         and the majority vote's class shares; ``g_r`` = 1 / size of the voter's unit; ``E_r`` =
         the rows where it fires together with a voter of another unit (its evidence); and EM's
@@ -759,7 +403,7 @@ class LabelModel:
                         Y = (Xc if distinct else Xc * cb.sqrt()[:, None]).cpu().numpy()
                         grams[c] += Y.T @ Y  # numpy runs Y.T @ Y as one BLAS syrk: half a gemm
             E += ((votes.sum(0) >= 2).to(torch.float32) * cb) @ I  # overlaps if every unit is one voter
-            Ec += _per_class(((votes >= 2).to(torch.float32) * cb), I)  # confirmations, likewise
+            Ec += per_class(((votes >= 2).to(torch.float32) * cb), I)  # confirmations, likewise
             self._accumulate(stats, I, fired, Q, cb)
         stats.S = d.voters(stats.S)
         unit = np.arange(R)
@@ -779,7 +423,7 @@ class LabelModel:
             evidence = self._evidence(d, idx, size)
         return discount, evidence, stats, unit, mv_share / mv_share.sum()
 
-    def _evidence(self, d: _Design, idx: np.ndarray, size: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _evidence(self, d: Design, idx: np.ndarray, size: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor]:
         """Overlaps and confirmations when some units hold several voters: units firing on a
         row (of a class) = voters firing minus (voters firing - 1) of each multi-voter unit
         that fires. One more pass."""
@@ -798,10 +442,10 @@ class LabelModel:
             excess = (Mt @ I.T - 1).clamp(min=0)                            # (groups, b)
             units = I.view(-1, k, m).sum(2).T - G @ excess                  # (k, b) units firing per class
             E += ((units.sum(0) >= 2).to(torch.float32) * cb) @ I
-            Ec += _per_class(((units >= 2).to(torch.float32) * cb), I)
+            Ec += per_class(((units >= 2).to(torch.float32) * cb), I)
         return d.voters(E.view(k, m).T), d.voters(Ec.T)
 
-    def _overruled(self, d: _Design, discount: torch.Tensor, em: _EMState) -> float:
+    def _overruled(self, d: Design, discount: torch.Tensor, em: _EMState) -> float:
         """Share of the fitted rows with unanimous votes (every vote for one class) whose
         most probable class under the fitted model is another one. One pass."""
         k, m, device = self.cardinality, d.U.shape[1], d.cnt.device
@@ -821,7 +465,7 @@ class LabelModel:
             tot += unanimous.sum()
         return float(over / tot) if float(tot) > 0 else 0.0
 
-    def _empty_stats(self, d: _Design) -> _Stats:
+    def _empty_stats(self, d: Design) -> _Stats:
         k, device = self.cardinality, d.cnt.device
         return _Stats(torch.zeros(k, device=device), torch.zeros(d.U.shape[1], k, device=device),
                       torch.zeros(k, device=device), torch.zeros(k, device=device))
@@ -838,7 +482,7 @@ class LabelModel:
             st.A += (Qc * fired).sum(1)
             st.B += ((cb - Qc) * fired).sum(1)
 
-    def _em(self, d: _Design, dev: _Dev, discount: torch.Tensor, evidence: torch.Tensor,
+    def _em(self, d: Design, dev: _Dev, discount: torch.Tensor, evidence: torch.Tensor,
             fixed_prior: Optional[np.ndarray], stats: _Stats) -> _EMState:
         """EM from the majority-vote posterior (``stats``) until the parameters stop moving.
 
@@ -862,7 +506,7 @@ class LabelModel:
                 stats = self._e_pass(d, st, discount)
         return st
 
-    def _e_pass(self, d: _Design, st: _EMState, discount: torch.Tensor) -> _Stats:
+    def _e_pass(self, d: Design, st: _EMState, discount: torch.Tensor) -> _Stats:
         """E-step over every block, summed into the next M-step's statistics."""
         SM = score_matrix(d.dense(discount * st.w), d.dense(d.Cs.sum(1)))
         stats = self._empty_stats(d)
@@ -873,7 +517,7 @@ class LabelModel:
         stats.S = d.voters(stats.S)
         return stats
 
-    def _m_step(self, d: _Design, dev: _Dev, stats: _Stats, evidence: torch.Tensor,
+    def _m_step(self, d: Design, dev: _Dev, stats: _Stats, evidence: torch.Tensor,
                 fixed_log_prior: Optional[torch.Tensor]) -> _EMState:
         """Closed-form updates: MAP precisions, class balance, shrunk weights, silence terms."""
         cfg, k = self.config, self.cardinality
@@ -905,7 +549,7 @@ class LabelModel:
         return (evidence * w_own + s * shared) / (evidence + s), shared
 
     @staticmethod
-    def _silence(d: _Design, stats: _Stats) -> torch.Tensor:
+    def _silence(d: Design, stats: _Stats) -> torch.Tensor:
         """``h_c = log P(no LF of c fires | y = c) - log P(no LF of c fires | y != c)`` (add-one smoothed)."""
         Nc = stats.N
         A = (stats.A + 1.0) / (Nc + 2.0)
@@ -913,7 +557,7 @@ class LabelModel:
         h = torch.log1p(-A.clamp(max=1 - 1e-6)) - torch.log1p(-B.clamp(max=1 - 1e-6))
         return h * (d.Cs.sum(0) > 0).to(h.dtype)
 
-    def _dev_correction(self, d: _Design, dev: _Dev, weights: torch.Tensor,
+    def _dev_correction(self, d: Design, dev: _Dev, weights: torch.Tensor,
                         em: _EMState) -> Tuple[torch.Tensor, torch.Tensor, Optional[np.ndarray]]:
         """``dev_mode='correct'``: a CV-tuned logistic correction of the weights and class prior on dev gold.
         Returns the weights, the log prior and (when corrected) the EM weights as an (m, k) array."""
@@ -927,17 +571,17 @@ class LabelModel:
         silent_d = ((Xd @ d.Cs) == 0).to(torch.float32) * (d.Cs.sum(0) > 0).to(torch.float32)[None, :]
         base = (em.log_prior[None, :] + Xd @ (d.C * weights[:, None]) + silent_d * em.h[None, :]).double()
         vc = torch.from_numpy(d.cls).to(device)
-        lam, cv_acc = _select_l2(Xd.double(), dev.y, vc, base, k, cfg)
+        lam, cv_acc = select_l2(Xd.double(), dev.y, vc, base, k, cfg)
         self.dev_lambda_, self.dev_cv_accuracy_ = lam, cv_acc
         if not math.isfinite(lam):
             return weights, em.log_prior, None
         W_em = np.zeros((d.U.shape[1], k), dtype=np.float32)
         W_em[d.lf, d.cls] = weights.cpu().numpy()
-        dw, db = _fit_correction(Xd.double(), torch.from_numpy(dev.y).to(device), vc, base, k, lam)
+        dw, db = fit_correction(Xd.double(), torch.from_numpy(dev.y).to(device), vc, base, k, lam)
         log_prior = torch.log_softmax(em.log_prior.double() + db, dim=0).to(torch.float32)
         return (weights.double() + dw).to(torch.float32), log_prior, W_em
 
-    def _keep(self, d: _Design, em: _EMState, weights: torch.Tensor, log_prior: torch.Tensor,
+    def _keep(self, d: Design, em: _EMState, weights: torch.Tensor, log_prior: torch.Tensor,
               unit: np.ndarray, overlaps: torch.Tensor, confirmations: torch.Tensor, m: int) -> None:
         """The fitted state, on CPU as numpy (small)."""
         k = self.cardinality
@@ -992,7 +636,7 @@ class LabelModel:
         lp = torch.from_numpy(np.log(self.class_prior_)).to(dev, torch.float32)
         h = torch.from_numpy(self.silence_).to(dev, torch.float32)
         out = np.empty((n, k), dtype=np.float32)
-        step = cfg.chunk_rows or _block_step(m, k, dev)
+        step = cfg.chunk_rows or block_step(m, k, dev)
         for s in range(0, n, step):
             I = vote_indicators(L[s:s + step], k, dev)
             scores, _ = block_scores(I, SM, lp + h, h)

@@ -13,9 +13,14 @@ by source then row; abstains are absent. Probabilistic labels: row, pred
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
+import subprocess
 
 import numpy as np
+import pyarrow as pa
 
 from mothermodel.registry.files import read_parquet_checked, write_parquet_addressed
 
@@ -27,8 +32,6 @@ def _write_parquet(ws, task: str, prefix: str, table) -> tuple[str, str]:
 
 
 def write_matrix(ws, task: str, rows: np.ndarray, sources: list[str], cols: np.ndarray, labels: np.ndarray):
-    import pyarrow as pa
-
     order = np.lexsort((rows, cols))
     names = pa.array(sources, pa.string())
     table = pa.table({
@@ -42,8 +45,6 @@ def write_matrix(ws, task: str, rows: np.ndarray, sources: list[str], cols: np.n
 def write_probs(ws, task: str, rows: np.ndarray, probs: np.ndarray, preds: np.ndarray, classes: list[str],
                 extra: dict[str, np.ndarray] | None = None):
     """extra: more per-row columns (e.g. `applicable`: P(task applies) for a child in a task tree)."""
-    import pyarrow as pa
-
     cols = {"row": pa.array(rows, pa.int64()), "pred": pa.array(preds, pa.int16())}
     for k, c in enumerate(classes):
         cols[f"p_{k}"] = pa.array(probs[:, k].astype(np.float32))
@@ -75,29 +76,22 @@ def dense(table, num_rows: int, sources: list[str]) -> np.ndarray:
 
 def dvc_track(ws) -> str | None:
     """Track the labels folder with DVC (dvc init --no-scm outside git). Returns a note on failure."""
-    import contextlib
-    import io
-    import logging
-
     try:
-        import dvc.repo  # noqa: F401
+        from dvc.repo import Repo  # lazy: dvc (0.15 s to import), only once label files were written; optional
     except ImportError:
         return "dvc is not installed: label files are not DVC-tracked"
     logging.getLogger("dvc").setLevel(logging.WARNING)
     quiet = io.StringIO()  # DVC draws its own progress bars; ours already told the user
     try:
         with contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet):
-            _dvc_add(ws.home)
+            _dvc_add(ws.home, Repo)
     except Exception as e:  # noqa: BLE001 - versioning must not lose the labels just written
         return f"dvc add failed: {type(e).__name__}: {e}".splitlines()[0]
     return None
 
 
-def _dvc_add(home) -> None:
-    import subprocess
-
-    from dvc.repo import Repo
-
+def _dvc_add(home, Repo) -> None:
+    """`dvc add` the labels folder (`Repo`: dvc.repo.Repo, imported by the caller), after `dvc init` if needed."""
     if not (home / ".dvc").is_dir():
         # Inside a git work tree DVC wants to use git, unless git ignores the workspace
         # (then DVC refuses to init there): fall back to --no-scm in that case.

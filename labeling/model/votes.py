@@ -1,7 +1,7 @@
 """Vote counting and the seeded tie-break, without torch.
 
 `label apply` needs hard majority labels for upstream task outputs and must not
-import torch; the label models (labeling/model.py, labeling/hierarchy.py) and
+import torch; the label models (labeling/model/label_model.py, labeling/model/hierarchy.py) and
 `label fit` use the same functions, so every command breaks ties alike.
 
 The tie-break is counter-based: the random number that decides a tie on a row
@@ -91,22 +91,23 @@ def majority_hard(L: np.ndarray, cardinality: int, seed: int, row_ids: Optional[
     return pred
 
 
-def unique_rows(L: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Distinct rows of ``L`` and their counts.
+def unique_rows(L: np.ndarray, return_inverse: bool = False):
+    """Distinct rows of ``L`` and their counts (``(U, cnt)``), or ``(U, inv, cnt)`` with ``U[inv] == L``.
 
-    Rows are hashed to uint64 eight bytes at a time (a row of 50 int8 votes is
-    seven multiply-xor steps, not fifty), the hashes deduplicated with
-    ``np.unique``, and the result verified exactly, block by block (falls back
-    to ``np.unique(axis=0)`` on a hash collision). When no two hashes are equal
-    the rows are all distinct and ``L`` itself is returned (no copy).
+    The one implementation for every label model here. Rows are hashed to uint64 eight bytes at a time (a row
+    of 50 int8 votes is seven multiply-xor steps, not fifty), the hashes deduplicated with ``np.unique``, and
+    the result verified exactly, block by block (falls back to ``np.unique(axis=0)`` on a hash collision).
+    When no two hashes are equal the rows are all distinct and ``L`` itself is returned (no copy).
     """
     n, m = L.shape
     if n == 0:
-        return L, np.zeros(0, dtype=np.int64)
+        none = np.zeros(0, dtype=np.int64)
+        return (L, none, none) if return_inverse else (L, none)
     h = _row_hashes(np.ascontiguousarray(L))
     hs = np.sort(h)
     if not (hs[1:] == hs[:-1]).any():  # distinct hashes: distinct rows, exactly; L is its own pattern set
-        return L, np.ones(n, dtype=np.int64)
+        ones = np.ones(n, dtype=np.int64)
+        return (L, np.arange(n, dtype=np.int64), ones) if return_inverse else (L, ones)
     del hs
     _, first, inv, cnt = np.unique(h, return_index=True, return_inverse=True, return_counts=True)
     del h
@@ -114,8 +115,10 @@ def unique_rows(L: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     inv = inv.ravel()
     step = max(1, (1 << 22) // max(m, 1))  # verify in blocks: no second (n, m) copy
     if not all(np.array_equal(U[inv[s:s + step]], L[s:s + step]) for s in range(0, n, step)):
-        U, cnt = np.unique(L, axis=0, return_counts=True)
-    return U, cnt.astype(np.int64)
+        U, inv, cnt = np.unique(L, axis=0, return_inverse=True, return_counts=True)
+        inv = inv.ravel()
+    cnt = cnt.astype(np.int64)
+    return (U, inv.astype(np.int64), cnt) if return_inverse else (U, cnt)
 
 
 def _row_hashes(L: np.ndarray) -> np.ndarray:

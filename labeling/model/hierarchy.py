@@ -64,8 +64,8 @@ import numpy as np
 import torch
 
 from mothermodel.defaults import ABSTAIN, DEFAULT_SEED, resolve_device
-from mothermodel.labeling.model import as_label_matrix, check_em_settings
-from mothermodel.labeling.votes import tie_break
+from mothermodel.labeling.model.base import AbstainEvidence, Device, as_label_matrix, check_em_settings, check_mode
+from mothermodel.labeling.model.votes import tie_break, unique_rows
 
 __all__ = [
     "ABSTAIN",
@@ -120,18 +120,17 @@ class HierarchyConfig:
     prior_precision: float = 0.9
     prior_strength: float = 10.0
     balance_prior: float = 1.0
-    abstain_evidence: str = "full"
+    abstain_evidence: AbstainEvidence = "full"
     dev_weight: float = 1.0
     max_fit_rows: Optional[int] = 500_000
     max_states: int = 10_000
     chunk_rows: int = 1 << 16
     seed: int = DEFAULT_SEED
-    device: str = "auto"
+    device: Device = "auto"
 
     def __post_init__(self) -> None:
         check_em_settings(self)
-        if self.abstain_evidence not in _ABSTAIN_MODES:
-            raise ValueError(f"abstain_evidence must be one of {_ABSTAIN_MODES}, got {self.abstain_evidence!r}")
+        check_mode("abstain_evidence", self.abstain_evidence, _ABSTAIN_MODES)
         if self.dev_weight < 0:
             raise ValueError("dev_weight must be >= 0")
         if self.max_fit_rows is not None and self.max_fit_rows < 1:
@@ -236,23 +235,6 @@ def _compile_tree(nodes: Sequence[TaskNode], max_states: int):
 
     J = np.array([[st[i] for i in range(len(order))] for st in states(order[0])], dtype=np.int64)
     return [by_name[t] for t in order], J
-
-
-def _dedup(L: np.ndarray, ks: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unique rows of ``L`` (n, M) with inverse and counts. Columns take values in
-    ``-1..ks[j]-1``; rows are coded exactly in mixed radix when that fits in int64."""
-    n, M = L.shape
-    if M == 0:
-        return L[:1], np.zeros(n, dtype=np.int64), np.array([n], dtype=np.int64)
-    bases = ks.astype(np.float64) + 1
-    if float(np.sum(np.log2(bases))) < 62:
-        code = np.zeros(n, dtype=np.int64)
-        for j in range(M):
-            code = code * np.int64(ks[j] + 1) + (L[:, j].astype(np.int64) + 1)
-        _, first, inv, cnt = np.unique(code, return_index=True, return_inverse=True, return_counts=True)
-        return L[first], inv.ravel(), cnt.astype(np.int64)
-    U, inv, cnt = np.unique(L, axis=0, return_inverse=True, return_counts=True)
-    return U, inv.ravel(), cnt.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- #
@@ -455,7 +437,7 @@ class HierarchicalLabelModel:
             Ls = L[np.sort(rng.choice(n, size=cfg.max_fit_rows, replace=False))]
         else:
             Ls = L
-        U, _, cnt = _dedup(Ls, ks)
+        U, cnt = unique_rows(Ls)
         w = cnt.astype(np.float64)
         mask = np.ones((U.shape[0], self._J.shape[0]), dtype=bool)
         if dev is not None:
@@ -613,7 +595,7 @@ class HierarchicalLabelModel:
         """Yield (inverse index, per-unique-row log scores (U, S)) for the rows of ``L_by_task``."""
         self._check_fitted()
         L = self._concat(L_by_task, fitted_m=self._m)
-        U, inv, _ = _dedup(L, self._k[self._lf_task])
+        U, inv, _ = unique_rows(L, return_inverse=True)
         dev = self._device
         step = self.config.chunk_rows
         out = []

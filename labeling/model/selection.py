@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from mothermodel.labeling.votes import tie_break
+from mothermodel.labeling.model.votes import tie_break
 
 __all__ = ["CANDIDATES", "select_on_valid"]
 

@@ -7,17 +7,26 @@ its code, so editing an LF makes exactly its downstream stale.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.util
+import inspect
+import json
+import operator
+import os
+import re
+import sys
+import textwrap
+import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from mothermodel.defaults import ABSTAIN  # re-exported: LF authors import it from here
+from mothermodel.errors import UserError
 
 
 def _source_of(fn: Callable) -> str:
-    import inspect  # lazily: spec files and the CLI import this module on every start
-    import textwrap
-
     try:
         return textwrap.dedent(inspect.getsource(fn))
     except (OSError, TypeError):
@@ -118,8 +127,6 @@ class DeclarativeLF(LabelingFunction):
 
     @property
     def code(self) -> str:
-        import json
-
         return json.dumps({"kind": self.kind, **self.params()}, sort_keys=True)
 
     @property
@@ -169,8 +176,6 @@ class KeywordLF(DeclarativeLF):
 
 def re2_compatible(pattern: str) -> bool:
     """False for the Python-only syntax RE2 lacks: lookarounds and backreferences."""
-    import re
-
     return re.search(r"\(\?<?[=!]|\\[1-9]", pattern) is None
 
 
@@ -181,8 +186,6 @@ class RegexLF(DeclarativeLF):
     kind = "regex"
 
     def __init__(self, name: str, pattern: str, label: int, field: str | None = None, ignore_case: bool = False):
-        import re
-
         self.pattern, self.label, self.field, self.ignore_case = pattern, int(label), field, bool(ignore_case)
         rx = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
         if not re2_compatible(pattern):  # the SQL path runs it in DuckDB's RE2: both paths must agree
@@ -211,8 +214,6 @@ class ThresholdLF(DeclarativeLF):
     OPS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "=", "!=": "<>"}
 
     def __init__(self, name: str, field: str, op: str, value: float, label: int):
-        import operator
-
         if op not in self.OPS:
             raise ValueError(f"{name}: op must be one of {', '.join(self.OPS)}")
         self.field, self.op, self.value, self.label = field, op, value, int(label)
@@ -246,9 +247,6 @@ class _StoredModules:
         self.texts, self.folder = texts, folder
 
     def find_spec(self, name, path=None, target=None):
-        import importlib.util
-        import os
-
         if name not in self.texts:
             return None
         return importlib.util.spec_from_loader(name, self, origin=os.path.join(self.folder, f"{name}.py"))
@@ -271,15 +269,6 @@ def lfs_from_source(text: str, origin: str) -> dict[str, LabelingFunction]:
     LFs are found among the module's globals and in the `sources` list of any
     object that has one (the spec's `Task`), so this module needs no spec types.
     """
-    import contextlib
-    import importlib.util
-    import os
-    import sys
-    import uuid
-    from pathlib import Path
-
-    from mothermodel.errors import UserError
-
     spec_text, helpers = split_stored_spec(text)
     mod_name = f"_mothermodel_spec_{uuid.uuid4().hex}"
     module = importlib.util.module_from_spec(importlib.util.spec_from_loader(mod_name, loader=None))

@@ -7,11 +7,13 @@ import json
 from typing import Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from mothermodel.defaults import ABSTAIN
 from mothermodel.errors import UserError
-from mothermodel.labeling.apply import Applied, LFReport, drop_fatal
-from mothermodel.labeling.lf import KeywordLF, LabelingFunction, RegexLF, ThresholdLF, lfs_from_source
+from mothermodel.labeling.apply.core import Applied, LFReport, drop_fatal
+from mothermodel.labeling.lf.core import KeywordLF, LabelingFunction, RegexLF, ThresholdLF, lfs_from_source
+from mothermodel.registry.columns import column_problem
 from mothermodel.registry.records import SourceRecord, TaskRecord, declarative_params
 
 DECLARATIVE = {"keyword": KeywordLF, "regex": RegexLF, "threshold": ThresholdLF}
@@ -54,11 +56,14 @@ def column_entries(table, sources: Sequence[SourceRecord], cardinality: int) -> 
     row_ids = table.column("_row").to_numpy()
     for j, s in enumerate(sources):
         rep = reports[s.name] = LFReport(s.name)
-        problem = _column_problem(table.schema, s.ref)
+        # The rule `task submit` checks (registry/columns.py); fractions in a float column are refused too.
+        problem = column_problem(table.schema, s.ref, "column", values=lambda: table.column(s.ref))
         if problem:  # one unusable column source must not stop the task's other sources, nor other tasks
-            rep.raised, rep.first_error, rep.fatal = table.num_rows, f"column {s.ref!r}: {problem}", "unusable"
+            rep.raised, rep.first_error, rep.fatal = table.num_rows, problem, "unusable"
             continue
         col = table.column(s.ref)
+        if pa.types.is_dictionary(col.type):  # decoded: a dictionary's to_numpy() would turn nulls into index 0
+            col = col.cast(col.type.value_type)
         v = col.to_numpy(zero_copy_only=False)
         if v.dtype.kind == "f":
             frac = ~np.isnan(v) & (v != np.floor(v))  # 0.5 is no class index: not silently truncated to 0
@@ -82,18 +87,6 @@ def column_entries(table, sources: Sequence[SourceRecord], cardinality: int) -> 
     return drop_fatal(Applied(np.concatenate(rows).astype(np.int64), np.concatenate(cidx),
                               np.concatenate(labels).astype(np.int16), [s.name for s in sources], reports),
                       table.num_rows)
-
-
-def _column_problem(schema, ref: str) -> str | None:
-    """Why a column cannot hold weak labels (class indices), or None."""
-    import pyarrow as pa
-
-    if ref not in schema.names:
-        return "no such column in the dataset"
-    t = schema.field(ref).type
-    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t):
-        return None
-    return f"a {t} column: a column source needs class indices (integers, -1 or null = abstain)"
 
 
 def map_output(t: TaskRecord, s: SourceRecord, up: TaskRecord, preds: np.ndarray, table) -> Applied:

@@ -21,51 +21,33 @@
 
 from __future__ import annotations
 
+import ctypes
+import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
+import time
 import traceback
 from collections import deque, namedtuple
 from dataclasses import dataclass, field
+from multiprocessing.connection import wait
 from typing import Any, Sequence
 
+import duckdb
 import numpy as np
+from rich.console import Console
+from rich.progress import Progress
 
-from mothermodel.labeling.lf import ABSTAIN, DeclarativeLF, KeywordLF, LabelingFunction, sql_ident
+from mothermodel.labeling.apply.config import ApplyConfig
+from mothermodel.labeling.lf.core import (ABSTAIN, DeclarativeLF, KeywordLF, LabelingFunction, RegexLF, ThresholdLF,
+                                         sql_ident)
+from mothermodel.registry.columns import column_problem
 
-
-@dataclass
-class ApplyConfig:
-    """How LFs are applied.
-
-    Attributes:
-        n_jobs: worker processes for Python LFs (None: every core). Python LFs always run in
-            worker processes, never in the applier, so that one can be killed from outside.
-        chunk_size: rows per work unit sent to a worker.
-        lf_timeout_s: time limit for one LF on one row; past it the row is an abstain
-            and the LF is reported (0 disables the limit). A call that does not stop
-            (it swallows the interruption, or sits in native code) gets its worker
-            killed after 2 * lf_timeout_s + 1 s, and the LF is stopped (fatal "timeout").
-        lf_memory_mb: memory limit for each worker process running Python LFs, in MB of
-            address space on top of what the worker inherits from the applier when it is
-            forked (RLIMIT_AS soft and hard limits, on platforms that have it: an LF cannot
-            raise it). An allocation past it raises MemoryError inside the LF: that row is
-            an abstain and the LF is reported as raising, like any failing LF. 0 disables
-            the limit (needed by LFs that initialise CUDA, which reserves far more address
-            space than it uses). Engine "local" only (a Dask worker has its
-            own memory_limit).
-        progress: show a progress bar (rich) on a terminal, plain lines otherwise.
-        engine: "local" (this machine's cores) or "dask" (a Dask cluster; see dask_apply).
-        scheduler: with engine "dask", the scheduler address (None: a LocalCluster).
-    """
-
-    n_jobs: int | None = None
-    chunk_size: int = 2000
-    lf_timeout_s: float = 5.0
-    lf_memory_mb: int = 4096
-    progress: bool = True
-    engine: str = "local"
-    scheduler: str | None = None
+try:
+    import resource
+except ImportError:  # no rlimits on this platform
+    resource = None
 
 
 @dataclass
@@ -116,18 +98,6 @@ class LFReport:
                 "timed_out": self.timed_out, "bad_type": self.bad_type, "out_of_range": self.out_of_range,
                 "first_row": self.first_row, "first_error": self.first_error, "crashed": self.crashed,
                 "fatal": self.fatal}
-
-
-def raise_if_lfs_stopped(result: dict[str, Any]) -> None:
-    """After a `label apply` result is shown: exit 1 when an LF was stopped as a whole (`LFReport.fatal`),
-    so that cron, systemd and `watch` notice; faults on some rows only do not (see --strict)."""
-    from mothermodel.errors import CommandFailed
-
-    stopped = [f"{t['task']}/{f['name']} ({f['fatal']})" for t in result.get("tasks", [])
-               for f in t.get("faults", []) if f.get("fatal")]
-    if stopped:
-        raise CommandFailed(f"{len(stopped)} LF(s) stopped, none of their votes kept: {', '.join(stopped[:5])}"
-                            f"{', ...' if len(stopped) > 5 else ''}; every other output was recorded")
 
 
 def drop_fatal(applied: "Applied", num_rows: int) -> "Applied":
@@ -182,8 +152,6 @@ def _init_worker(parent_pid: int, memory_mb: int) -> None:
         pass
     if sys.platform.startswith("linux"):
         try:
-            import ctypes
-
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass
@@ -191,11 +159,7 @@ def _init_worker(parent_pid: int, memory_mb: int) -> None:
         os._exit(1)
     os.dup2(2, 1)  # print() in an LF must not reach the applier's stdout (--json)
     if memory_mb and memory_mb > 0:
-        try:
-            import resource
-        except ImportError:  # no rlimits on this platform
-            return
-        if not hasattr(resource, "RLIMIT_AS"):
+        if resource is None or not hasattr(resource, "RLIMIT_AS"):  # no rlimits on this platform
             return
         base = _vm_bytes() or 0
         limit = base + int(memory_mb) * 1024 * 1024
@@ -292,8 +256,6 @@ def label_rows(lfs: Sequence[LabelingFunction], data: Sequence[Any], row_ids: Se
     timer tick, index of the LF running, calls before that LF started], so the
     applier can tell which LF and row a dead or stuck worker was in.
     """
-    import threading
-
     out_r, out_c, out_l = [], [], []
     reports = [LFReport(lf.name) for lf in lfs]
     use_timer = (timeout > 0 and hasattr(signal, "setitimer")
@@ -349,8 +311,6 @@ def label_rows(lfs: Sequence[LabelingFunction], data: Sequence[Any], row_ids: Se
 def progress_bar(total: int, label: str, enabled: bool, unit: str = "rows", min_total: int = 20_000):
     """A rich progress bar on a terminal; plain lines (about 10) elsewhere, as in CI. Both on stderr.
     Shown only when there are at least `min_total` units (small runs finish before a bar would help)."""
-    import sys
-
     class _Plain:
         def __init__(self):
             self.done, self.next_report = 0, total / 10
@@ -367,9 +327,6 @@ def progress_bar(total: int, label: str, enabled: bool, unit: str = "rows", min_
     enabled = enabled and total >= min_total
     if not enabled or not sys.stderr.isatty():
         return _Plain()
-    from rich.console import Console
-    from rich.progress import Progress
-
     # stderr: stdout stays clean for --json and pipes.
     prog = Progress(transient=True, console=Console(stderr=True))
     prog.start()
@@ -440,8 +397,6 @@ class _Worker:
         self.seen, self.since = -1, 0.0
 
     def assign(self, unit: tuple[int, int, list[int]]) -> None:
-        import time
-
         if not self.units:
             self.seen, self.since = -1, time.monotonic()
             self.share[0], self.share[1] = -1, -1
@@ -473,10 +428,6 @@ def _run_pool(chunks: list[tuple[int, int]], n_lfs: int, n_workers: int, config:
     """Run chunks x LFs on forked workers; returns (results, {LF index: (reason, error, row position)}
     for LFs that were stopped). The time limit is enforced in the worker (SIGALRM interrupts a slow
     call: that row abstains) and, for a call that ignores it, from here: the worker is killed."""
-    import multiprocessing as mp
-    import time
-    from multiprocessing.connection import wait
-
     ctx = mp.get_context("fork")  # workers inherit _STATE (LFs, columns) instead of unpickling it
     timeout = float(config.lf_timeout_s or 0)
     hard = 2 * timeout + 1.0 if timeout > 0 else None  # the SIGALRM tick count moves at least every timeout/10
@@ -548,34 +499,16 @@ def _run_pool(chunks: list[tuple[int, int]], n_lfs: int, n_workers: int, config:
 
 
 def _field_problem(lf: DeclarativeLF, schema) -> str | None:
-    """Why `lf` cannot run on a table of this schema (missing column, wrong column type), or None."""
-    import pyarrow as pa
-
-    from mothermodel.labeling.lf import RegexLF, ThresholdLF
-
+    """Why `lf` cannot run on a table of this schema (missing column, wrong column type: the rule of
+    registry/columns.py, as `task submit` checks it), naming the LF's field; or None."""
     if not isinstance(lf, (KeywordLF, RegexLF, ThresholdLF)):
         return None
-    field = lf.column
-    if field not in schema.names:
-        cols = [c for c in schema.names if c != "_row"]
-        more = ", ..." if len(cols) > 12 else ""
-        return f"field {field!r}: no such column in the dataset (columns: {', '.join(cols[:12])}{more})"
-    t = schema.field(field).type
-    if isinstance(lf, (KeywordLF, RegexLF)):
-        ok = pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t) or str(t) == "string_view"
-        need = "a text column"
-    elif isinstance(lf, ThresholdLF):
-        ok = (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t) or pa.types.is_null(t))
-        need = "a numeric column"
-    else:
-        return None
-    return None if ok else f"field {field!r} is a {t} column: a {lf.kind} source needs {need}"
+    problem = column_problem(schema, lf.column, lf.kind)
+    return f"field {lf.column!r}: {problem}" if problem else None
 
 
 def apply_declarative_lfs(table, lfs: Sequence[DeclarativeLF], cardinality: int) -> Applied:
     """All declarative LFs in one DuckDB pass: one SQL CASE expression per LF, then unpivot."""
-    import duckdb
-
     lfs = list(lfs)
     names = [lf.name for lf in lfs]
     reports = {lf.name: LFReport(lf.name) for lf in lfs}
