@@ -146,17 +146,17 @@ class Registry:
             specs = [one(s) for s in spec]
         else:
             specs = [one(spec)]  # refused, naming the type
-        specs = self._fill_text_fields(specs)
-        self._check_column_types(specs)
+        known = self.store.datasets()  # one read for both checks
+        specs = self._fill_text_fields(specs, known)
+        self._check_column_types(specs, known)
         return self.store.submit(specs, replace=replace)
 
-    def _fill_text_fields(self, specs: Sequence[TaskSpec]) -> list[TaskSpec]:
+    def _fill_text_fields(self, specs: Sequence[TaskSpec], known: dict[str, DatasetRecord]) -> list[TaskSpec]:
         """A keyword/regex source that names no `field` reads its dataset's text field (not a column that
         happens to be called "text"). Filled in before recording, so the stored code names the column it reads;
         a dataset whose text field is "text" records exactly what it did before (same hashes, no new versions)."""
         from mothermodel.labeling.apply.sources import DECLARATIVE
 
-        known = self.store.datasets()
         out = []
         for s in specs:
             ds = known.get(s.dataset)
@@ -174,7 +174,7 @@ class Registry:
             out.append(dataclasses.replace(s, sources=tuple(sources)))
         return out
 
-    def _check_column_types(self, specs: Sequence[TaskSpec]) -> None:
+    def _check_column_types(self, specs: Sequence[TaskSpec], known: dict[str, DatasetRecord]) -> None:
         """Each source reads a column of the type it needs (keyword/regex: text; column: class indices, integers;
         threshold: numbers), else refused naming the source, the column and its type: apply would only abstain.
         Unknown datasets and columns are left to the registry's checks."""
@@ -182,7 +182,6 @@ class Registry:
 
         from mothermodel.registry.columns import column_problem
 
-        known = self.store.datasets()
         for s in specs:
             ds = known.get(s.dataset)
             if ds is None:

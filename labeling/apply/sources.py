@@ -65,16 +65,12 @@ def column_entries(table, sources: Sequence[SourceRecord], cardinality: int) -> 
         if pa.types.is_dictionary(col.type):  # decoded: a dictionary's to_numpy() would turn nulls into index 0
             col = col.cast(col.type.value_type)
         v = col.to_numpy(zero_copy_only=False)
-        if v.dtype.kind == "f":
-            frac = ~np.isnan(v) & (v != np.floor(v))  # 0.5 is no class index: not silently truncated to 0
-            v = np.where(np.isnan(v) | frac, ABSTAIN, v)
+        if v.dtype.kind == "f":  # whole numbers here: column_problem refused fractions above
+            v = np.where(np.isnan(v), ABSTAIN, v)
         elif v.dtype.kind == "O":  # an integer column with nulls
-            frac = np.zeros(len(v), bool)
             v = np.array([ABSTAIN if x is None else x for x in v])
-        else:
-            frac = np.zeros(len(v), bool)
         v = v.astype(np.int64)
-        bad = (v < ABSTAIN) | (v >= cardinality) | frac
+        bad = (v < ABSTAIN) | (v >= cardinality)
         if bad.any():
             rep.out_of_range = int(bad.sum())
             i = int(np.argmax(bad))
