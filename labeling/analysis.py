@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mothermodel.errors import UserError
 from mothermodel.labeling import label_files
@@ -69,6 +70,13 @@ def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
         raise UserError(f"TASK: {task} has no label matrix yet; run `mothermodel label apply {task}`")
     ds = snap.datasets[t.dataset]
     entries = label_files.read_checked(store.ws, m.path, m.content_hash)
+    hand = t.hand_source
+    hand_rows = 0
+    if hand is not None:  # clean labels, not votes: out of every LF figure, counted on their own
+        is_hand = pc.equal(entries.column("source").cast(pa.string()), hand.name)
+        hand_rows = int(pc.sum(is_hand).as_py() or 0)
+        entries = entries.filter(pc.invert(is_hand))
+    sources = [s for s in t.sources if s.kind != "hand"]
     data = store.read_dataset(ds)
     gold, gold_warning = gold_rule.resolve(data, t, ds)  # class names or indices, checked (registry/gold.py)
     cols = {"row": data.column("_row")}
@@ -114,7 +122,7 @@ def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
         con.close()
     by = {r[0]: r for r in res}
     lfs = []
-    for s in t.sources:
+    for s in sources:
         r = by.get(s.name)
         covered, overlapped, conflicted, correct, incorrect, confirmed = r[2:8] if r else (0, 0, 0, 0, 0, 0)
         lfs.append({
@@ -128,13 +136,15 @@ def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
             "correct": correct, "incorrect": incorrect,
             "empirical_accuracy": correct / (correct + incorrect) if correct + incorrect else None,
         })
-    names = [s.name for s in t.sources]
+    names = [s.name for s in sources]
     groups = _near_duplicates(pairs, names, len(t.classes))
     out = {"task": task, "label_matrix_version": m.version, "split": split or "all", "num_rows": n,
            "coverage": (totals[0] / n) if n else 0.0, "gold": gold is not None, "lfs": lfs,
            **regime_figures([lf["overlap_rows"] for lf in lfs], n, totals[1], totals[2],
                             confirm_rows=[lf["confirm_rows"] for lf in lfs]),
            "near_duplicate_groups": [[names[j] for j in g] for g in groups]}
+    if hand is not None:  # all the task's hand-labelled rows (the split filter does not apply: they are not scored)
+        out["hand_labels"] = {"version": hand.version, "rows": hand_rows}
     if gold_warning:
         out["warnings"].append(gold_warning)
     return out

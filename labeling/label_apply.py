@@ -17,6 +17,7 @@ import numpy as np
 
 from mothermodel.defaults import DEFAULT_SEED
 from mothermodel.errors import CommandFailed, UserError
+from mothermodel.labeling.apply import embedding, prompted
 from mothermodel.labeling.apply import sources as src_mod
 from mothermodel.labeling import label_files
 from mothermodel.labeling.apply.config import ApplyConfig
@@ -135,13 +136,18 @@ def _apply_task(run: _Run, t: TaskRecord, lfs: dict[str, LabelingFunction], forc
     ident = _identities(run, t)
     key = _h({"dataset": ds.content_hash, "sources": ident})
     prev = run.snap.latest_matrix.get(t.name)
-    if prev and prev.inputs_key == key and not force:
+    # A prompted source that missed rows last time (a server down, time limits) is asked again: its answer
+    # cache gives back what it got, the model is asked the rest (labeling/apply/prompted.py).
+    retry = {f["name"] for f in prev.faults if f.get("failed_rows")} & \
+        {s.name for s in t.sources if s.kind == "prompt"} if prev else set()
+    if prev and prev.inputs_key == key and not force and not retry:
         # An LF stopped as a whole in that version is still stopped: say so again (exit 1), recompute nothing.
         return {"task": t.name, "version": prev.version, "status": "up to date",
                 "faults": [f for f in prev.faults if f.get("fatal")]}
-    reuse = set() if not prev or force else {n for n, i in ident.items() if prev.source_versions.get(n) == i}
+    reuse = set() if not prev or force else {n for n, i in ident.items()
+                                             if prev.source_versions.get(n) == i and n not in retry}
     todo = [s for s in t.sources if s.name not in reuse]
-    parts = _compute(run, t, todo, lfs)
+    parts, stats = _compute(run, t, todo, lfs)
     if reuse:
         parts.append(_reused(run, prev, reuse))
     rows, cols, labels, names, reports = _merge(parts)
@@ -155,8 +161,11 @@ def _apply_task(run: _Run, t: TaskRecord, lfs: dict[str, LabelingFunction], forc
                                         source_versions=ident, num_rows=ds.num_rows, inputs_key=key,
                                         num_entries=int(rows.size), faults=faults)
     run.snap.latest_matrix[t.name] = rec
-    return {"task": t.name, "version": rec.version, "status": "created", "entries": int(rows.size),
-            "recomputed": sorted(s.name for s in todo), "reused": sorted(reuse), "faults": faults}
+    out = {"task": t.name, "version": rec.version, "status": "created", "entries": int(rows.size),
+           "recomputed": sorted(s.name for s in todo), "reused": sorted(reuse), "faults": faults}
+    if stats:  # model-computed sources: rows computed, cached, calls, seconds, costs (per source)
+        out["sources"] = stats
+    return out
 
 
 def _identities(run: _Run, t: TaskRecord) -> dict[str, dict[str, Any]]:
@@ -170,9 +179,12 @@ def _identities(run: _Run, t: TaskRecord) -> dict[str, dict[str, Any]]:
     return ident
 
 
-def _compute(run: _Run, t: TaskRecord, todo, lfs: dict[str, LabelingFunction]) -> list[Applied]:
-    """Label entries of the sources that must be (re)computed."""
+def _compute(run: _Run, t: TaskRecord, todo, lfs: dict[str, LabelingFunction]
+             ) -> tuple[list[Applied], dict[str, dict[str, Any]]]:
+    """Label entries of the sources that must be (re)computed, and what the model-computed ones cost."""
     table = run.data.table(t.dataset)
+    ds = run.snap.datasets[t.dataset]
+    stats: dict[str, dict[str, Any]] = {}
     k = len(t.classes)
     parts = [src_mod.column_entries(table, [s for s in todo if s.kind == "column"], k)]
     lf_sources = [s for s in todo if s.kind == "lf"]
@@ -189,7 +201,15 @@ def _compute(run: _Run, t: TaskRecord, todo, lfs: dict[str, LabelingFunction]) -
             parts.append(src_mod.map_output(t, s, run.snap.tasks[s.ref], _task_output(run, s.ref)[1], table))
         elif s.kind == "model":
             parts.append(src_mod.model_source(s))
-    return parts
+        elif s.kind == "hand":
+            parts.append(src_mod.hand_entries(run.store.ws, t, s, table))
+    for kind, module in (("embedding", embedding), ("prompt", prompted)):
+        chosen = [s for s in todo if s.kind == kind]
+        if chosen:
+            applied, cost = module.entries(run.store.ws, ds, table, t, chosen, run.config)
+            parts.append(applied)
+            stats.update(cost)
+    return parts, stats
 
 
 def _reused(run: _Run, prev: LabelMatrixRecord, reuse: set[str]) -> Applied:

@@ -8,7 +8,9 @@ tracked with DVC, so users can `dvc push` it to a remote.
 
 Label matrix file: sparse rows (row int64, source string, label int16) sorted
 by source then row; abstains are absent. Probabilistic labels: row, pred
-(int16, ties broken with a fixed seed) and one float32 column per class.
+(int16, ties broken with a fixed seed) and one float32 column per class (plus
+`hand`, the hand label's class or -1, for a task with hand labels). Hand labels
+(`hl-<hash>.parquet`): row, label (class name), added_by, added_in.
 """
 
 from __future__ import annotations
@@ -52,6 +54,11 @@ def write_probs(ws, task: str, rows: np.ndarray, probs: np.ndarray, preds: np.nd
         cols[name] = pa.array(np.asarray(values, np.float32))
     table = pa.table(cols).replace_schema_metadata({"classes": json.dumps(classes)})
     return _write_parquet(ws, task, "pl", table)
+
+
+def write_hand(ws, task: str, table):
+    """A task's hand labels (row, label, added_by, added_in), content-addressed like the other label files."""
+    return _write_parquet(ws, task, "hl", table)
 
 
 def read_checked(ws, rel_path: str, expected_hash: str):

@@ -7,7 +7,7 @@ file atomically and records it as the task's next version through the store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -96,6 +96,7 @@ class FitOutcome:
     metrics_votes_only: dict[str, Any] | None = None
     metrics_gold_free: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    hand_labels: dict[str, Any] | None = None  # {version, rows, valid_rows}: the task's hand labels, if any
     dvc: str | None = None
 
     @property
@@ -111,7 +112,7 @@ class FitOutcome:
             out |= {"text_view": self.view, "metrics": self.metrics, "coverage": self.coverage, "apply": self.apply}
         else:
             out |= {"metrics": self.metrics, "tree": self.tree, "apply": self.apply}
-        for k in ("selected", "label_model_fit", "metrics_votes_only", "metrics_gold_free"):
+        for k in ("selected", "label_model_fit", "metrics_votes_only", "metrics_gold_free", "hand_labels"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
         if self.warnings:
@@ -132,8 +133,22 @@ class FitInputs:
     matrix_version: int
     split: np.ndarray  # per-row split name
     train: np.ndarray  # rows a label model fits on
-    gold: np.ndarray | None  # evaluation (and, with dev labels, the valid split's)
+    gold: np.ndarray | None  # evaluation (and, with dev labels, the valid split's); -1 on hand-labelled rows
     gold_warning: str | None = None  # the dataset's gold field does not fit the task's classes: not used
+    hand: np.ndarray | None = None  # (rows,) the hand label's class, -1 where none; None: the task has none
+
+    @property
+    def hand_rows(self) -> np.ndarray:
+        return self.hand >= 0 if self.hand is not None else np.zeros(len(self.L), bool)
+
+    def hand_report(self) -> dict[str, Any] | None:
+        """What the fit knew of the task's hand labels (None: it has none)."""
+        if self.hand is None:
+            return None
+        s = self.task.hand_source
+        rows = self.hand_rows
+        return {"version": s.version if s else None, "rows": int(rows.sum()),
+                "valid_rows": int((rows & (self.split == "valid")).sum())}
 
 
 def read_inputs(store: AbstractStore, data: DatasetCache, name: str, snap: Snapshot | None = None) -> FitInputs:
@@ -143,10 +158,17 @@ def read_inputs(store: AbstractStore, data: DatasetCache, name: str, snap: Snaps
     ds = snap.datasets[t.dataset]
     m = snap.latest_matrix[name]
     table = data.table(t.dataset)
-    L = label_files.dense(label_files.read_checked(store.ws, m.path, m.content_hash), ds.num_rows, t.source_names())
+    names = t.source_names()
+    L = label_files.dense(label_files.read_checked(store.ws, m.path, m.content_hash), ds.num_rows, names)
     split, train = _splits(table, ds)
     gold, warning = gold_rule.resolve(table, t, ds)  # checked against the task's classes (registry/gold.py)
-    return FitInputs(t, ds, table, L, m.version, split, train, gold, warning)
+    hand = None
+    if t.hand_source is not None:  # its column is clean labels, not votes: out of L
+        j = names.index(t.hand_source.name)
+        hand, L = L[:, j].astype(np.int64), np.delete(L, j, axis=1)
+        if gold is not None:  # a row trained on is never scored
+            gold = np.where(hand >= 0, -1, gold)
+    return FitInputs(t, ds, table, L, m.version, split, train, gold, warning, hand)
 
 
 def _splits(table, ds: DatasetRecord) -> tuple[np.ndarray, np.ndarray]:
@@ -207,18 +229,27 @@ def fit(store: AbstractStore, task: str, model: str = "label-model", use_dev: bo
         has_dev = x.gold is not None and bool(((x.split == "valid") & (x.gold >= 0)).any())
         if select_on == "valid" or (select_on is None and has_dev):
             gold_free = split_metrics(x.gold, tie_break(probs, seed), x.split, k)
-            probs, selected = _select(x, "valid", seed, votes_probs, probs if view["used"] else None)
+            # a few hand labels anchoring the label model must not make it worse on valid: the fit without
+            # that anchor is a candidate too
+            extra = {"label-model-without-hand-anchor": _flat_posteriors(replace(x, hand=None), model, use_dev, seed,
+                                                                          {})[0]} if x.hand_rows.any() else None
+            probs, selected = _select(x, "valid", seed, votes_probs, probs if view["used"] else None, extra)
             selected["automatic"] = select_on is None
             dev_used = True
             config["selected"] = selected
         config["select_on"] = "none" if select_on == "none" else "valid"
+    hand = x.hand_report()
+    if hand is not None:
+        config["hand_labels"] = hand
+        dev_used = dev_used or hand["valid_rows"] > 0  # valid rows labelled by hand are valid labels used
     config["uses_dev_labels"] = dev_used
+    probs = with_hand(x, probs)
     preds = tie_break(probs, seed)
     out_metrics = split_metrics(x.gold, preds, x.split, k)
     rec = record_probs(store, x, model, probs, preds, out_metrics, config)
     note = label_files.dvc_track(store.ws)
     res = FitOutcome(task, rec.version, model, x.matrix_version, dev_used, out_metrics, applied["tasks"],
-                     settings=FitSettings(model, seed, use_dev, bool(text_view), select_on), view=view,
+                     hand_labels=hand, settings=FitSettings(model, seed, use_dev, bool(text_view), select_on), view=view,
                      coverage=float((x.L >= 0).any(axis=1).mean()) if len(x.L) else 0.0, selected=selected,
                      label_model_fit=config.get("label_model_fit"), metrics_votes_only=votes_metrics,
                      metrics_gold_free=gold_free, warnings=[x.gold_warning] if x.gold_warning else [], dvc=note or None)
@@ -235,13 +266,14 @@ def _has_sources(store: AbstractStore, task: str) -> None:
         t = store.task(task)
     except UserError:
         return  # an unknown task: apply_and_read names it
-    if not t.sources:
+    if not [s for s in t.sources if s.kind != "hand"]:  # hand labels are clean labels, not votes
         raise UserError(f"TASK: task {task} has no sources to fit labels from; add LFs or columns to its spec "
                         "and resubmit it with --replace")
 
 
 def _select(x: FitInputs, split: str, seed: int, votes_probs: np.ndarray,
-            view_probs: np.ndarray | None) -> tuple[np.ndarray, dict[str, Any]]:
+            view_probs: np.ndarray | None, extra: dict[str, np.ndarray] | None = None
+            ) -> tuple[np.ndarray, dict[str, Any]]:
     """`--select-on valid`: the candidate most accurate on the split's gold labels, and what was chosen on."""
     if x.gold is None:
         raise UserError(f"--select-on {split}: task {x.task.name} has no gold labels")
@@ -249,6 +281,7 @@ def _select(x: FitInputs, split: str, seed: int, votes_probs: np.ndarray,
                   "label-model": votes_probs}
     if view_probs is not None:
         candidates["label-model+text-view"] = view_probs
+    candidates.update(extra or {})
     try:
         sel = select_on_valid(candidates, x.gold, x.split, seed, select_split=split)
     except ValueError as e:
@@ -266,8 +299,12 @@ def _flat_posteriors(x: FitInputs, model: str, use_dev: bool | None, seed: int,
     dev_used = _use_dev(use_dev) and bool(dev.any())
     cfg = LabelModelConfig(seed=seed)
     lm = LabelModel(k, cfg)
-    if dev_used:
-        lm.fit(x.L[x.train], L_dev=x.L[dev], Y_dev=x.gold[dev])
+    # Hand labels always anchor the model's class balance and LF accuracies (MeTaL's semi-supervised use);
+    # valid's gold labels only with dev labels on (hand-labelled rows are out of x.gold: no row counts twice).
+    anchor = (dev if dev_used else np.zeros(len(x.L), bool)) | x.hand_rows
+    if anchor.any():
+        y = np.where(x.hand_rows, x.hand if x.hand is not None else -1, x.gold if x.gold is not None else -1)
+        lm.fit(x.L[x.train], L_dev=x.L[anchor], Y_dev=y[anchor])
     else:
         lm.fit(x.L[x.train])
     config["label_model"] = dict(vars(cfg))
@@ -305,9 +342,25 @@ def with_text_view(x: FitInputs, probs: np.ndarray, seed: int, enabled: bool,
     return combined, report
 
 
+def with_hand(x: FitInputs, probs: np.ndarray) -> np.ndarray:
+    """Posteriors with every hand-labelled row set to its hand label (one-hot): what the trainer learns there."""
+    h = x.hand_rows
+    if not h.any():
+        return probs
+    probs = np.array(probs, dtype=np.float32, copy=True)
+    probs[h] = 0.0
+    probs[np.flatnonzero(h), x.hand[h]] = 1.0
+    return probs
+
+
 def record_probs(store: AbstractStore, x: FitInputs, model: str, probs: np.ndarray, preds: np.ndarray,
                  out_metrics: dict, config: dict, extra: dict[str, np.ndarray] | None = None) -> ProbLabelsRecord:
-    """Write a probabilistic-labels file for every dataset row and record it as the task's next version."""
+    """Write a probabilistic-labels file for every dataset row and record it as the task's next version
+    (with a `hand` column, the hand label's class or -1, when the task has hand labels)."""
+    if x.hand is not None:
+        probs = with_hand(x, probs)
+        preds = np.where(x.hand_rows, x.hand, preds)
+        extra = {**(extra or {}), "hand": x.hand}
     rows = x.table.column("_row").to_numpy()
     path, digest = label_files.write_probs(store.ws, x.task.name, rows, probs[rows], preds[rows], list(x.task.classes),
                                            extra={k: v[rows] for k, v in (extra or {}).items()})

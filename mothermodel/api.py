@@ -338,6 +338,19 @@ class Registry:
         self.store.set_task_faults(faults.FIT, failed)
         return fitted, failed
 
+    def label_add(self, task: str, file: str | Path, by: str | None = None, replace: bool = False) -> dict[str, Any]:
+        """`label add TASK FILE`: hand labels (CSV/JSONL/Parquet: `row` or `text`, and `label`) into TASK's next
+        hand-labels version (labeling/hand_labels.py); `replace` starts the set anew instead of adding to it."""
+        from mothermodel.labeling import hand_labels
+
+        return hand_labels.add(self.store, task, file, added_by=by, replace=replace)
+
+    def hand_labels(self, task: str) -> list[dict[str, Any]]:
+        """`label add TASK --list`: every hand-labels version of TASK (who, when, how many), newest first."""
+        from mothermodel.labeling import hand_labels
+
+        return hand_labels.history(self.store, task)
+
     def label_log(self, task: str) -> dict[str, Any]:
         """`label log TASK`."""
         from mothermodel.labeling import label_history

@@ -341,6 +341,10 @@ def label_apply(ctx, tasks, jobs, lf_timeout, memory_mb, force, strict, engine, 
             continue
         console.info(f"{t['task']}: label matrix v{t['version']} ({t['entries']} labels; "
                      f"{len(t['recomputed'])} sources run, {len(t['reused'])} reused)")
+        for name, st in (t.get("sources") or {}).items():  # model-computed sources: what they cost
+            shown = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in st.items()
+                              if isinstance(v, (int, float)) and not isinstance(v, bool))
+            console.info(f"  {name}: {shown}")
         for f in t["faults"]:
             first = (f["first_error"] or "").strip().splitlines()
             console.info(f"  ! {f['name']}: {f['failed_rows']} rows failed (raised {f['raised']}, timed out "
@@ -378,6 +382,9 @@ def label_analyze(ctx, task, split, as_json) -> None:
                  f"confirming rows {res['median_confirm_rows'] or 0:g}")
     for g in res["near_duplicate_groups"]:
         console.info(f"near-duplicate LFs (their votes count once in the label model): {', '.join(g)}")
+    if res.get("hand_labels"):
+        console.info(f"hand labels (version {res['hand_labels']['version']}): {res['hand_labels']['rows']} rows, "
+                     "clean labels rather than votes: not in the figures above")
     for w in res["warnings"]:
         console.info(f"warning: {w}")
 
@@ -437,6 +444,46 @@ def label_fit(ctx, task, model, use_dev, seed, text_view, select_on, as_json) ->
         console.table([(s, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", m["n"])
                        + ((f"{votes[s]['accuracy']:.4f}",) if votes else ()) for s, m in t["metrics"].items()],
                       ["split", "accuracy", "macro F1", "rows"] + (["votes-only acc."] if votes else []))
+
+
+@label.command("add")
+@click.argument("task")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--by", default=None, help="Who labelled them (default: your user name).")
+@click.option("--replace", is_flag=True, help="Replace TASK's hand labels with FILE's instead of adding to them.")
+@click.option("--list", "list_", is_flag=True, help="List TASK's hand-label versions instead (who, when, how many).")
+@json_option
+@click.pass_context
+def label_add(ctx, task, file, by, replace, list_, as_json) -> None:
+    """Add hand labels to TASK from FILE (CSV, JSON lines or Parquet with `label` and `row` or `text`).
+
+    They become TASK's hand-label source (a new version each time): the label model anchors on them, the
+    mother model trains on them, and no row with a hand label is ever scored. Test-split rows are refused."""
+    reg = _registry(ctx)
+    if list_:
+        if file:
+            raise UserError("FILE: not with --list")
+        rows = reg.hand_labels(task)
+        if as_json:
+            console.emit_json(rows)
+            return
+        console.table([(r["version"], (r["created_at"] or "")[:19], r["rows"], r["added"], r["valid_rows"], r["by"],
+                        "replaced" if r["replaced"] else "added", r["file"]) for r in rows],
+                      ["version", "created", "rows", "added", "valid rows", "by", "how", "file"])
+        return
+    if not file:
+        raise UserError("FILE: missing (a CSV, JSON lines or Parquet file of hand labels)")
+    res = reg.label_add(task, file, by=by, replace=replace)
+    if as_json:
+        console.emit_json(res)
+        return
+    if res["status"] == "unchanged":
+        console.info(f"{task}: hand labels unchanged (version {res['version']}, {res['rows']} rows)")
+        return
+    per = ", ".join(f"{c} {n}" for c, n in res.get("classes", {}).items())
+    console.info(f"{task}: hand labels version {res['version']}: {res['rows']} rows ({per}), {res['added']} new or "
+                 f"changed" + (f"; {res['valid_rows']} in valid: left out of valid's figures" if res["valid_rows"]
+                               else ""))
 
 
 @label.command("log")

@@ -76,6 +76,297 @@ class Model:
     name: str
 
 
+# --- sources computed by a model over the whole dataset ------------------------------
+# Embedding: labeling/apply/embedding.py applies it; Prompt: labeling/apply/prompted.py.
+# Each is recorded as a SourceSpec whose `code` is its checked parameters as canonical JSON.
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """A source that votes by similarity in an encoder's space (docs/writing-tasks.md, "Embedding sources").
+
+    Each row's text is embedded once per dataset and encoder (cached under the workspace); the source votes
+    for the class whose seed examples / description its embedding is most similar to, or, with `clusters`,
+    for the class of the seed rows in its k-means cluster.
+
+    Attributes:
+        name: the source's name.
+        params: the same settings as a mapping, as in a YAML spec (every field but `kind` and `name`);
+            a setting given both ways is refused.
+        field: the text column embedded; None = the task's input as text (else the dataset's text field).
+        encoder: "default" (the bundled all-MiniLM-L6-v2) or a Hugging Face model folder (a relative path
+            is taken from the current folder at submit and recorded absolute).
+        seeds: class (name or index) -> example texts of that class.
+        seed_rows: class -> dataset row ids (`_row`) of examples of that class.
+        descriptions: class -> a text describing the class (counts as one more seed).
+        threshold: least cosine similarity to the best class's prototype for a vote (default 0.4).
+        margin: least gap between the best and the second class's similarity (default 0.05).
+        clusters: k: vote through k-means clusters of the dataset's embeddings instead; a cluster takes
+            the class its seed rows / seeds agree on (at least `min_agreement` of them, default 0.6).
+        max_length: tokens per text embedded (default 128; longer texts are cut).
+    """
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    field: str | None = None
+    encoder: str | None = None
+    seeds: dict[Any, list[str]] | None = None
+    seed_rows: dict[Any, list[int]] | None = None
+    descriptions: dict[Any, str] | None = None
+    threshold: float | None = None
+    margin: float | None = None
+    clusters: int | None = None
+    min_agreement: float | None = None
+    max_length: int | None = None
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A source that asks a model: an OpenAI-compatible endpoint or a local Hugging Face model folder
+    (docs/writing-tasks.md, "Prompted sources").
+
+    Backend, by the fields given: `endpoint` + `model` (a served model's name) asks an OpenAI-compatible
+    server with `template`; `model` alone is a local model folder, asked zero-shot through an NLI model with
+    `hypothesis`, or as a text-to-text model with `template`.
+
+    Attributes:
+        name: the source's name.
+        params: the same settings as a mapping, as in a YAML spec (every field but `kind` and `name`);
+            a setting given both ways is refused.
+        field: the text column asked about; None = the task's input as text.
+        endpoint: base URL of an OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1).
+        model: the served model's name (with `endpoint`), else a local Hugging Face model folder (a relative
+            path is taken from the current folder at submit and recorded absolute; checked at apply).
+        template: the prompt: `{text}` is the row's text, `{classes}` the class names joined by ", ".
+        hypothesis: (local NLI model) e.g. "This text is about {label}."; `{label}` is each class's first
+            verbaliser word.
+        verbalizer: class (name or index) -> answer word(s); a class not given answers to its own name.
+        threshold: (NLI) least probability of the best class (softmax over the classes' entailment
+            logits) for a vote (default 0: always votes).
+        prompt_version: part of the answer cache's key (default: a hash of template, hypothesis and
+            max_tokens); change it to ask again what is cached.
+        max_tokens: tokens an answer may have (default 16).
+        timeout: seconds per request (default 30). retries: more tries after a connection error, 429 or 5xx
+            (default 3, exponential backoff). rate_limit: requests per second (default none).
+        api_key_env: the environment variable holding the endpoint's API key (the key is never recorded).
+        max_rows: ask only the dataset's first max_rows rows (default all).
+        batch_size: concurrent requests (endpoint) or rows per forward pass (local) (default 8).
+        cost_per_1k_tokens: price per 1000 tokens (prompt + completion), for the cost in `label apply --json`.
+    """
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    field: str | None = None
+    endpoint: str | None = None
+    model: str | None = None
+    template: str | None = None
+    hypothesis: str | None = None
+    verbalizer: dict[Any, Any] | None = None
+    threshold: float | None = None
+    prompt_version: str | None = None
+    max_tokens: int | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    rate_limit: float | None = None
+    api_key_env: str | None = None
+    max_rows: int | None = None
+    batch_size: int | None = None
+    cost_per_1k_tokens: float | None = None
+
+
+def _params_source(kind: str, name: Any, params: dict[str, Any], origin: str, where: str) -> SourceSpec:
+    """A model-computed source's SourceSpec: its parameters as canonical JSON, hashed."""
+    if not isinstance(name, str):
+        raise _err(origin, f"{where}.name", f"{name!r} is not a valid source name")
+    code = json.dumps({"kind": kind, **params}, sort_keys=True)
+    return SourceSpec(name=name, kind=kind, code=code, code_hash=hashlib.sha256(code.encode()).hexdigest())
+
+
+def _settings(s: Any, defaults: dict[str, Any], what: str, origin: str, where: str) -> dict[str, Any]:
+    """A model-computed source's settings: its typed fields and its `params` mapping (a setting given both
+    ways, or unknown, is refused), over `defaults`."""
+    if not isinstance(s.params, dict):
+        raise _err(origin, f"{where}.params", "must be a mapping of settings")
+    given = {k: getattr(s, k) for k in defaults if getattr(s, k) is not None}
+    for k, v in s.params.items():
+        if k not in defaults:
+            raise _err(origin, f"{where}.{k}", f"unknown field for {what} source")
+        if k in given:
+            raise _err(origin, f"{where}.{k}", "given both as a field and in params")
+        if v is not None:
+            given[k] = v
+    return {**defaults, **given}
+
+
+EMBEDDING_DEFAULTS = {"field": None, "encoder": "default", "seeds": {}, "seed_rows": {}, "descriptions": {},
+                      "threshold": 0.4, "margin": 0.05, "clusters": None, "min_agreement": 0.6, "max_length": 128}
+"""An embedding source's settings when not given (threshold and margin tuned on valid splits: docs/benchmarks.md)."""
+
+
+def _embedding_spec(s: Embedding, classes: list[str], origin: str, where: str) -> SourceSpec:
+    """An embedding source checked (needs no registry) and normalised: every setting filled in, classes as
+    indices (JSON keys "0", "1", ...), seed rows sorted, the encoder path absolute."""
+    p = _settings(s, EMBEDDING_DEFAULTS, "an embedding", origin, where)
+
+    def by_class(key: str, check) -> dict[str, Any]:
+        m = p[key]
+        if not isinstance(m, dict):
+            raise _err(origin, f"{where}.{key}", "must map class names (or indices) to values")
+        out: dict[str, Any] = {}
+        for c, v in m.items():
+            at = f"{where}.{key}.{c}"
+            idx = str(_label_index(c, classes, origin, at))
+            if idx in out:
+                raise _err(origin, at, f"class {classes[int(idx)]!r} given twice")
+            out[idx] = check(v, at)
+        return out
+
+    def texts(v: Any, at: str) -> list[str]:
+        if not isinstance(v, list) or not v or not all(isinstance(x, str) and x.strip() for x in v):
+            raise _err(origin, at, "must be a non-empty list of non-empty texts")
+        return v
+
+    def rows(v: Any, at: str) -> list[int]:
+        if not isinstance(v, list) or not v or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
+                                                       for x in v):
+            raise _err(origin, at, "must be a non-empty list of dataset row ids (whole numbers >= 0)")
+        return sorted(set(v))
+
+    def text(v: Any, at: str) -> str:
+        if not isinstance(v, str) or not v.strip():
+            raise _err(origin, at, "must be a non-empty text")
+        return v
+
+    def number(key: str, lo: float, hi: float) -> float:
+        v = p[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
+            raise _err(origin, f"{where}.{key}", f"must be a number in {lo:g}..{hi:g}")
+        return float(v)
+
+    if p["field"] is not None and (not isinstance(p["field"], str) or not p["field"]):
+        raise _err(origin, f"{where}.field", "must be a column name")
+    enc = p["encoder"]
+    if not isinstance(enc, str) or not enc:
+        raise _err(origin, f"{where}.encoder", "must be 'default' or a Hugging Face model folder")
+    if enc != "default":
+        folder = Path(enc).expanduser().resolve()
+        if not (folder / "config.json").is_file():
+            raise _err(origin, f"{where}.encoder", f"{enc}: not a Hugging Face model folder (no config.json)")
+        enc = str(folder)
+    seeds, seed_rows = by_class("seeds", texts), by_class("seed_rows", rows)
+    descriptions = by_class("descriptions", text)
+    clusters = p["clusters"]
+    if clusters is not None and (isinstance(clusters, bool) or not isinstance(clusters, int) or clusters < 2):
+        raise _err(origin, f"{where}.clusters", "must be a whole number of clusters >= 2")
+    if clusters is not None and not (seeds or seed_rows):
+        raise _err(origin, f"{where}.clusters", "needs seeds or seed_rows (a cluster takes the class of its seeds)")
+    if not (seeds or seed_rows or descriptions):
+        raise _err(origin, where, "an embedding source needs seeds, seed_rows or descriptions")
+    max_length = p["max_length"]
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or not 8 <= max_length <= 8192:
+        raise _err(origin, f"{where}.max_length", "must be a whole number of tokens in 8..8192")
+    params = {"field": p["field"], "encoder": enc, "seeds": seeds, "seed_rows": seed_rows,
+              "descriptions": descriptions, "threshold": number("threshold", -1, 1), "margin": number("margin", 0, 2),
+              "clusters": clusters, "min_agreement": number("min_agreement", 0, 1), "max_length": max_length}
+    return _params_source("embedding", s.name, params, origin, where)
+
+
+PROMPT_DEFAULTS = {"field": None, "endpoint": None, "model": None, "template": None, "hypothesis": None,
+                   "verbalizer": {}, "threshold": 0.0, "prompt_version": None, "max_tokens": 16, "timeout": 30.0,
+                   "retries": 3, "rate_limit": None, "api_key_env": None, "max_rows": None, "batch_size": 8,
+                   "cost_per_1k_tokens": None}
+"""A prompted source's settings when not given (labeling/apply/prompted.py applies them)."""
+
+
+def _prompt_spec(s: Prompt, classes: list[str], origin: str, where: str) -> SourceSpec:
+    """A prompted source checked (needs no registry) and normalised: every setting filled in, the backend
+    named ("http", "nli" or "generate"), the verbaliser per class index with every class, a local model's
+    folder absolute (whether it is there is checked at apply, so a spec can be submitted from elsewhere)."""
+    p = _settings(s, PROMPT_DEFAULTS, "a prompt", origin, where)
+
+    def text(key: str, must_have: str | None = None) -> str | None:
+        v = p[key]
+        if v is None:
+            return None
+        if not isinstance(v, str) or not v.strip():
+            raise _err(origin, f"{where}.{key}", "must be a non-empty text")
+        if must_have and must_have not in v:
+            raise _err(origin, f"{where}.{key}", f"must contain {must_have}")
+        return v
+
+    def number(key: str, lo: float, hi: float, whole: bool = False) -> Any:
+        v = p[key]
+        if v is None:
+            return None
+        ok = isinstance(v, int) if whole else isinstance(v, (int, float))
+        if isinstance(v, bool) or not ok or not lo <= v <= hi:
+            raise _err(origin, f"{where}.{key}", f"must be a {'whole number' if whole else 'number'} in {lo:g}..{hi:g}")
+        return v if whole else float(v)
+
+    if p["field"] is not None and (not isinstance(p["field"], str) or not p["field"]):
+        raise _err(origin, f"{where}.field", "must be a column name")
+    endpoint, model = text("endpoint"), text("model")
+    template, hypothesis = text("template", "{text}"), text("hypothesis", "{label}")
+    if model is None:
+        raise _err(origin, f"{where}.model", "missing: a served model's name (with endpoint) or a local model folder")
+    if endpoint is not None:
+        if not re.match(r"https?://[^/\s]+", endpoint):
+            raise _err(origin, f"{where}.endpoint", "must be an http(s) URL, e.g. http://127.0.0.1:8000/v1")
+        if hypothesis is not None:
+            raise _err(origin, f"{where}.hypothesis", "only for a local NLI model (no endpoint)")
+        if template is None:
+            raise _err(origin, f"{where}.template", "missing: the prompt sent to the endpoint (with {text})")
+        backend, endpoint = "http", endpoint.rstrip("/")
+    else:
+        if (template is None) == (hypothesis is None):
+            raise _err(origin, f"{where}.template", "a local model needs exactly one of template (text-to-text) "
+                                                    "or hypothesis (zero-shot NLI)")
+        backend, model = ("nli" if hypothesis else "generate"), str(Path(model).expanduser().resolve())
+        if p["api_key_env"] is not None:
+            raise _err(origin, f"{where}.api_key_env", "only with an endpoint")
+    if p["threshold"] and backend != "nli":
+        raise _err(origin, f"{where}.threshold", "only for a local NLI model (hypothesis)")
+    key_env = p["api_key_env"]
+    if key_env is not None and (not isinstance(key_env, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env)):
+        raise _err(origin, f"{where}.api_key_env", "must be an environment variable's name (the key itself is "
+                                                   "never written in a spec)")
+    verb = p["verbalizer"]
+    if not isinstance(verb, dict):
+        raise _err(origin, f"{where}.verbalizer", "must map class names (or indices) to answer words")
+    words: dict[str, list[str]] = {str(i): [c] for i, c in enumerate(classes)}
+    owner: dict[str, str] = {}
+    given_for: set[str] = set()
+    for c, v in verb.items():
+        at = f"{where}.verbalizer.{c}"
+        idx = str(_label_index(c, classes, origin, at))
+        if idx in given_for:
+            raise _err(origin, at, f"class {classes[int(idx)]!r} given twice")
+        given_for.add(idx)
+        v = [v] if isinstance(v, str) else v
+        if not isinstance(v, list) or not v or not all(isinstance(w, str) and w.strip() for w in v):
+            raise _err(origin, at, "must be an answer word or a non-empty list of them")
+        words[idx] = [w.strip() for w in v]
+    for idx, ws_ in words.items():  # an answer word must name one class only
+        for w in ws_:
+            other = owner.setdefault(w.lower(), idx)
+            if other != idx:
+                raise _err(origin, f"{where}.verbalizer", f"answer {w!r} names both {classes[int(other)]!r} "
+                                                          f"and {classes[int(idx)]!r}")
+    version = text("prompt_version")
+    max_tokens = number("max_tokens", 1, 4096, whole=True)
+    if version is None:  # the answer depends on these beyond the prompt text itself (hashed per row)
+        basis = json.dumps([backend, template, hypothesis, max_tokens])
+        version = "auto-" + hashlib.sha256(basis.encode()).hexdigest()[:16]
+    params = {"backend": backend, "field": p["field"], "endpoint": endpoint, "model": model, "template": template,
+              "hypothesis": hypothesis, "verbalizer": words, "threshold": number("threshold", 0, 1),
+              "prompt_version": version, "max_tokens": max_tokens, "timeout": number("timeout", 0.001, 86400),
+              "retries": number("retries", 0, 20, whole=True), "rate_limit": number("rate_limit", 0.001, 1e6),
+              "api_key_env": key_env, "max_rows": number("max_rows", 1, 10**12, whole=True),
+              "batch_size": number("batch_size", 1, 1024, whole=True),
+              "cost_per_1k_tokens": number("cost_per_1k_tokens", 0, 1e9)}
+    return _params_source("prompt", s.name, params, origin, where)
+
+
 @dataclass
 class Task:
     """A weakly supervised classification task.
@@ -168,6 +459,10 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>",
             if not isinstance(s.uri, str) or not s.uri or not isinstance(s.name, str) or not s.name:
                 raise _err(origin, where, "a model source needs a uri and a name (text)")
             sources.append(SourceSpec(name=s.name, kind="model", ref=s.uri))
+        elif isinstance(s, Embedding):
+            sources.append(_embedding_spec(s, list(classes), origin, where))
+        elif isinstance(s, Prompt):
+            sources.append(_prompt_spec(s, list(classes), origin, where))
         elif isinstance(s, LabelingFunction):
             # In place, so sources[i] in a registry-side error is the i-th source as written.
             _check_regex_lf(s, origin, where)
@@ -549,6 +844,13 @@ _SOURCE_FIELDS = {
     "model": ({"uri", "name"}, set()),
     "keyword": ({"keywords", "label"}, {"name", "field", "case_sensitive"}),
     "regex": ({"pattern", "label"}, {"name", "field", "ignore_case"}),
+    # Model-computed sources: every field but kind and name goes to their parameters (checked by
+    # _embedding_spec / _prompt_spec).
+    "embedding": (set(), {"name", "field", "encoder", "seeds", "seed_rows", "descriptions", "threshold",
+                          "margin", "clusters", "min_agreement", "max_length"}),
+    "prompt": (set(), {"name", "field", "endpoint", "model", "template", "verbalizer", "hypothesis", "threshold",
+                       "prompt_version", "max_tokens", "timeout", "retries", "rate_limit", "api_key_env",
+                       "max_rows", "batch_size", "cost_per_1k_tokens"}),
 }
 
 
@@ -573,6 +875,9 @@ def _source_from_mapping(s: Any, where: str, i: int, classes: list[str], origin:
         return TaskOutput(task=s["task"], name=s.get("name"), map=s.get("map"))
     if kind == "model":
         return Model(uri=s["uri"], name=s["name"])
+    if kind in ("embedding", "prompt"):
+        cls = Embedding if kind == "embedding" else Prompt
+        return cls(name=s.get("name", f"{kind}_{i}"), params={k: v for k, v in s.items() if k not in ("kind", "name")})
     # Declarative LFs: checked here, so a bad one is refused at submit rather than failing at apply.
     name = s.get("name", f"{kind}_{i}")
     if not isinstance(name, str):

@@ -24,6 +24,7 @@ from mothermodel.registry.records import (
     DatasetRecord,
     DeployableRecord,
     Edge,
+    HandLabelsRecord,
     ImpactReport,
     LabelMatrixRecord,
     ModelRecord,
@@ -151,6 +152,17 @@ class AbstractStore(abc.ABC):
     def read_prob_labels(self, record: ProbLabelsRecord, with_text: bool = False) -> ProbLabels:
         """A probabilistic-labels version with its dataset's splits and gold labels (and, optionally, the model
         inputs), aligned to dataset rows; every file hash-checked."""
+
+    @abc.abstractmethod
+    def record_hand_labels(self, task: str, *, path: str, content_hash: str, num_rows: int, added: int,
+                           valid_rows: int, added_by: str | None, source_file: str | None,
+                           replaced: bool) -> HandLabelsRecord:
+        """Record TASK's next hand-labels version (the file is already written) as a new version of its
+        hand-label source, in one transaction: TASK's fingerprint and those downstream move."""
+
+    @abc.abstractmethod
+    def hand_labels(self, task: str) -> list[HandLabelsRecord]:
+        """Every hand-labels version of TASK, newest first (empty: none)."""
 
     @abc.abstractmethod
     def label_history(self, task: str) -> tuple[list[LabelMatrixRecord], list[ProbLabelsRecord]]:

@@ -60,7 +60,12 @@ def declarative_params(code: str | None) -> dict[str, Any] | None:
         return None
     return params if isinstance(params, dict) else None
 
-SOURCE_KINDS = ("lf", "column", "task_output", "model")
+SOURCE_KINDS = ("lf", "column", "task_output", "model", "embedding", "prompt", "hand")
+"""embedding / prompt: votes computed by a model over the whole dataset (labeling/apply/embedding.py,
+prompted.py; `code` is their parameters as JSON); hand: a task's hand labels (`label add`; `ref` is the
+labels file, `code_hash` its content hash), kept when the task's spec is resubmitted."""
+HAND_SOURCE = "hand_labels"
+"""The name of a task's hand-label source (one per task, versioned by `label add`)."""
 EDGE_KINDS = ("parent", "task_output")
 
 
@@ -71,9 +76,9 @@ EDGE_KINDS = ("parent", "task_output")
 class SourceSpec:
     """One weak label source of a task, normalised.
 
-    kind: lf | column | task_output | model; ref: column name, upstream task or
-    model URI (None for LFs); code/code_hash: an LF's code and its hash (a
-    task-output source's class map as JSON).
+    kind: one of SOURCE_KINDS; ref: column name, upstream task, model URI or
+    hand-labels file (None for LFs); code/code_hash: an LF's code and its hash (a
+    task-output source's class map, an embedding or prompted source's parameters, as JSON).
     """
 
     name: str
@@ -182,6 +187,29 @@ class SourceRecord:
 
 
 @dataclass(frozen=True)
+class HandLabelsRecord:
+    """One version of a task's hand labels (`label add`): the file and who added what, when."""
+
+    task: str
+    version: int
+    path: str  # Parquet: row, label (class name), added_by, added_in (the version that set it)
+    content_hash: str
+    num_rows: int  # hand-labelled rows in this version
+    added: int  # rows this version added or changed
+    valid_rows: int  # of num_rows, rows in the valid split (left out of every valid figure)
+    added_by: str | None = None
+    source_file: str | None = None
+    replaced: bool = False  # this version replaced the set instead of adding to it
+    created_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"task": self.task, "version": self.version, "path": self.path, "content_hash": self.content_hash,
+                "rows": self.num_rows, "added": self.added, "valid_rows": self.valid_rows, "by": self.added_by,
+                "file": self.source_file, "replaced": self.replaced,
+                "created_at": self.created_at.isoformat() if self.created_at else None}
+
+
+@dataclass(frozen=True)
 class Edge:
     """`downstream` depends on `upstream` (its parent, or a task whose output it uses)."""
 
@@ -223,6 +251,11 @@ class TaskRecord:
 
     def source_names(self) -> list[str]:
         return [s.name for s in self.sources]
+
+    @property
+    def hand_source(self) -> "SourceRecord | None":
+        """The task's hand-label source (`label add`), or None."""
+        return next((s for s in self.sources if s.kind == "hand"), None)
 
 
 @dataclass(frozen=True)
@@ -267,7 +300,9 @@ class ProbLabels:
     split: per-row split name ('train' for all when the dataset has no split
     field); gold: int64 (-1 = none; evaluation only); applicable: P(task
     applies) for a child in a task tree, else None; covered: a row had at
-    least one non-abstain vote in the label matrix the labels came from.
+    least one non-abstain vote in the label matrix the labels came from (a
+    hand-labelled row counts as covered); hand: the task's hand labels, whose
+    rows are out of `gold` (a row trained on is never scored).
     """
 
     record: ProbLabelsRecord
@@ -281,6 +316,7 @@ class ProbLabels:
     covered: Any | None = None
     texts: list[Any] | None = None  # the model input of every row: a string, or a (text, text_pair) tuple
     input: TaskInput | None = None  # the template that built `texts`
+    hand: Any | None = None  # np.ndarray int64: the hand label's class per row, -1 none (gold is -1 there)
 
 
 @dataclass(frozen=True)

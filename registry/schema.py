@@ -139,6 +139,40 @@ MIGRATIONS: list[list[str]] = [
                PRIMARY KEY (task, stage))""",
         "ALTER TABLE tasks ADD COLUMN gold VARCHAR",                   # the task's own gold column (NULL: inherited)
     ],
+    # 4 -> 5: sources computed by models (embedding, prompt) and hand labels (`label add`) with their provenance.
+    # DuckDB cannot drop a CHECK constraint: the sources table is rebuilt with the wider one.
+    [
+        """CREATE TABLE sources_v5 (
+               task VARCHAR NOT NULL,
+               name VARCHAR NOT NULL,
+               kind VARCHAR NOT NULL CHECK (kind IN ('lf', 'column', 'task_output', 'model', 'embedding', 'prompt',
+                                                     'hand')),
+               ref VARCHAR,                      -- column, upstream task, model URI or hand-labels file
+               code VARCHAR,                     -- an LF's code; a model-computed source's parameters (JSON)
+               code_hash VARCHAR,
+               content_hash VARCHAR NOT NULL,    -- decides the version
+               version INTEGER NOT NULL,
+               created_at TIMESTAMP NOT NULL,
+               updated_at TIMESTAMP NOT NULL,
+               PRIMARY KEY (task, name))""",
+        "INSERT INTO sources_v5 SELECT task, name, kind, ref, code, code_hash, content_hash, version, created_at, "
+        "updated_at FROM sources",
+        "DROP TABLE sources",
+        "ALTER TABLE sources_v5 RENAME TO sources",
+        """CREATE TABLE hand_labels (             -- one row per version of a task's hand labels: who added what, when
+               task VARCHAR NOT NULL,
+               version INTEGER NOT NULL,         -- the hand-label source's version
+               path VARCHAR NOT NULL,            -- Parquet (row, label, added_by, added_in), relative to .mothermodel/
+               content_hash VARCHAR NOT NULL,
+               num_rows BIGINT NOT NULL,         -- hand-labelled rows in this version
+               added BIGINT NOT NULL,            -- rows this version added or changed
+               valid_rows BIGINT NOT NULL,       -- of them in the valid split (then left out of every valid figure)
+               added_by VARCHAR,
+               source_file VARCHAR,
+               replaced BOOLEAN NOT NULL,        -- this version replaced the set instead of adding to it
+               created_at TIMESTAMP NOT NULL,
+               PRIMARY KEY (task, version))""",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

@@ -29,9 +29,11 @@ from mothermodel.registry import fingerprint as fp
 from mothermodel.registry import lineage, tasks as submit_rules
 from mothermodel.registry.graph import build_graph, closure, task_tree, topological
 from mothermodel.registry.records import (
+    HAND_SOURCE,
     DatasetRecord,
     DeployableRecord,
     Edge,
+    HandLabelsRecord,
     ImpactedDeployable,
     ImpactedModel,
     ImpactReport,
@@ -45,6 +47,7 @@ from mothermodel.registry.records import (
     RegistryStatus,
     Snapshot,
     SourceRecord,
+    SourceSpec,
     TaskDetail,
     TaskFault,
     TaskRecord,
@@ -278,10 +281,14 @@ class RegistryStore(AbstractStore):
         replaced = [s.name for s in specs if s.name in existing]
         if replaced:
             with _registered(con, "_replaced", _names(replaced)):
-                for task, name, chash, version in con.execute(
-                    "SELECT task, name, content_hash, version FROM sources WHERE task IN (SELECT name FROM _replaced)"
+                for task, name, kind, ref, chash, version in con.execute(
+                    "SELECT task, name, kind, ref, content_hash, version FROM sources "
+                    "WHERE task IN (SELECT name FROM _replaced)"
                 ).fetchall():
-                    state.old_sources[(task, name)] = (chash, version)
+                    if kind == "hand":  # hand labels are not in the spec: a resubmit keeps them
+                        state.kept_sources.setdefault(task, []).append((name, kind, ref, version))
+                    else:
+                        state.old_sources[(task, name)] = (chash, version)
         return state
 
     def _fingerprint_inputs(self, con, names: set[str]) -> dict[str, fp.Inputs]:
@@ -311,7 +318,7 @@ class RegistryStore(AbstractStore):
         now, names, specs = _now(), plan.names, plan.specs
         if plan.replaced:
             with _registered(con, "_replaced", _names(plan.replaced)):
-                con.execute("DELETE FROM sources WHERE task IN (SELECT name FROM _replaced)")
+                con.execute("DELETE FROM sources WHERE task IN (SELECT name FROM _replaced) AND kind <> 'hand'")
                 con.execute("DELETE FROM tasks WHERE name IN (SELECT name FROM _replaced)")
         with _registered(con, "_batch", _names(names)):
             con.execute("DELETE FROM edges WHERE downstream IN (SELECT name FROM _batch)")
@@ -581,6 +588,12 @@ class RegistryStore(AbstractStore):
             applicable[rows] = pl.column("applicable").to_numpy()
         split = split_column(data, d)
         gold = gold_rule.resolve(data, t, d)[0]  # a task's own gold column that no longer fits: GoldError
+        hand = None
+        if "hand" in pl.column_names:
+            hand = np.full(n, -1, np.int64)
+            hand[rows] = pl.column("hand").to_numpy().astype(np.int64)
+            if gold is not None:  # a row trained on is never scored: hand-labelled rows leave every figure
+                gold = np.where(hand >= 0, -1, gold)
         covered = None
         if m is not None:
             lm = read_parquet_checked(self.ws.home, m["path"], m["content_hash"])
@@ -588,7 +601,35 @@ class RegistryStore(AbstractStore):
             covered[lm.column("row").to_numpy()] = True
         inp = t.input_for(d)
         texts = input_texts(data, inp) if with_text and inp is not None else None
-        return ProbLabels(record, t.classes, rows, probs, pred, split, gold, applicable, covered, texts, inp)
+        return ProbLabels(record, t.classes, rows, probs, pred, split, gold, applicable, covered, texts, inp, hand)
+
+    def record_hand_labels(self, task: str, *, path: str, content_hash: str, num_rows: int, added: int,
+                           valid_rows: int, added_by: str | None, source_file: str | None,
+                           replaced: bool) -> HandLabelsRecord:
+        with self.write() as con:
+            self._task(con, task, with_sources=False)
+            # counted in the history table: a removed and re-created task does not reuse an old version number
+            v = con.execute("SELECT coalesce(max(version), 0) + 1 FROM hand_labels WHERE task = ?", [task]).fetchone()[0]
+            now = _now()
+            src = SourceSpec(name=HAND_SOURCE, kind="hand", ref=path, code_hash=content_hash)
+            con.execute("DELETE FROM sources WHERE task = ? AND kind = 'hand'", [task])
+            con.execute("INSERT INTO sources (task, name, kind, ref, code, code_hash, content_hash, version, "
+                        "created_at, updated_at) VALUES (?, ?, 'hand', ?, NULL, ?, ?, ?, ?, ?)",
+                        [task, HAND_SOURCE, path, content_hash, src.content_hash, v, now, now])
+            con.execute("INSERT INTO hand_labels (task, version, path, content_hash, num_rows, added, valid_rows, "
+                        "added_by, source_file, replaced, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [task, v, path, content_hash, num_rows, added, valid_rows, added_by, source_file, replaced,
+                         now])
+            self._restamp(con, [task])
+        return HandLabelsRecord(task, v, path, content_hash, num_rows, added, valid_rows, added_by, source_file,
+                                replaced, now)
+
+    def hand_labels(self, task: str) -> list[HandLabelsRecord]:
+        with self.read() as con:
+            self._task(con, task, with_sources=False)
+            return [HandLabelsRecord(**r) for r in _rows(con.execute(
+                "SELECT task, version, path, content_hash, num_rows, added, valid_rows, added_by, source_file, "
+                "replaced, created_at FROM hand_labels WHERE task = ? ORDER BY version DESC", [task]))]
 
     def label_history(self, task: str) -> tuple[list[LabelMatrixRecord], list[ProbLabelsRecord]]:
         """Every label-matrix and probabilistic-labels version of TASK, newest first."""
@@ -813,7 +854,7 @@ class RegistryStore(AbstractStore):
     def recorded_files(self) -> dict[str, list[tuple]]:
         """Every file and folder the registry records, in one read (`registry.verify`).
 
-        Keys dataset, label_matrix, prob_labels, model, checkpoint (a guard's stage checkpoint other than
+        Keys dataset, label_matrix, prob_labels, hand_labels, model, checkpoint (a guard's stage checkpoint other than
         its model's folder), deployable: ``[(path relative to .mothermodel/, sha256 or None, what)]``;
         mlflow_runs: ``[(model version, run id, checkpoint path, manifest sha256)]``;
         registered: ``[(task, deployable version, registered version, bundle path, manifest sha256)]``.
@@ -827,6 +868,8 @@ class RegistryStore(AbstractStore):
                                  q("SELECT task, version, path, content_hash FROM label_matrices ORDER BY 1, 2")],
                 "prob_labels": [(p, h, f"{t} probabilistic labels v{v}") for t, v, p, h in
                                 q("SELECT task, version, path, content_hash FROM prob_labels ORDER BY 1, 2")],
+                "hand_labels": [(p, h, f"{t} hand labels v{v}") for t, v, p, h in
+                                q("SELECT task, version, path, content_hash FROM hand_labels ORDER BY 1, 2")],
                 "model": [(p, h, f"model v{v}") for v, p, h in
                           q("SELECT version, path, content_hash FROM models ORDER BY version")],
                 "checkpoint": [(p, h, f"model v{v}'s {t} checkpoint") for v, t, p, h in q(

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 from mothermodel.errors import UserError
 from mothermodel.registry import fingerprint as fp
 from mothermodel.registry.graph import build_graph, closure, cycle_text, topological
-from mothermodel.registry.records import Edge, TaskSpec, declarative_params
+from mothermodel.registry.records import HAND_SOURCE, Edge, TaskSpec, declarative_params
 
 
 @dataclass
@@ -35,6 +35,8 @@ class SubmitState:
     existing: dict[str, ExistingTask]
     edges: list[Edge]
     old_sources: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)  # (task, source) -> (hash, version)
+    # Sources a resubmit keeps though its spec does not name them (hand labels): task -> fingerprint tuples
+    kept_sources: dict[str, list[tuple[str, str, str | None, int]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -78,7 +80,8 @@ def plan_submit(specs: Sequence[TaskSpec], state: SubmitState, replace: bool,
     for s in specs:
         inputs[s.name] = fp.Inputs(
             dataset=s.dataset, classes=tuple(s.classes), parent=s.parent, parent_class=s.parent_class,
-            sources=tuple([(src.name, src.kind, src.ref, v) for src, v in zip(s.sources, source_versions[s.name])]),
+            sources=tuple([(src.name, src.kind, src.ref, v) for src, v in zip(s.sources, source_versions[s.name])]
+                          + state.kept_sources.get(s.name, [])),
             dataset_hash=state.datasets[s.dataset][0], input=s.input.to_dict() if s.input is not None else None,
             gold=s.gold)
     current = {n: e.fingerprint for n, e in state.existing.items()}
@@ -113,6 +116,9 @@ def check_batch(specs: Sequence[TaskSpec], state: SubmitState, replace: bool) ->
             raise UserError(f"{s.origin}: dataset: unknown dataset {s.dataset!r} ({known})")
         cols = state.datasets[s.dataset][1]
         for i, src in enumerate(s.sources):
+            if src.name == HAND_SOURCE or src.kind == "hand":
+                raise UserError(f"{s.origin}: sources[{i}].name: {src.name!r} is reserved for the task's hand labels "
+                                "(add them with `mothermodel label add`)")
             if src.kind == "column" and src.ref not in cols:
                 raise UserError(f"{s.origin}: sources[{i}].column: dataset {s.dataset!r} has no column {src.ref!r}")
             fld = declarative_field(src)

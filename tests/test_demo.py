@@ -52,21 +52,39 @@ def test_demo(tmp_path):
     stale = {"billing_kind", "refund_reason", "ticket_topic", "urgency"}
     impact = json.loads(run_cli("dag", "impact", "ticket_topic.mentions_money", "--json", ws=d).out)
     assert {t["name"] for t in impact["tasks"]} == stale
-    v1, v2 = store.models()
-    assert {t for t in TASKS if v1.tasks[t].task_fingerprint != store.task(t).fingerprint} == stale
+    v1, v2, v3 = store.models()
+    assert {t for t in TASKS if v1.tasks[t].task_fingerprint != v2.tasks[t].task_fingerprint} == stale
     for t in TASKS:
         pl = store.latest_prob_labels(t, fresh=False)
         assert pl.task_fingerprint == store.task(t).fingerprint, t  # refit for the edit where it moved
-        assert (pl.version == v1.tasks[t].prob_label_version) == (t not in stale), t  # the others kept theirs
-        assert v2.tasks[t].prob_label_version == pl.version, t  # and model v2 learned them
-    assert res["latest_model_version"] == 2
+        if t != "review_aspect":
+            assert (pl.version == v1.tasks[t].prob_label_version) == (t not in stale), t  # the others kept theirs
+            assert v2.tasks[t].prob_label_version == pl.version, t  # and model v2 learned them
+        assert v3.tasks[t].prob_label_version == pl.version, t
+    assert res["latest_model_version"] == 3
+    # The hand labels (step 9): a source of review_aspect alone; its labels refit, model v3 learned them,
+    # and none of those rows is scored.
+    hand = store.task("review_aspect").hand_source
+    assert hand is not None and store.hand_labels("review_aspect")[0].num_rows == 24
+    assert {t for t in TASKS if v2.tasks[t].task_fingerprint != v3.tasks[t].task_fingerprint} == {"review_aspect"}
+    pl = store.read_prob_labels(store.latest_prob_labels("review_aspect"))
+    assert ((pl.hand >= 0).sum(), int((pl.gold[pl.hand >= 0] >= 0).sum())) == (24, 0)
+    assert "review_aspect, test accuracy before and after 24 hand labels" in p.stdout
+    emb = {s.name: s for s in store.task("review_aspect").sources}["like_the_hand_labels"]
+    assert emb.kind == "embedding" and json.loads(emb.code)["seed_rows"]
+    # applied without a fault, its embeddings cached (a tiny random encoder's similarities reach no threshold:
+    # the README's demo, with the real MiniLM, shows its votes)
+    assert store.label_matrix("review_aspect").faults == [] and list((d / ".mothermodel" / "embeddings").glob("*.parquet"))
+    an = json.loads(run_cli("label", "analyze", "review_aspect", "--json", ws=d).out)
+    assert "like_the_hand_labels" in {lf["name"] for lf in an["lfs"]}
     assert "What the watch tick rebuilt:" in p.stdout
     assert not any(t["labels"]["stale"] or t["model"]["stale"] or t["deployable"]["stale"] for t in res["tasks"])
     for task in TASKS:
-        assert store.latest_deployable(task).version == 2
+        assert store.latest_deployable(task).version == 3
         assert (d / "bundles" / task / "model.onnx").is_file() and (d / "bundles" / task / "manifest.json").is_file()
     assert "student acc." in p.stdout and "student ms/text" in p.stdout
     assert "mother model acc." in p.stdout and "train: model v2 trained" in p.stdout
+    assert "train: model v3 trained" in p.stdout
     assert f"mothermodel -w {d} ui" in p.stdout and "mlflow ui --backend-store-uri" in p.stdout
     # Running it again rebuilds the demo folder (--dir: the option's old name); a non-demo folder is refused.
     assert run_proc("demo", "--dir", d, "--epochs", "0.05", "--distill-epochs", "0.5", "--encoder", enc).returncode == 0

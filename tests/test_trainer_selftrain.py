@@ -101,3 +101,43 @@ def test_warm_epochs_count_a_focus_task_in_its_own_rows():
     assert warm_epochs([parent, child], ["topic"], cfg) == pytest.approx(0.4)
     assert warm_epochs([parent, child], ["kind"], cfg) == pytest.approx(1.2)
     assert warm_epochs([parent, child, rare], ["rare"], cfg) == pytest.approx(0.4 * WARM_EPOCHS_CAP)
+
+
+def test_the_clean_stage_learns_hand_rows_alone_and_resumes_inside_it(tmp_path):
+    """A task with hand labels gets a last stage over its hand-labelled rows alone (TrainConfig.hand_epochs),
+    checkpointed in its own folder; a run stopped inside it resumes there, to the same weights."""
+    from dataclasses import replace
+
+    enc = tiny_encoder(tmp_path / "enc")
+    tasks = synthetic_tasks(n_sent=120, n_topic=120)
+    hand = np.full(len(tasks[0].texts), -1)
+    rows = np.flatnonzero(tasks[0].split == "valid")
+    hand[rows] = tasks[0].gold[rows]
+    tasks = [replace(tasks[0], hand=hand, gold=np.where(hand >= 0, -1, tasks[0].gold)), *tasks[1:]]
+    cfg = tiny_config(encoder=str(enc), max_steps=4, self_train_rounds=1, self_train_epochs=0.5,
+                      self_train_threshold=0.0, checkpoint_every=2, hand_epochs=4.0)
+    model, tok = build_model(head_specs(tasks), cfg)
+    steps = []
+    ref = fit(model, tok, tasks, cfg, checkpoint_dir=tmp_path / "a", progress=False,
+              on_step=lambda s: steps.append(s.step))
+    assert len(ref) == 3  # weak stage, self-training round, the clean stage
+    assert ref[2].steps == int(np.ceil(4 * len(rows) / 16))  # 4 passes over the hand rows, nothing else
+    assert ckpt.read_manifest(ckpt.CheckpointDir(tmp_path / "a" / "stage-2").latest())["meta"]["hand"] is True
+    assert steps == list(range(1, len(steps) + 1))
+    stop_at = ref[0].steps + ref[1].steps + 3
+
+    class Stop(Exception):
+        pass
+
+    def stop(s):
+        if s.step == stop_at:
+            raise Stop
+
+    part, tok = build_model(head_specs(tasks), cfg)
+    with pytest.raises(Stop):
+        fit(part, tok, tasks, cfg, checkpoint_dir=tmp_path / "b", progress=False, on_step=stop)
+    again, tok = build_model(head_specs(tasks), cfg)
+    res = fit(again, tok, tasks, cfg, checkpoint_dir=tmp_path / "b", resume=True, progress=False)
+    assert len(res) == 1 and res[0].start_step == 2  # both weak stages done, the clean one resumed at step 2
+    a, b = model.state_dict(), again.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

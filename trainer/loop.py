@@ -294,7 +294,8 @@ def train(model: MotherModel, tokenizer: Any, tasks: Sequence[TaskData], config:
 
     # ---- 2. data: tokenise once, plan every step ----------------------------------------------------
     config = resolve_config(config, tasks)  # epochs / lr left to the data
-    ts = TrainingSet(tasks, tokenizer, config.max_length, config.uncovered_weight, tokens=tokens)
+    ts = TrainingSet(tasks, tokenizer, config.max_length, config.uncovered_weight, tokens=tokens,
+                     hand_weight=config.hand_weight)
     global_batch = config.batch_size * world
     focus_ds = None
     if focus is not None:

@@ -178,7 +178,7 @@ def _task_data(store: AbstractStore, snap: Snapshot, lin: dict[str, Lineage], n:
         parent=t.parent if in_tree else None,
         parent_class=snap.tasks[t.parent].classes.index(t.parent_class) if in_tree else None,
         applicable=pl.applicable if in_tree else None,
-        spans=len(inp.spans) if inp is not None and inp.kind == "markers" else 0)
+        spans=len(inp.spans) if inp is not None and inp.kind == "markers" else 0, hand=pl.hand)
 
 
 def _tracking_uri(ws, options: TrainOptions) -> str:
@@ -410,6 +410,9 @@ def _guard(tasks, lin: dict[str, Lineage], per_stage, stage_dirs, fits, config: 
             p = predict_tokens(model, tok, tasks=[n], rows=rows, batch_size=config.eval_batch_size, pad_id=pad)[n]
             c.agreement = guard.agreement(p.argmax(axis=1), t.clean_probs()[rows].argmax(axis=1), None)
         d = c.to_dict()
+        if t.hand is not None:  # what it was trained on besides its weak labels; those rows are in no figure
+            h = t.hand_rows
+            d["hand_labels"] = {"rows": int(h.sum()), "valid_rows": int((h & (t.split == "valid")).sum())}
         if fits.get(n):
             d["encoder_fit"] = fits[n]
         if c.below_labels:

@@ -17,6 +17,13 @@ reaches the threshold), each stage checkpointed in its own folder
 ``stage-<i>/`` under `checkpoint_dir`, so ``resume`` picks up inside any stage:
 a round's targets are recomputed from the previous stage's final checkpoint,
 which gives exactly the model that computed them the first time.
+
+Hand labels (`label add`) count in every stage (data.py). When a task has some,
+a last stage trains ``config.hand_epochs`` passes over the hand-labelled rows
+alone (:func:`hand_stage_tasks`): weak labels first, clean labels last, as
+"Weaker Than You Think" (Zhu et al., ACL 2023) found best. The guard then picks
+each task's best stage on valid, so a task the clean stage does not help is
+served from an earlier one.
 """
 
 from __future__ import annotations
@@ -154,6 +161,19 @@ def warm_epochs(tasks: Sequence[TaskData], focus: Sequence[str], config: TrainCo
     return config.warm_epochs * min(ratio, WARM_EPOCHS_CAP)
 
 
+def hand_stage_tasks(tasks: Sequence[TaskData], focus: Optional[Sequence[str]], config: TrainConfig
+                     ) -> Optional[list[TaskData]]:
+    """The tasks of the last, clean stage (each task's hand-labelled rows alone; the tasks without any, and in
+    a focused warm run the tasks outside the focus, learn nothing there), or None when there is no such stage."""
+    if not config.hand_epochs:
+        return None
+    todo = [t for t in tasks if t.hand_rows.any() and (focus is None or t.name in set(focus))]
+    if not todo:
+        return None
+    names = {t.name for t in todo}
+    return [t.hand_only() if t.name in names else replace(t, probs=None) for t in tasks]
+
+
 def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConfig, *,
         checkpoint_dir: Optional[str | os.PathLike] = None, resume: bool = False,
         on_step: Optional[Callable[[StepInfo], None]] = None, meta: Optional[dict] = None,
@@ -178,6 +198,7 @@ def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConf
     stages = stage_count(config, focused=focus is not None)
     if focus is not None:
         tasks = keep_targets(model, tokenizer, tasks, focus, config, tokens)  # the warm model's, before any stage
+    last_stage = -1  # the last stage run (or found done): the clean stage comes after it
     for stage in range(stages):
         cfg = config if stage == 0 else config.replace(
             epochs=config.self_train_epochs, max_steps=None, lr=config.lr * config.self_train_lr_scale,
@@ -186,8 +207,9 @@ def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConf
             # an explicit max_steps still caps stage 0; the encoder moves gently (warm_lr_scale)
             cfg = cfg.replace(epochs=warm_epochs(tasks, focus, config), lr=cfg.lr * config.warm_lr_scale)
         sdir = root / f"stage-{stage}" if root else None
+        # (stage `stages` is the clean stage's folder when there is one: hand_stage_tasks)
         later_done = resume and root is not None and any(
-            ckpt.CheckpointDir(root / f"stage-{s}").latest() is not None for s in range(stage + 1, stages))
+            ckpt.CheckpointDir(root / f"stage-{s}").latest() is not None for s in range(stage + 1, stages + 1))
         if stage > 0:
             stage_tasks = refresh_targets(model, tokenizer, tasks, threshold=config.self_train_threshold,
                                           batch_size=config.eval_batch_size, max_length=config.max_length,
@@ -195,6 +217,7 @@ def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConf
             if not later_done and not any(t.covered[t.split == "train"].any() for t in stage_tasks
                                           if t.probs is not None and (focus is None or t.name in focus)):
                 break  # no prediction is confident enough to learn from: later rounds would see the same
+        last_stage = stage
         if later_done:
             # a later stage has begun: this one finished; its final weights seed the next stage's targets
             last = ckpt.CheckpointDir(sdir).latest()
@@ -210,6 +233,19 @@ def fit(model: Any, tokenizer: Any, tasks: Sequence[TaskData], config: TrainConf
                     focus=focus)
         tokens = res.tokens
         offset += res.steps
+        results.append(res)
+        if on_stage_end is not None:
+            on_stage_end(stage, res)
+    hand = hand_stage_tasks(tasks, focus, config)
+    if hand is not None:  # the clean stage: hand-labelled rows alone, at the first stage's rates
+        stage = last_stage + 1
+        sdir = root / f"stage-{stage}" if root else None
+        cfg = config.replace(epochs=config.hand_epochs, max_steps=None, uncovered_weight=0.0)
+        shifted = None
+        if on_step is not None:
+            shifted = lambda s, base=offset: on_step(replace(s, step=s.step + base))  # noqa: E731
+        res = train(model, tokenizer, hand, cfg, checkpoint_dir=sdir, resume=resume, on_step=shifted,
+                    meta={**(meta or {}), "stage": stage, "hand": True}, progress=progress, tokens=tokens or None)
         results.append(res)
         if on_stage_end is not None:
             on_stage_end(stage, res)

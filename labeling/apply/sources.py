@@ -11,7 +11,9 @@ import pyarrow as pa
 
 from mothermodel.defaults import ABSTAIN
 from mothermodel.errors import UserError
+from mothermodel.labeling import label_files
 from mothermodel.labeling.apply.core import Applied, LFReport, drop_fatal
+from mothermodel.labeling.hand_labels import as_vector
 from mothermodel.labeling.lf.core import KeywordLF, LabelingFunction, RegexLF, ThresholdLF, lfs_from_source
 from mothermodel.registry.columns import column_problem
 from mothermodel.registry.records import SourceRecord, TaskRecord, declarative_params
@@ -103,3 +105,15 @@ def map_output(t: TaskRecord, s: SourceRecord, up: TaskRecord, preds: np.ndarray
 def model_source(s: SourceRecord) -> Applied:
     """External-model sources are recorded but not applied yet: they abstain, and the run says so."""
     return empty([s.name], {s.name: LFReport(s.name, first_error="model sources are not applied yet: all abstain")})
+
+
+def hand_entries(ws, t: TaskRecord, s: SourceRecord, table) -> Applied:
+    """A task's hand labels as entries of their own column: versioned with the matrix (`label log/diff` show
+    them); label fit takes that column out of the votes and uses it as clean labels (label_fit.read_inputs)."""
+    rep = LFReport(s.name)
+    y, dropped = as_vector(label_files.read_checked(ws, s.ref, s.code_hash), t, table.num_rows)
+    if dropped:  # the task's classes changed since: a label naming a class it no longer has is left out
+        rep.first_error = f"{dropped} hand label(s) name a class the task no longer has: left out"
+    rows = np.flatnonzero(y >= 0)
+    return Applied(rows.astype(np.int64), np.zeros(len(rows), np.int32), y[rows].astype(np.int16), [s.name],
+                   {s.name: rep})

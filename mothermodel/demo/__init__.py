@@ -166,11 +166,25 @@ def run(directory: Path, epochs: float = 4.0, encoder: Path | None = None,
     command(directory, "label", "diff", "ticket_topic", "1", "2")  # label matrices before and after the edit
     command(directory, "label", "log", "ticket_topic")
 
-    step("9. Export every task's deployable: a folder that onnxruntime + tokenizers run alone")
+    step("9. An owner labels a few reviews by hand, and adds an embedding source that votes like them")
+    hand, picked = hand_label_file(directory)
+    command(directory, "label", "add", HAND_TASK, str(hand), "--by", "product-insights")
+    command(directory, "dag", "impact", f"{HAND_TASK}.hand_labels")
+    spec = directory / "tasks" / f"{HAND_TASK}.py"
+    spec.write_text(spec.read_text() + embedding_source_code(picked, encoder))
+    command(directory, "task", "submit", str(spec), "--replace")
+    command(directory, "label", "apply", HAND_TASK)  # embeds every review once (cached for every later source)
+    figures_before = _task_figures(directory, HAND_TASK)
+    before, model_before = _versions(directory)
+    command(directory, "watch", "--once", *train_args, "--distill-epochs", str(distill_epochs))
+    _report_tick(before, model_before, *_versions(directory))
+    _report_hand(figures_before, _task_figures(directory, HAND_TASK))
+
+    step("10. Export every task's deployable: a folder that onnxruntime + tokenizers run alone")
     for task in sorted(before):
         command(directory, "export", task, "--format", "onnx", "--out", str(directory / "bundles" / task))
 
-    step("10. Status and results")
+    step("11. Status and results")
     command(directory, "status")
     reg = Registry.open(directory)
     _summary(reg)
@@ -184,6 +198,54 @@ def run(directory: Path, epochs: float = 4.0, encoder: Path | None = None,
     print(f"Bundles: {directory / 'bundles'}  (run one: python -m mothermodel.distill.run_bundle "
           f"{directory / 'bundles' / 'urgency'} --text 'the app crashes, urgent!')")
     return directory
+
+
+HAND_TASK = "review_aspect"
+HAND_PER_CLASS = 8
+
+
+def hand_label_file(directory: Path) -> tuple[Path, dict[str, list[int]]]:
+    """The hand labels an owner of review_aspect writes: the first HAND_PER_CLASS train reviews of each aspect
+    (the synthetic world's gold stands in for the person), as a CSV of row and class name; and the rows
+    picked per class."""
+    table = pq.read_table(directory / "data" / "reviews.parquet", columns=["split", "gold_review_aspect"])
+    split, gold = table.column("split").to_pylist(), table.column("gold_review_aspect").to_pylist()
+    classes = ["QUALITY", "DELIVERY", "PRICE"]
+    picked: dict[int, list[int]] = {c: [] for c in range(len(classes))}
+    for row, (sp, g) in enumerate(zip(split, gold)):
+        if sp == "train" and len(picked[g]) < HAND_PER_CLASS:
+            picked[g].append(row)
+    out = directory / "hand_labels.csv"
+    out.write_text("row,label\n" + "".join(f"{r},{classes[c]}\n" for c, rows in picked.items() for r in rows))
+    return out, {classes[c]: rows for c, rows in picked.items()}
+
+
+def embedding_source_code(picked: dict[str, list[int]], encoder: Path | None) -> str:
+    """What the owner adds to review_aspect.py: an embedding source whose seeds are the hand-labelled rows
+    (a review votes for the aspect whose examples it reads most like). The demo's own encoder when given."""
+    enc = f", encoder={str(Path(encoder).resolve())!r}" if encoder is not None else ""
+    return ("\n\n# Added with the hand labels: reviews that read like them vote for their aspect.\n"
+            "from mothermodel import Embedding  # noqa: E402\n\n"
+            f"task.sources.append(Embedding(name=\"like_the_hand_labels\", seed_rows={picked!r}{enc}))\n")
+
+
+def _task_figures(directory: Path, task: str) -> dict[str, float | None]:
+    """TASK's test accuracy: its labels, the mother model, what serves it, its student."""
+    store = Registry.open(directory).store
+    key = MetricKey(task, store.task(task).dataset, "test", "accuracy").flat()
+    pl, model, dep = store.latest_prob_labels(task), store.model(), store.latest_deployable(task)
+    served = MetricKey(task, store.task(task).dataset, "test", "served_accuracy").flat()
+    return {"labels": (pl.metrics.get("test") or {}).get("accuracy") if pl else None,
+            "mother model": model.metrics.get(key) if model else None,
+            "served": model.metrics.get(served) if model else None,
+            "student": dep.metrics.get(key) if dep else None}
+
+
+def _report_hand(before: dict, after: dict) -> None:
+    print(f"\n{HAND_TASK}, test accuracy before and after {3 * HAND_PER_CLASS} hand labels and the embedding source "
+          "(hand-labelled train rows: no test or valid row was labelled, so every figure is on the same rows):")
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    console.table([(k, fmt(before[k]), fmt(after[k])) for k in before], ["", "before", "after"])
 
 
 def _report_tick(before: dict[str, tuple], model_before: int | None, after: dict[str, tuple],
