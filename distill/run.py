@@ -43,6 +43,7 @@ from mothermodel.distill.pyfunc import end_stale_runs, lineage_tags, register, r
 from mothermodel.distill.run_bundle import Bundle
 from mothermodel.distill.students import build_student, char_tokenizer, param_count
 from mothermodel.errors import CommandFailed, UserError
+from mothermodel.labeling.model.votes import one_hot_where
 from mothermodel.registry.abstract_store import AbstractStore
 from mothermodel.registry.db import fault_point
 from mothermodel.registry.metric_key import MetricKey, flatten, per_split
@@ -161,11 +162,7 @@ def _distill(store: AbstractStore, t, model_rec, config: DistillConfig, options:
         echo(f"distill {task}: teacher {source['name']} predicts {len(tokens)} rows")
         teacher_probs = predict_tokens(teacher, tokens, tasks=[task], pad_id=pad_id,
                                        batch_size=config.teacher_batch_size)[task]
-    if pl.hand is not None and (pl.hand >= 0).any():  # where a person labelled a row, the student learns that
-        h = np.flatnonzero(pl.hand >= 0)
-        teacher_probs = np.array(teacher_probs, dtype=np.float32, copy=True)
-        teacher_probs[h] = 0.0
-        teacher_probs[h, pl.hand[h]] = 1.0
+    teacher_probs = one_hot_where(teacher_probs, pl.hand)  # where a person labelled a row, the student learns that
     enc = teacher.encoder
     teacher_params = param_count(enc) + param_count(teacher.heads[task])
     lineage = {"model_version": model_rec.version, "fingerprint": t.fingerprint,

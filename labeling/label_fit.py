@@ -27,7 +27,7 @@ from mothermodel.labeling.model.hierarchy import HierarchicalLabelModel, Hierarc
 from mothermodel.labeling.model.label_model import LabelModel, LabelModelConfig
 from mothermodel.labeling.model.selection import select_on_valid
 from mothermodel.labeling.model.textview import TextViewConfig, apply_text_view, fit_rows_of
-from mothermodel.labeling.model.votes import tie_break
+from mothermodel.labeling.model.votes import one_hot_where, tie_break
 from mothermodel.registry import gold as gold_rule
 from mothermodel.registry.abstract_store import AbstractStore
 from mothermodel.registry.datasets import input_texts, split_column
@@ -243,8 +243,7 @@ def fit(store: AbstractStore, task: str, model: str = "label-model", use_dev: bo
         config["hand_labels"] = hand
         dev_used = dev_used or hand["valid_rows"] > 0  # valid rows labelled by hand are valid labels used
     config["uses_dev_labels"] = dev_used
-    probs = with_hand(x, probs)
-    preds = tie_break(probs, seed)
+    preds = tie_break(probs, seed)  # hand-labelled rows: set by record_probs (their gold is out of every figure)
     out_metrics = split_metrics(x.gold, preds, x.split, k)
     rec = record_probs(store, x, model, probs, preds, out_metrics, config)
     note = label_files.dvc_track(store.ws)
@@ -342,23 +341,12 @@ def with_text_view(x: FitInputs, probs: np.ndarray, seed: int, enabled: bool,
     return combined, report
 
 
-def with_hand(x: FitInputs, probs: np.ndarray) -> np.ndarray:
-    """Posteriors with every hand-labelled row set to its hand label (one-hot): what the trainer learns there."""
-    h = x.hand_rows
-    if not h.any():
-        return probs
-    probs = np.array(probs, dtype=np.float32, copy=True)
-    probs[h] = 0.0
-    probs[np.flatnonzero(h), x.hand[h]] = 1.0
-    return probs
-
-
 def record_probs(store: AbstractStore, x: FitInputs, model: str, probs: np.ndarray, preds: np.ndarray,
                  out_metrics: dict, config: dict, extra: dict[str, np.ndarray] | None = None) -> ProbLabelsRecord:
     """Write a probabilistic-labels file for every dataset row and record it as the task's next version
     (with a `hand` column, the hand label's class or -1, when the task has hand labels)."""
-    if x.hand is not None:
-        probs = with_hand(x, probs)
+    if x.hand is not None:  # what the trainer learns on hand-labelled rows: their hand label
+        probs = one_hot_where(probs, x.hand)
         preds = np.where(x.hand_rows, x.hand, preds)
         extra = {**(extra or {}), "hand": x.hand}
     rows = x.table.column("_row").to_numpy()

@@ -36,6 +36,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from mothermodel.labeling.model.votes import one_hot_where
 from mothermodel.trainer.config import DEFAULT_EPOCHS, DEFAULT_LR, TrainConfig
 
 __all__ = ["TaskData", "Tokenized", "tokenize", "TrainingSet", "plan_batches", "Batch", "collate", "pad_marks",
@@ -131,8 +132,7 @@ class TaskData:
         """This task learning from its hand-labelled rows alone (the last, clean stage; config.hand_epochs):
         those rows, in whatever split, are its only weighted rows, their targets their hand labels."""
         h = self.hand_rows
-        probs = np.zeros((len(self.texts), self.num_classes), np.float32)
-        probs[np.flatnonzero(h), self.hand[h]] = 1.0
+        probs = one_hot_where(np.zeros((len(self.texts), self.num_classes), np.float32), self.hand)
         return replace(self, probs=probs if h.any() else None, covered=h, applicable=None,
                        split=np.where(h, "train", "not-hand").astype(object))
 
@@ -140,12 +140,7 @@ class TaskData:
         """Soft training targets: `clean_probs`, with hand-labelled rows one-hot on their hand label."""
         if self.probs is None:
             return np.full((len(self.texts), self.num_classes), 1.0 / self.num_classes, np.float32)
-        p = self.clean_probs()
-        h = self.hand_rows
-        if h.any():
-            p[h] = 0.0
-            p[np.flatnonzero(h), self.hand[h]] = 1.0
-        return p
+        return one_hot_where(self.clean_probs(), self.hand)
 
     def train_weights(self, uncovered_weight: float = 0.0, hand_weight: float = 1.0) -> np.ndarray:
         """(rows,) float32 loss weight of each row for this task (see the module doc)."""

@@ -91,6 +91,18 @@ def majority_hard(L: np.ndarray, cardinality: int, seed: int, row_ids: Optional[
     return pred
 
 
+def one_hot_where(P: np.ndarray, labels: Optional[np.ndarray]) -> np.ndarray:
+    """Posteriors `P` (n, k) with every row whose `labels` entry is a class (>= 0) set one-hot on it (a copy,
+    float32); `P` itself when no row is labelled. Hand labels (`label add`) become targets this way."""
+    if labels is None or not (labels >= 0).any():
+        return P
+    rows = np.flatnonzero(labels >= 0)
+    out = np.array(P, dtype=np.float32, copy=True)
+    out[rows] = 0.0
+    out[rows, labels[rows]] = 1.0
+    return out
+
+
 def unique_rows(L: np.ndarray, return_inverse: bool = False):
     """Distinct rows of ``L`` and their counts (``(U, cnt)``), or ``(U, inv, cnt)`` with ``U[inv] == L``.
 
