@@ -1,6 +1,6 @@
 """Hand labels against the "Weaker Than You Think" anchor (issue 21), in one run.
 
-    python bench/hand_labels.py [--groups youtube+trec chemprot] [--anchor-seeds 0] [--distill]
+    python bench/hand_labels.py [--groups youtube+trec chemprot] [--seeds 123] [--anchor-seeds 0] [--distill]
 
 For each group of WRENCH sets (../shared/data; skipped when absent) in a fresh workspace:
 1. `import wrench`, `label fit` (weak only: the label figure without hand labels);
@@ -10,6 +10,8 @@ For each group of WRENCH sets (../shared/data; skipped when absent) in a fresh w
 3. `label fit` again (the label model anchored on them), `train` (hand rows in every stage, then the clean
    stage on them alone: TrainConfig.hand_epochs), and with --distill `distill --all`;
 4. the anchor, in the same run: the bundled encoder fine-tuned on the same valid gold alone (bench/anchor.py).
+With several --seeds, steps 3 repeats per training seed (one workspace each, students on the first) and the
+mother model's figure is the median, as the anchor's is over --anchor-seeds.
 Figures: test accuracy; JSON in bench/results/hand_labels.json. Weak-only mother-model figures for the ratio
 come from bench/results/guard.json (same code path without hand labels).
 """
@@ -67,17 +69,29 @@ def run_group(names: list[str], args) -> dict:
                            "labels_weak_only": {s: acc(weak["metrics"], s) for s in ("valid", "test")},
                            "labels_with_hand": {s: acc(fit["metrics"], s) for s in ("valid", "test")},
                            "label_fit_uses_dev_labels": fit["uses_dev_labels"]}
-    t0 = time.perf_counter()
-    tr = cli(ws, "train", "--device", "cpu", *args.train_arg)
-    out["seconds"]["train"] = round(time.perf_counter() - t0, 1)
-    (ws / "bench-train.json").write_text(json.dumps(tr))
-    m = tr["metrics"]
+    per_seed: dict[str, list[float]] = {n: [] for n in names}
+    spaces = [ws]
+    for seed in args.seeds[1:]:  # labels fitted once; each further seed trains in its own untrained copy
+        spaces.append(ws.with_name(f"{ws.name}-seed{seed}"))
+        shutil.rmtree(spaces[-1], ignore_errors=True)
+        shutil.copytree(ws, spaces[-1])
+    for i, (seed, run_ws) in enumerate(zip(args.seeds, spaces)):
+        t0 = time.perf_counter()
+        tr = cli(run_ws, "train", "--device", "cpu", "--seed", str(seed), *args.train_arg)
+        out["seconds"][f"train seed {seed}"] = round(time.perf_counter() - t0, 1)
+        (run_ws / "bench-train.json").write_text(json.dumps(tr))
+        m = tr["metrics"]
+        for n in names:
+            per_seed[n].append(m.get(f"{n}/{n}/test/served_accuracy"))
+            if i:
+                continue
+            rec = out["tasks"][n]
+            pre = f"{n}/{n}"
+            rec["stages"] = {f"stage-{j}": m.get(f"{pre}/test/stage{j}_accuracy") for j in range(tr["stages"])}
+            rec["guard"] = {k: tr["guard"][n].get(k) for k in ("served_by", "stage", "final_stage", "reason")}
     for n in names:
-        rec = out["tasks"][n]
-        pre = f"{n}/{n}"
-        rec["stages"] = {f"stage-{i}": m.get(f"{pre}/test/stage{i}_accuracy") for i in range(tr["stages"])}
-        rec["mother_model_with_hand"] = m.get(f"{pre}/test/served_accuracy")
-        rec["guard"] = {k: tr["guard"][n].get(k) for k in ("served_by", "stage", "final_stage", "reason")}
+        out["tasks"][n]["mother_model_with_hand_seeds"] = {"seeds": args.seeds, "test": per_seed[n]}
+        out["tasks"][n]["mother_model_with_hand"] = statistics.median(per_seed[n])
     if args.distill:
         t0 = time.perf_counter()
         di = cli(ws, "distill", "--all")
@@ -100,6 +114,7 @@ def main() -> None:
     ap.add_argument("--groups", nargs="+", default=["youtube+trec", "chemprot"])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--ws-root", type=Path, default=Path("/tmp/mm-bench-hand"))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[123], help="training seeds of ours (median)")
     ap.add_argument("--anchor-seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--distill", action="store_true", help="also distil students and report them")
     ap.add_argument("--train-arg", action="append", default=[], help="extra argument for `train` (repeatable)")

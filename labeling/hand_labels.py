@@ -28,7 +28,7 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from mothermodel.errors import UserError
+from mothermodel.errors import StaleRead, UserError
 from mothermodel.labeling import label_files
 from mothermodel.registry import gold as gold_rule
 from mothermodel.registry.abstract_store import AbstractStore
@@ -75,7 +75,7 @@ def resolve(table: pa.Table, t: TaskRecord, data: pa.Table, text_field: str | No
     try:
         y = gold_rule.indices(labels, t.classes, dataset=t.dataset, column="label", task=t.name)
     except gold_rule.GoldError as e:
-        line = _line_of(str(e))
+        line = (e.row or 0) + 1
         raise UserError(f"{origin}: line {line}: label: {labels[line - 1].as_py()!r} is not a class of task {t.name} "
                         f"(a class name or index: {', '.join(t.classes)})") from None
     missing = np.flatnonzero(y < 0)
@@ -109,14 +109,6 @@ def resolve(table: pa.Table, t: TaskRecord, data: pa.Table, text_field: str | No
         raise UserError(f"{origin}: line {i + 1}: text: {shown!r} is not the text of any row of dataset "
                         f"{t.dataset!r} (field {text_field!r})")
     return joined.column("row").to_numpy().astype(np.int64), joined.column("label").to_numpy().astype(np.int64)
-
-
-def _line_of(message: str) -> int:
-    """The 1-based line of a gold-rule error's '(row i)'."""
-    try:
-        return int(message.split("(row ")[1].split(")")[0]) + 1
-    except (IndexError, ValueError):
-        return 1
 
 
 def current(store: AbstractStore, t: TaskRecord) -> pa.Table | None:
@@ -163,31 +155,59 @@ def add(store: AbstractStore, task: str, file: str | Path, added_by: str | None 
     keep = len(rows) - 1 - last
     rows, y = rows[keep], y[keep]
     who = added_by or _user()
+    for attempt in range(ATTEMPTS):
+        try:
+            done = _record(store, t, ds, rows, y, split, who, str(Path(file).resolve()), replace)
+            break
+        except StaleRead:  # another `label add` recorded first: merge with its set, not over it
+            if attempt == ATTEMPTS - 1:
+                raise
+    if done[0] == "unchanged":
+        return {"task": task, "status": "unchanged", "version": done[1].version, "rows": done[1].num_rows,
+                "added": 0}
+    rec, new = done[1], done[2]
+    by_class = pc.value_counts(new.column("label")).to_pylist()
+    return {"task": task, "status": "created", **_summary(rec),
+            "classes": {d["values"]: d["counts"] for d in sorted(by_class, key=lambda d: t.classes.index(d["values"])
+                                                                 if d["values"] in t.classes else len(t.classes))}}
+
+
+ATTEMPTS = 5
+
+
+def _record(store: AbstractStore, t, ds, rows: np.ndarray, y: np.ndarray, split: np.ndarray, who: str,
+            source_file: str, replace: bool):
+    """Merge the checked labels into TASK's latest set (or replace it), write and record it as the version
+    after the one read: ("unchanged", latest record) or ("created", record, table). Raises StaleRead when
+    another version was recorded meanwhile (the caller reads again)."""
+    versions = store.hand_labels(t.name)
+    after = versions[0].version if versions else 0
+    t = store.task(t.name)  # read after `versions`: its hand source is that version or a later one (then StaleRead)
     prev = None if replace else current(store, t)
     old_vec, _ = as_vector(prev, t, ds.num_rows)
     changed = old_vec[rows] != y  # new rows, and rows whose class changes; a row labelled alike keeps its provenance
-    versions = store.hand_labels(task)
     if prev is not None and not changed.any():
-        return {"task": task, "status": "unchanged", "version": versions[0].version, "rows": int(prev.num_rows),
-                "added": 0}
+        return ("unchanged", versions[0])
     rows, y = rows[changed], y[changed]
     new = pa.table({"row": pa.array(rows, pa.int64()),
                     "label": pa.array([t.classes[i] for i in y], pa.string()),
                     "added_by": pa.array([who] * len(rows), pa.string()),
-                    "added_in": pa.array(np.full(len(rows), (versions[0].version if versions else 0) + 1), pa.int32())})
+                    "added_in": pa.array(np.full(len(rows), after + 1), pa.int32())})
     if prev is not None and prev.num_rows:
         stay = prev.filter(pc.invert(pc.is_in(prev.column("row"), value_set=new.column("row"))))
         new = pa.concat_tables([stay.cast(new.schema), new])
     new = new.sort_by("row")
     all_rows = new.column("row").to_numpy()
-    path, digest = label_files.write_hand(store.ws, task, new)
-    rec = store.record_hand_labels(task, path=path, content_hash=digest, num_rows=int(new.num_rows),
-                                   added=int(len(rows)), valid_rows=int((split[all_rows] == "valid").sum()),
-                                   added_by=who, source_file=str(Path(file).resolve()), replaced=replace)
-    by_class = pc.value_counts(new.column("label")).to_pylist()
-    return {"task": task, "status": "created", **_summary(rec),
-            "classes": {d["values"]: d["counts"] for d in sorted(by_class, key=lambda d: t.classes.index(d["values"])
-                                                                 if d["values"] in t.classes else len(t.classes))}}
+    path, digest = label_files.write_hand(store.ws, t.name, new)
+    try:
+        rec = store.record_hand_labels(t.name, path=path, content_hash=digest, num_rows=int(new.num_rows),
+                                       added=int(len(rows)), valid_rows=int((split[all_rows] == "valid").sum()),
+                                       added_by=who, source_file=source_file, replaced=replace, after=after)
+    except StaleRead:
+        if all(v.path != path for v in store.hand_labels(t.name)):  # content-addressed: maybe theirs too
+            (store.ws.home / path).unlink(missing_ok=True)
+        raise
+    return ("created", rec, new)
 
 
 def _summary(rec: HandLabelsRecord) -> dict[str, Any]:

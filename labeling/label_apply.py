@@ -28,7 +28,7 @@ from mothermodel.labeling.model.votes import majority_hard
 from mothermodel.registry import faults
 from mothermodel.registry.abstract_store import AbstractStore
 from mothermodel.registry.graph import closure, topological
-from mothermodel.registry.records import DatasetRecord, LabelMatrixRecord, Snapshot, TaskRecord
+from mothermodel.registry.records import DatasetRecord, LabelMatrixRecord, Snapshot, SourceRecord, TaskRecord
 
 
 class LabelingFaults(CommandFailed):
@@ -147,9 +147,15 @@ def _apply_task(run: _Run, t: TaskRecord, lfs: dict[str, LabelingFunction], forc
     reuse = set() if not prev or force else {n for n, i in ident.items()
                                              if prev.source_versions.get(n) == i and n not in retry}
     todo = [s for s in t.sources if s.name not in reuse]
-    parts, stats = _compute(run, t, todo, lfs)
+    later = [s for s in todo if _learns_from_others(s)]
+    parts, stats = _compute(run, t, [s for s in todo if s not in later], lfs)
     if reuse:
         parts.append(_reused(run, prev, reuse))
+    if later:  # after every other source's entries are known: they are its anchors
+        applied, cost = embedding.entries(run.store.ws, ds, run.data.table(t.dataset), t, later, run.config,
+                                          others=_others(t, parts, ds.num_rows))
+        parts.append(applied)
+        stats.update(cost)
     rows, cols, labels, names, reports = _merge(parts)
     faults = [r.to_dict() for r in reports.values() if r.failed_rows or r.first_error]
     if strict and any(f["failed_rows"] for f in faults):
@@ -176,7 +182,14 @@ def _identities(run: _Run, t: TaskRecord) -> dict[str, dict[str, Any]]:
         if s.kind == "task_output":
             base["upstream"] = _task_output(run, s.ref)[0]
         ident[s.name] = base
+    learners = {s.name for s in t.sources if _learns_from_others(s)}
+    for n in learners:  # a neighbour-mode embedding source learns from every other source's labels
+        ident[n] = {**ident[n], "upstream": {m: i for m, i in ident.items() if m not in learners}}
     return ident
+
+
+def _learns_from_others(s: SourceRecord) -> bool:
+    return s.kind == "embedding" and bool(json.loads(s.code).get("neighbours"))
 
 
 def _compute(run: _Run, t: TaskRecord, todo, lfs: dict[str, LabelingFunction]
@@ -210,6 +223,21 @@ def _compute(run: _Run, t: TaskRecord, todo, lfs: dict[str, LabelingFunction]
             parts.append(applied)
             stats.update(cost)
     return parts, stats
+
+
+def _others(t: TaskRecord, parts: list[Applied], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Anchors for neighbour-mode sources from the other sources' entries (embedding.anchors_from)."""
+    rows, cols, labels, names, _ = _merge(parts)
+    learners = {s.name for s in t.sources if _learns_from_others(s)}
+    hand_name = t.hand_source.name if t.hand_source else None
+    src = np.array(names, dtype=object)[cols] if len(cols) else np.empty(0, object)
+    is_hand = src == hand_name
+    vote = ~is_hand & ~np.isin(src, list(learners))
+    counts = np.zeros((n, len(t.classes)), np.int64)
+    np.add.at(counts, (rows[vote], labels[vote].astype(np.int64)), 1)
+    hand = np.full(n, -1, np.int64)
+    hand[rows[is_hand]] = labels[is_hand]
+    return embedding.anchors_from(counts, hand)
 
 
 def _reused(run: _Run, prev: LabelMatrixRecord, reuse: set[str]) -> Applied:

@@ -28,3 +28,10 @@ class IntegrityError(CommandFailed):
     """A stored file no longer matches the hash the registry recorded for it (exit 1)."""
 
     exit_code = 1
+
+
+class StaleRead(CommandFailed):
+    """A read-modify-write found that another process recorded a newer version since it read (the caller
+    re-reads and tries again; exit 1 only when that keeps happening)."""
+
+    exit_code = 1

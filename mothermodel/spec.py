@@ -87,7 +87,8 @@ class Embedding:
 
     Each row's text is embedded once per dataset and encoder (cached under the workspace); the source votes
     for the class whose seed examples / description its embedding is most similar to, or, with `clusters`,
-    for the class of the seed rows in its k-means cluster.
+    for the class of the seed rows in its k-means cluster, or, with `neighbours`, for the class its nearest
+    rows are given by the task's other sources (on the rows those sources leave uncovered).
 
     Attributes:
         name: the source's name.
@@ -103,6 +104,10 @@ class Embedding:
         margin: least gap between the best and the second class's similarity (default 0.05).
         clusters: k: vote through k-means clusters of the dataset's embeddings instead; a cluster takes
             the class its seed rows / seeds agree on (at least `min_agreement` of them, default 0.6).
+        neighbours: k: vote on the rows the task's other sources leave uncovered, for the class of their k
+            nearest rows that those sources (a majority with a lead, hand labels first) or seed_rows label,
+            when at least `min_agreement` of the similarity-weighted neighbours agree. Seeds are optional.
+        vote_on: with neighbours: "uncovered" (default; the rows the other sources leave) or "all" rows.
         max_length: tokens per text embedded (default 128; longer texts are cut).
     """
 
@@ -116,6 +121,8 @@ class Embedding:
     threshold: float | None = None
     margin: float | None = None
     clusters: int | None = None
+    neighbours: int | None = None
+    vote_on: str | None = None
     min_agreement: float | None = None
     max_length: int | None = None
 
@@ -199,7 +206,9 @@ def _settings(s: Any, defaults: dict[str, Any], what: str, origin: str, where: s
 
 
 EMBEDDING_DEFAULTS = {"field": None, "encoder": "default", "seeds": {}, "seed_rows": {}, "descriptions": {},
-                      "threshold": 0.4, "margin": 0.05, "clusters": None, "min_agreement": 0.6, "max_length": 128}
+                      "threshold": 0.4, "margin": 0.05, "clusters": None, "neighbours": None, "vote_on": None,
+                      "min_agreement": 0.6,
+                      "max_length": 128}
 """An embedding source's settings when not given (threshold and margin tuned on valid splits: docs/benchmarks.md)."""
 
 
@@ -260,14 +269,25 @@ def _embedding_spec(s: Embedding, classes: list[str], origin: str, where: str) -
         raise _err(origin, f"{where}.clusters", "must be a whole number of clusters >= 2")
     if clusters is not None and not (seeds or seed_rows):
         raise _err(origin, f"{where}.clusters", "needs seeds or seed_rows (a cluster takes the class of its seeds)")
-    if not (seeds or seed_rows or descriptions):
-        raise _err(origin, where, "an embedding source needs seeds, seed_rows or descriptions")
+    neighbours = p["neighbours"]
+    if neighbours is not None:
+        if isinstance(neighbours, bool) or not isinstance(neighbours, int) or not 1 <= neighbours <= 1000:
+            raise _err(origin, f"{where}.neighbours", "must be a whole number of neighbours in 1..1000")
+        if clusters is not None:
+            raise _err(origin, f"{where}.neighbours", "give clusters or neighbours, not both")
+    if p["vote_on"] is not None and (neighbours is None or p["vote_on"] not in ("uncovered", "all")):
+        raise _err(origin, f"{where}.vote_on", "must be 'uncovered' or 'all', and needs neighbours")
+    if neighbours is None and not (seeds or seed_rows or descriptions):
+        raise _err(origin, where, "an embedding source needs seeds, seed_rows or descriptions (or neighbours)")
     max_length = p["max_length"]
     if isinstance(max_length, bool) or not isinstance(max_length, int) or not 8 <= max_length <= 8192:
         raise _err(origin, f"{where}.max_length", "must be a whole number of tokens in 8..8192")
     params = {"field": p["field"], "encoder": enc, "seeds": seeds, "seed_rows": seed_rows,
               "descriptions": descriptions, "threshold": number("threshold", -1, 1), "margin": number("margin", 0, 2),
               "clusters": clusters, "min_agreement": number("min_agreement", 0, 1), "max_length": max_length}
+    if neighbours is not None:  # only when set: sources recorded before the mode existed keep their code hash
+        params["neighbours"] = neighbours
+        params["vote_on"] = p["vote_on"] or "uncovered"
     return _params_source("embedding", s.name, params, origin, where)
 
 
@@ -846,11 +866,8 @@ _SOURCE_FIELDS = {
     "regex": ({"pattern", "label"}, {"name", "field", "ignore_case"}),
     # Model-computed sources: every field but kind and name goes to their parameters (checked by
     # _embedding_spec / _prompt_spec).
-    "embedding": (set(), {"name", "field", "encoder", "seeds", "seed_rows", "descriptions", "threshold",
-                          "margin", "clusters", "min_agreement", "max_length"}),
-    "prompt": (set(), {"name", "field", "endpoint", "model", "template", "verbalizer", "hypothesis", "threshold",
-                       "prompt_version", "max_tokens", "timeout", "retries", "rate_limit", "api_key_env",
-                       "max_rows", "batch_size", "cost_per_1k_tokens"}),
+    "embedding": (set(), {"name", *EMBEDDING_DEFAULTS}),
+    "prompt": (set(), {"name", *PROMPT_DEFAULTS}),
 }
 
 
@@ -868,7 +885,8 @@ def _source_from_mapping(s: Any, where: str, i: int, classes: list[str], origin:
     if missing:
         raise _err(origin, f"{where}.{missing[0]}", "missing")
     if unknown:
-        raise _err(origin, f"{where}.{unknown[0]}", f"unknown field for a {kind} source")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise _err(origin, f"{where}.{unknown[0]}", f"unknown field for {article} {kind} source")
     if kind == "column":
         return Column(column=s["column"], name=s.get("name"))
     if kind == "task_output":

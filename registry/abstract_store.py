@@ -156,9 +156,11 @@ class AbstractStore(abc.ABC):
     @abc.abstractmethod
     def record_hand_labels(self, task: str, *, path: str, content_hash: str, num_rows: int, added: int,
                            valid_rows: int, added_by: str | None, source_file: str | None,
-                           replaced: bool) -> HandLabelsRecord:
-        """Record TASK's next hand-labels version (the file is already written) as a new version of its
-        hand-label source, in one transaction: TASK's fingerprint and those downstream move."""
+                           replaced: bool, after: int) -> HandLabelsRecord:
+        """Record TASK's hand-labels version `after` + 1 (the file is already written) as a new version of its
+        hand-label source, in one transaction: TASK's fingerprint and those downstream move. `after` is the
+        version the new set was built from (0: none); when another one was recorded since, raise
+        errors.StaleRead and record nothing (two concurrent `label add`s must not drop each other's rows)."""
 
     @abc.abstractmethod
     def hand_labels(self, task: str) -> list[HandLabelsRecord]:

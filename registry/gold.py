@@ -28,7 +28,12 @@ from mothermodel.errors import UserError
 
 
 class GoldError(UserError):
-    """A gold column does not fit a task's classes (exit 2 when named; a per-task fault at run time)."""
+    """A gold column does not fit a task's classes (exit 2 when named; a per-task fault at run time).
+    `row`: the 0-based position of the first value that does not fit, when one does."""
+
+    def __init__(self, message: str, row: int | None = None):
+        super().__init__(message)
+        self.row = row
 
     fix = ("make the task's gold column hold its class indices or class names (null or -1: unknown), or name "
            "another one with `gold:` in its spec and resubmit it with --replace")
@@ -66,7 +71,7 @@ def indices(values, classes: Sequence[str], *, dataset: str, column: str, task: 
         if pc.any(bad).as_py():
             i = pc.index(bad, True).as_py()
             raise GoldError(f"{where}: {values[i].as_py()!r} (row {i}) is not one of the task's classes "
-                            f"({', '.join(classes)})")
+                            f"({', '.join(classes)})", row=i)
         return pc.fill_null(idx, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     if pt.is_integer(values.type) or pt.is_floating(values.type):
         x = pc.fill_null(values.cast(pa.float64()), -1.0).to_numpy(zero_copy_only=False)
@@ -77,7 +82,7 @@ def indices(values, classes: Sequence[str], *, dataset: str, column: str, task: 
             v = values[i].as_py()
             why = ("not a whole number" if x[i] != np.floor(x[i]) else
                    f"out of range: the task has {k} classes, indices 0..{k - 1} ({', '.join(classes)})")
-            raise GoldError(f"{where}: value {v!r} (row {i}) is {why}; -1 or null means unknown")
+            raise GoldError(f"{where}: value {v!r} (row {i}) is {why}; -1 or null means unknown", row=i)
         return x.astype(np.int64)
     raise GoldError(f"{where}: a column of type {values.type} cannot hold gold labels "
                     "(class indices or class names)")

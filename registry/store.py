@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping, Sequence
 
-from mothermodel.errors import UserError
+from mothermodel.errors import StaleRead, UserError
 from mothermodel.inputs import TaskInput
 from mothermodel.registry import db
 from mothermodel.registry.abstract_store import AbstractStore
@@ -605,11 +605,15 @@ class RegistryStore(AbstractStore):
 
     def record_hand_labels(self, task: str, *, path: str, content_hash: str, num_rows: int, added: int,
                            valid_rows: int, added_by: str | None, source_file: str | None,
-                           replaced: bool) -> HandLabelsRecord:
+                           replaced: bool, after: int) -> HandLabelsRecord:
         with self.write() as con:
             self._task(con, task, with_sources=False)
             # counted in the history table: a removed and re-created task does not reuse an old version number
-            v = con.execute("SELECT coalesce(max(version), 0) + 1 FROM hand_labels WHERE task = ?", [task]).fetchone()[0]
+            latest = con.execute("SELECT coalesce(max(version), 0) FROM hand_labels WHERE task = ?", [task]).fetchone()[0]
+            if latest != after:
+                raise StaleRead(f"task {task}: hand labels version {latest} was recorded while version {after + 1} "
+                                "was being built")
+            v = after + 1
             now = _now()
             src = SourceSpec(name=HAND_SOURCE, kind="hand", ref=path, code_hash=content_hash)
             con.execute("DELETE FROM sources WHERE task = ? AND kind = 'hand'", [task])

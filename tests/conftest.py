@@ -155,6 +155,13 @@ SLOW = {
     "test_ui.py": {"test_ui_shows_runs_artifacts_and_registered_models"},
 }
 
+# Slow tests that exercise what only the installed wheel can get wrong (the bundle runner and the pyfunc
+# model load code and files from the installed package): CI's non-editable pass runs `-m "not slow or installed"`.
+INSTALLED = {
+    "test_distill.py": {"test_distill_export_run_bundle_pyfunc_and_tamper"},
+    "test_inputs.py": {"test_template_round_trips_through_bundle_runner_and_pyfunc"},
+}
+
 
 def pytest_collection_modifyitems(config, items):
     seen = set()
@@ -162,8 +169,10 @@ def pytest_collection_modifyitems(config, items):
         file = item.path.name
         if file in SLOW and file not in seen:
             seen.add(file)
-            gone = sorted(n for n in SLOW[file] if not hasattr(item.module, n))
+            gone = sorted(n for n in SLOW[file] | INSTALLED.get(file, set()) if not hasattr(item.module, n))
             if gone:  # renamed or removed: the mark would silently stop applying
                 raise pytest.UsageError(f"tests/conftest.py SLOW names no test {gone} in {file}")
         if item.originalname in SLOW.get(file, ()):
             item.add_marker(pytest.mark.slow)
+        if item.originalname in INSTALLED.get(file, ()):
+            item.add_marker(pytest.mark.installed)

@@ -167,6 +167,89 @@ def test_seed_rows_and_clusters(ews, tmp_path):
     assert {r: lab for (r, s), lab in matrix(ws).items() if s == "near"} == {0: 1, 2: 1, 3: 0}
 
 
+NEIGHBOURS = """
+name: spam
+dataset: mail
+classes: [HAM, SPAM]
+sources:
+  - kind: embedding
+    name: near
+    encoder: {enc}
+    neighbours: 1
+    min_agreement: 0.5
+{extra}
+  - kind: keyword
+    name: money
+    keywords: [{money}]
+    label: SPAM
+  - kind: keyword
+    name: lunch
+    keywords: [lunch]
+    label: HAM
+"""
+
+
+def nearest_anchor_votes(ws, anchors: dict[int, int], rows) -> dict[int, int]:
+    """What 1-nearest-neighbour propagation must give `rows`, computed here from the cached vectors."""
+    import numpy as np
+
+    [cache] = cache_files(ws)
+    col = pq.read_table(cache).column("embedding").combine_chunks()
+    v = col.values.to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size).astype(np.float32)
+    ids = sorted(anchors)
+    out = {}
+    for r in rows:
+        sims = v[ids] @ v[r]
+        sims[[i == r for i in ids]] = -np.inf
+        best = ids[int(np.argmax(sims))]
+        if sims.max() > 0:  # an anchor facing away carries no weight: no vote
+            out[r] = anchors[best]
+    return out
+
+
+def test_neighbours_propagate_the_other_sources_labels_and_follow_their_changes(ews, tmp_path):
+    ws, enc = ews
+    spec = NEIGHBOURS.format(enc=enc, extra="", money="money, cheap")
+    assert submit(ws, tmp_path, spec).code == 0
+    r, out = apply(ws)
+    assert r.code == 0, r
+    # money votes SPAM on rows 0, 2, 4, 6 and lunch HAM on 3, 7 (listed first, the source still runs last).
+    m = matrix(ws)
+    lf_votes = {r: lab for (r, s), lab in m.items() if s != "near"}
+    assert lf_votes == {0: 1, 2: 1, 4: 1, 6: 1, 3: 0, 7: 0}
+    near = {r: lab for (r, s), lab in m.items() if s == "near"}
+    assert set(near) <= {1, 5}  # only the rows no other source votes on
+    assert near == nearest_anchor_votes(ws, lf_votes, [1, 5]) and near
+
+    # Unchanged: nothing to do. An edit of another source alone makes it recompute (its anchors moved).
+    assert apply(ws)[1]["tasks"][0]["status"] == "up to date"
+    assert submit(ws, tmp_path, NEIGHBOURS.format(enc=enc, extra="", money="money")).code == 0
+    r, out = apply(ws)
+    assert sorted(out["tasks"][0]["recomputed"]) == ["money", "near"] and out["tasks"][0]["reused"] == ["lunch"]
+    lf_votes = {r: lab for (r, s), lab in matrix(ws).items() if s != "near"}
+    assert lf_votes == {2: 1, 4: 1, 6: 1, 3: 0, 7: 0}
+    near = {r: lab for (r, s), lab in matrix(ws).items() if s == "near"}
+    assert near == nearest_anchor_votes(ws, lf_votes, [0, 1, 5])
+
+    # Hand labels are anchors too (and decide their rows), and adding them recomputes the source.
+    (tmp_path / "hand.csv").write_text("row,label\n0,HAM\n1,HAM\n")
+    assert run_cli("label", "add", "spam", tmp_path / "hand.csv", ws=ws).code == 0
+    r, out = apply(ws)
+    assert "near" in out["tasks"][0]["recomputed"] and "lunch" in out["tasks"][0]["reused"]
+    anchors = {**lf_votes, 0: 0, 1: 0}
+    near = {r: lab for (r, s), lab in matrix(ws).items() if s == "near"}
+    assert near == nearest_anchor_votes(ws, anchors, [0, 1, 5])
+
+    # vote_on: all votes on covered rows too, each from its nearest OTHER anchor.
+    assert submit(ws, tmp_path, NEIGHBOURS.format(enc=enc, extra="    vote_on: all", money="money")).code == 0
+    assert apply(ws)[0].code == 0
+    near = {r: lab for (r, s), lab in matrix(ws).items() if s == "near"}
+    assert near == nearest_anchor_votes(ws, anchors, range(8)) and len(near) > 3
+    analysis = json.loads(run_cli("label", "analyze", "spam", "--json", ws=ws).out)
+    assert {lf["name"] for lf in analysis["lfs"]} >= {"near", "money", "lunch"}
+    assert run_cli("label", "fit", "spam", "--json", ws=ws).code == 0
+
+
 @pytest.mark.parametrize("source, field", [
     ("    seeds: {BOGUS: [x]}\n", "sources[1].seeds.BOGUS"),
     ("    seeds: {SPAM: []}\n", "sources[1].seeds.SPAM"),
@@ -175,7 +258,11 @@ def test_seed_rows_and_clusters(ews, tmp_path):
     ("    seeds: {SPAM: [x]}\n    margin: high\n", "sources[1].margin"),
     ("    descriptions: {HAM: x}\n    clusters: 4\n", "sources[1].clusters"),
     ("    seeds: {SPAM: [x]}\n    clusters: 1\n", "sources[1].clusters"),
-    ("    seeds: {SPAM: [x]}\n    neighbours: 3\n", "sources[1].neighbours"),
+    ("    seeds: {SPAM: [x]}\n    neighbours: 0\n", "sources[1].neighbours"),
+    ("    seed_rows: {SPAM: [0]}\n    clusters: 2\n    neighbours: 3\n", "sources[1].neighbours"),
+    ("    seeds: {SPAM: [x]}\n    vote_on: all\n", "sources[1].vote_on"),
+    ("    neighbours: 3\n    vote_on: some\n", "sources[1].vote_on"),
+    ("    seeds: {SPAM: [x]}\n    hops: 3\n", "sources[1].hops"),
     ("    threshold: 0.5\n", "sources[1]: an embedding source needs seeds"),
 ])
 def test_bad_parameters_exit_2_naming_the_field(ews, tmp_path, source, field):

@@ -3,6 +3,7 @@ anything is written; the label model anchors on them, the mother model trains on
 trained on and scored."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -65,6 +66,37 @@ def test_label_add_versions_provenance_and_merge(tmp_path):
     assert (res["version"], res["rows"], res["replaced"]) == (3, 3, True)
     listed = json.loads(run_cli("label", "add", "t", "--list", "--json", ws=root).out)
     assert [v["version"] for v in listed] == [3, 2, 1]
+
+
+def test_a_label_add_that_lost_a_race_merges_instead_of_dropping_the_other(tmp_path, monkeypatch):
+    """Another `label add` records between this one's read and its write: this one re-reads and merges."""
+    from mothermodel.api import Registry
+    from mothermodel.labeling import hand_labels
+
+    root, *_ = _world(tmp_path)
+    assert run_cli("label", "add", "t", _csv(tmp_path / "a.csv", ["row,label", "0,POS"]), "--by", "ann", ws=root).code == 0
+    real, raced = hand_labels.current, []
+
+    def current_then_someone_else_adds(store, t):
+        prev = real(store, t)
+        if not raced:  # the other writer lands after this read, before this write
+            raced.append(1)
+            other = _csv(tmp_path / "b.csv", ["row,label", "1,NEG"])
+            assert run_cli("label", "add", "t", other, "--by", "bob", ws=root).code == 0
+        return prev
+
+    monkeypatch.setattr(hand_labels, "current", current_then_someone_else_adds)
+    res = Registry.open(root).label_add("t", _csv(tmp_path / "c.csv", ["row,label", "2,POS"]), by="cy")
+    assert raced and res["version"] == 3 and res["rows"] == 3
+    reg = Registry.open(root)
+    assert [h.version for h in reg.store.hand_labels("t")] == [3, 2, 1]
+    tbl = pq.read_table(reg.ws.home / reg.store.task("t").hand_source.ref).to_pydict()
+    assert list(zip(tbl["row"], tbl["label"], tbl["added_by"], tbl["added_in"])) == [
+        (0, "POS", "ann", 1), (1, "NEG", "bob", 2), (2, "POS", "cy", 3)]
+    # the file built from the stale read was not left behind
+    files = sorted(p.name for p in (reg.ws.home / "labels" / "t").glob("hl-*.parquet"))
+    assert files == sorted(Path(h.path).name for h in reg.store.hand_labels("t"))
+    assert run_cli("verify", ws=root).code == 0
 
 
 @pytest.mark.parametrize("lines, field", [

@@ -13,6 +13,14 @@
 - Cluster mode (`clusters: k`): k-means over the dataset's vectors; a cluster votes for the class its seeds
   (seed rows, and seed texts placed in their nearest cluster) agree on, when at least `min_agreement` of them
   do; other clusters abstain. Only seeds decide: the task's other sources' votes are not read.
+- Neighbour mode (`neighbours: k`): label propagation from the task's other sources. Anchors are the rows those
+  sources label (hand labels decide their rows; elsewhere a majority vote that leads by at least one) and the
+  seed rows; a row no other source votes on votes for the similarity-weighted majority class of its k nearest
+  anchors, when that class holds at least `min_agreement` of the weight. By default it votes only there: on
+  covered rows it partly echoes the sources it learnt from, which the label model would count twice; with
+  `vote_on: all` it votes on every row, where its neighbourhood can outvote a wrong LF (on youtube's valid
+  split it helped, on trec's it hurt: docs/benchmarks.md). Its labels depend on the other sources', so
+  label apply computes it after them and its identity includes theirs.
 - Faults: a source that cannot run (an encoder that does not load, a seed row outside the dataset, a missing
   text column) gets a fatal report and no entries; the task's other sources and other tasks go on.
 
@@ -234,10 +242,54 @@ def _cluster_votes(vecs: np.ndarray, p: dict[str, Any], seeds_text: list[tuple[i
     return cluster_class[km.labels_]
 
 
+MAX_ANCHORS = 50_000
+"""Neighbour mode compares each uncovered row with at most this many anchors (a seeded sample beyond it):
+the cost stays (uncovered rows x MAX_ANCHORS) on any dataset."""
+QUERY_BLOCK = 2048
+
+
+def _neighbour_votes(vecs: np.ndarray, anchor_class: np.ndarray, query: np.ndarray, k_nn: int,
+                     min_share: float, k: int) -> np.ndarray:
+    """Each row's vote through its k_nn most similar anchors (anchor_class >= 0), on the `query` rows only."""
+    votes = np.full(len(vecs), -1, np.int64)
+    anchors = np.flatnonzero(anchor_class >= 0)
+    if len(anchors) > MAX_ANCHORS:
+        anchors = np.sort(np.random.default_rng(DEFAULT_SEED).choice(anchors, MAX_ANCHORS, replace=False))
+    rows = np.flatnonzero(query)
+    if not len(anchors) or not len(rows):
+        return votes
+    a_vecs, a_cls = vecs[anchors], anchor_class[anchors]
+    nn = min(k_nn, len(anchors))
+    for start in range(0, len(rows), QUERY_BLOCK):
+        q = rows[start:start + QUERY_BLOCK]
+        sims = vecs[q] @ a_vecs.T
+        sims[anchors[None, :] == q[:, None]] = -np.inf  # a row is not its own neighbour
+        top = np.argpartition(-sims, nn - 1, axis=1)[:, :nn]
+        w = np.maximum(np.take_along_axis(sims, top, 1), 0.0)  # an opposite-facing row carries no weight
+        score = np.zeros((len(q), k))
+        np.add.at(score, (np.repeat(np.arange(len(q)), nn), a_cls[top].ravel()), w.ravel())
+        total = score.sum(1)
+        best = score.argmax(1)
+        ok = (total > 0) & (score.max(1) >= min_share * np.maximum(total, 1e-12))
+        votes[q] = np.where(ok, best, -1)
+    return votes
+
+
+def anchors_from(counts: np.ndarray, hand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(anchor class per row, -1 = none; covered rows) from the other sources' vote counts (rows x classes) and
+    the hand label per row (-1 = none): a hand label decides its row, elsewhere a majority leading by one."""
+    covered = counts.sum(1) > 0
+    top2 = np.sort(counts, 1)[:, -2:]  # a task has at least two classes
+    cls = np.where(top2[:, 1] - top2[:, 0] >= 1, counts.argmax(1), -1)
+    return np.where(hand >= 0, hand, cls), covered
+
+
 def entries(ws, dataset: DatasetRecord, table, task: TaskRecord, sources: Sequence[SourceRecord],
-            config: ApplyConfig) -> tuple[Applied, dict[str, dict[str, Any]]]:
+            config: ApplyConfig, others: tuple[np.ndarray, np.ndarray] | None = None
+            ) -> tuple[Applied, dict[str, dict[str, Any]]]:
     """Label entries of TASK's embedding `sources` over `table` (the dataset, `_row` aligned), and per
-    source what it cost ({"rows", "embedded", "cached", "seconds", "rows_per_s", "encoder", "coverage"})."""
+    source what it cost ({"rows", "embedded", "cached", "seconds", "rows_per_s", "encoder", "coverage"}).
+    `others`: for neighbour-mode sources, (anchor class per row, rows covered) from `anchors_from`."""
     names = [s.name for s in sources]
     reports = {n: LFReport(n) for n in names}
     stats: dict[str, dict[str, Any]] = {}
@@ -252,7 +304,16 @@ def entries(ws, dataset: DatasetRecord, table, task: TaskRecord, sources: Sequen
             enc = vectors.encoder(p["encoder"])
             vecs, embedded, cached = vectors.get(enc, p["field"], p["max_length"])
             rows, texts = _seeds(p, vecs, enc, k)
-            if p["clusters"]:
+            if p.get("neighbours"):
+                if others is None:
+                    raise UserError("neighbours: the task's other sources' votes were not given")
+                anchor_class = others[0].copy()
+                for c, ids in p["seed_rows"].items():
+                    anchor_class[ids] = int(c)
+                query = ~others[1] if p.get("vote_on", "uncovered") == "uncovered" else np.ones(n, bool)
+                votes = _neighbour_votes(vecs, anchor_class, query, int(p["neighbours"]),
+                                         p["min_agreement"], k)
+            elif p["clusters"]:
                 votes = _cluster_votes(vecs, p, texts, k)
             else:
                 votes = _prototype_votes(vecs, rows, texts, p["threshold"], p["margin"])
