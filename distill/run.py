@@ -43,6 +43,7 @@ from mothermodel.distill.pyfunc import end_stale_runs, lineage_tags, register, r
 from mothermodel.distill.run_bundle import Bundle
 from mothermodel.distill.students import build_student, char_tokenizer, param_count
 from mothermodel.errors import CommandFailed, UserError
+from mothermodel.labeling import slices
 from mothermodel.labeling.model.votes import one_hot_where
 from mothermodel.registry.abstract_store import AbstractStore
 from mothermodel.registry.db import fault_point
@@ -110,6 +111,7 @@ def _task_metrics(task: str, dataset: str, student: dict, teacher: dict) -> dict
     out: dict[MetricKey | str, float] = {}
     out.update(per_split(task, dataset, student, ("accuracy", "macro_f1", "agreement")))
     out.update(per_split(task, dataset, teacher, ("accuracy", "macro_f1"), prefix="teacher_"))
+    out.update(per_split(task, dataset, {s: m for s, m in student.items() if "/slice:" in s}, ("n",)))
     return out
 
 
@@ -186,7 +188,7 @@ def _distill(store: AbstractStore, t, model_rec, config: DistillConfig, options:
         res = _kd(student, toks, teacher_probs, cfg, tok.pad_token_id or 0, options, tracker, task, echo)
         probs = kd.student_proba(student, toks, pad_id=tok.pad_token_id or 0)
         return {"config": cfg, "student": student, "tokenizer": tok, "tokens": toks, "max_length": length,
-                "pad_id": tok.pad_token_id or 0, "res": res, "params": n_params,
+                "pad_id": tok.pad_token_id or 0, "res": res, "params": n_params, "probs": probs,
                 "scores": kd.score(probs, pl.gold, pl.split, k, reference=teacher_probs)}
 
     tried = [one(config, tokenizer, tokens, max_length)]
@@ -201,6 +203,10 @@ def _distill(store: AbstractStore, t, model_rec, config: DistillConfig, options:
                                                       ("student", "tokenizer", "tokens", "max_length", "pad_id"))
     config, res, n_params = best["config"], best["res"], best["params"]
     scores = {"student": best["scores"], "teacher": teacher_scores}
+    member = slices.read(store, t, store.dataset(t.dataset))
+    if member is not None:  # per declared slice: the student's figures beside its teacher's
+        for who, pred in (("student", best["probs"].argmax(axis=1)), ("teacher", teacher_probs.argmax(axis=1))):
+            scores[who] = {**scores[who], **slices.split_figures(member.by_name(), pl.gold, pred, pl.split)}
     metrics = _task_metrics(task, t.dataset, scores["student"], scores["teacher"])
 
     def build(tmp: Path) -> dict[str, Any]:
@@ -314,7 +320,7 @@ def _kd(student, tokens, teacher_probs, config: DistillConfig, pad_id: int, opti
 
 def _summary(scores: dict[str, dict[str, dict]]) -> str:
     parts = [f"{s} accuracy {scores['student'][s]['accuracy']:.3f} (teacher {scores['teacher'][s]['accuracy']:.3f})"
-             for s in scores["student"] if s != "train"]
+             for s in scores["student"] if s != "train" and "/slice:" not in s]
     return "; ".join(parts) or "no gold labels to score"
 
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mothermodel.errors import UserError
-from mothermodel.labeling import label_files
+from mothermodel.labeling import label_files, slices
 from mothermodel.labeling.model.dependencies import near_duplicate_groups
 from mothermodel.registry import gold as gold_rule
 
@@ -118,6 +118,8 @@ def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
         pairs = con.execute(
             f"""SELECT e.row, e.source::VARCHAR AS source, e.label FROM entries e JOIN rows_tbl r ON r.row = e.row
                 {where}""", params).fetchnumpy()
+        member = slices.read(store, t, ds)
+        per_slice = _slice_figures(con, member, where, params, t, sources) if member is not None else None
     finally:
         con.close()
     by = {r[0]: r for r in res}
@@ -143,10 +145,51 @@ def analyze(store, task: str, split: str | None = None) -> dict[str, Any]:
            **regime_figures([lf["overlap_rows"] for lf in lfs], n, totals[1], totals[2],
                             confirm_rows=[lf["confirm_rows"] for lf in lfs]),
            "near_duplicate_groups": [[names[j] for j in g] for g in groups]}
+    if per_slice is not None:
+        out["slices"] = {**member.to_json(), "slices": per_slice}
+        if member.stale:
+            out["warnings"].append(f"slice(s) {', '.join(member.stale)} changed since their membership was computed: "
+                                   "not analysed; run `mothermodel label apply`")
+    elif t.slices:
+        out["warnings"].append("the task's slices have no membership yet: run `mothermodel label apply`")
     if hand is not None:  # all the task's hand-labelled rows (the split filter does not apply: they are not scored)
         out["hand_labels"] = {"version": hand.version, "rows": hand_rows}
     if gold_warning:
         out["warnings"].append(gold_warning)
+    return out
+
+
+def _slice_figures(con, member: "slices.Membership", where: str, params: dict, t, sources) -> list[dict[str, Any]]:
+    """Inside each slice (rows of the analysed split): its rows, coverage, conflicts, and each LF's coverage
+    and empirical accuracy there, next to the same figures over the whole split."""
+    r, j = np.nonzero(member.members)
+    con.register("members", pa.table({"row": pa.array(r, pa.int64()),
+                                      "slice": pa.array(np.array(member.names, dtype=object)[j], pa.string())}))
+    m = "SELECT m.row, m.slice FROM members m JOIN rows_tbl r ON r.row = m.row " + where
+    e = ("SELECT e.row, e.source::VARCHAR AS source, e.label, r.gold FROM entries e JOIN rows_tbl r ON r.row = e.row "
+         + where)
+    per = {row[0]: row[1:] for row in con.execute(
+        f"""WITH m AS ({m}), e AS ({e}),
+                 per_row AS (SELECT row, count(DISTINCT label) AS n_labels FROM e GROUP BY row)
+            SELECT m.slice, count(*), count(p.row), count(*) FILTER (WHERE p.n_labels > 1)
+            FROM m LEFT JOIN per_row p USING (row) GROUP BY m.slice""", params).fetchall()}
+    lf = {}
+    for name, source, covered, correct, incorrect in con.execute(
+            f"""WITH m AS ({m}), e AS ({e})
+                SELECT m.slice, e.source, count(*), count(*) FILTER (WHERE e.gold >= 0 AND e.label = e.gold),
+                       count(*) FILTER (WHERE e.gold >= 0 AND e.label <> e.gold)
+                FROM m JOIN e USING (row) GROUP BY ALL""", params).fetchall():
+        lf.setdefault(name, {})[source] = (covered, correct, incorrect)
+    out = []
+    for name in member.names:
+        n, covered, conflicted = per.get(name, (0, 0, 0))
+        lfs = []
+        for s in sources:
+            c, ok, bad = lf.get(name, {}).get(s.name, (0, 0, 0))
+            lfs.append({"name": s.name, "coverage": c / n if n else 0.0, "correct": ok, "incorrect": bad,
+                        "empirical_accuracy": ok / (ok + bad) if ok + bad else None})
+        out.append({"name": name, "rows": n, "coverage": covered / n if n else 0.0,
+                    "conflicts": conflicted / n if n else 0.0, "lfs": lfs})
     return out
 
 

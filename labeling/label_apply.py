@@ -113,12 +113,17 @@ def apply_and_read(store: AbstractStore, task_names: Sequence[str] | None, confi
             failed[name] = faults.upstream_failed(name, faults.APPLY, up)
             continue
         try:
-            results.append(_apply_task(run, snap.tasks[name], lfs_by_task[name], force, strict))
+            res = _apply_task(run, snap.tasks[name], lfs_by_task[name], force, strict)
+            members = _apply_slices(run, snap.tasks[name], force, strict)
+            if members is not None:
+                res["slices"] = members
+            results.append(res)
         except Exception as e:  # noqa: BLE001 - one task's fault, see fail()
             fail(name, e)
     store.set_task_faults(faults.APPLY, list(failed.values()), [r["task"] for r in results])
-    note = label_files.dvc_track(store.ws) if track and any(r["status"] == "created" for r in results) else None
-    out: dict[str, Any] = {"tasks": [r for r in results if r["task"] in targets or r["status"] == "created"],
+    made = [r for r in results if r["status"] == "created" or (r.get("slices") or {}).get("status") == "created"]
+    note = label_files.dvc_track(store.ws) if track and made else None
+    out: dict[str, Any] = {"tasks": [r for r in results if r["task"] in targets or r in made],
                            "failed": list(failed.values())}
     if note:
         out["dvc"] = note
@@ -186,6 +191,49 @@ def _identities(run: _Run, t: TaskRecord) -> dict[str, dict[str, Any]]:
     for n in learners:  # a neighbour-mode embedding source learns from every other source's labels
         ident[n] = {**ident[n], "upstream": {m: i for m, i in ident.items() if m not in learners}}
     return ident
+
+
+def _apply_slices(run: _Run, t: TaskRecord, force: bool, strict: bool) -> dict[str, Any] | None:
+    """TASK's slice membership: a new version when its slices or dataset changed (unchanged slices reused
+    from the previous version), applied like LFs (labeling/lf/slicing.py). None: a task that never had slices."""
+    prev = run.snap.latest_membership.get(t.name)
+    if not t.slices and prev is None:
+        return None
+    ds = run.snap.datasets[t.dataset]
+    ident = {s.name: {"version": s.version, "code_hash": s.code_hash} for s in t.slices}
+    key = _h({"dataset": ds.content_hash, "slices": ident})
+    if prev and prev.inputs_key == key and not force:
+        return {"version": prev.version, "status": "up to date", "sizes": prev.sizes,
+                "faults": [f for f in prev.faults if f.get("fatal")]}
+    reuse = set() if not prev or force or prev.dataset_hash != ds.content_hash else {
+        n for n, i in ident.items() if prev.slice_versions.get(n) == i}
+    todo = [s.name for s in t.slices if s.name not in reuse]
+    parts = []
+    if todo:
+        fns = src_mod.build_slices(t, todo)
+        parts.append(apply_lfs(run.data.table(t.dataset), [fns[n] for n in todo], 1, run.config,
+                               label=f"{t.name}: {len(todo)} slices"))
+    if reuse:
+        old = label_files.read_checked(run.store.ws, prev.path, prev.content_hash)
+        src = old.column("slice").combine_chunks()
+        names = src.dictionary.to_pylist()
+        keep = [n for n in names if n in reuse]
+        remap = np.array([keep.index(n) if n in reuse else -1 for n in names], np.int64)
+        c = remap[src.indices.to_numpy(zero_copy_only=False)]
+        parts.append(Applied(old.column("row").to_numpy()[c >= 0], c[c >= 0].astype(np.int32),
+                             np.zeros(int((c >= 0).sum()), np.int16), keep, {}))
+    rows, cols, _, names, reports = _merge(parts)
+    faults = [r.to_dict() for r in reports.values() if r.failed_rows or r.first_error]
+    if strict and any(f["failed_rows"] for f in faults):
+        raise LabelingFaults(f"task {t.name}: {len(faults)} slice(s) failed on some rows; nothing recorded (--strict)")
+    sizes = {n: int((cols == j).sum()) for j, n in enumerate(names)}
+    path, digest = label_files.write_membership(run.store.ws, t.name, rows, names, cols)
+    rec = run.store.record_slice_membership(t, path=path, content_hash=digest, dataset_hash=ds.content_hash,
+                                            slice_versions=ident, inputs_key=key, num_rows=ds.num_rows, sizes=sizes,
+                                            faults=faults)
+    run.snap.latest_membership[t.name] = rec
+    return {"version": rec.version, "status": "created", "sizes": sizes, "recomputed": sorted(todo),
+            "reused": sorted(reuse), "faults": faults}
 
 
 def _learns_from_others(s: SourceRecord) -> bool:

@@ -10,7 +10,8 @@ Label matrix file: sparse rows (row int64, source string, label int16) sorted
 by source then row; abstains are absent. Probabilistic labels: row, pred
 (int16, ties broken with a fixed seed) and one float32 column per class (plus
 `hand`, the hand label's class or -1, for a task with hand labels). Hand labels
-(`hl-<hash>.parquet`): row, label (class name), added_by, added_in.
+(`hl-<hash>.parquet`): row, label (class name), added_by, added_in. Slice membership (`sm-<hash>.parquet`):
+row int64, slice (dictionary string), one line per member row and slice.
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ def write_probs(ws, task: str, rows: np.ndarray, probs: np.ndarray, preds: np.nd
         cols[name] = pa.array(np.asarray(values, np.float32))
     table = pa.table(cols).replace_schema_metadata({"classes": json.dumps(classes)})
     return _write_parquet(ws, task, "pl", table)
+
+
+def write_membership(ws, task: str, rows: np.ndarray, slices: list[str], cols: np.ndarray):
+    """A task's slice membership: (row, slice) per member row and slice, sorted by slice then row."""
+    order = np.lexsort((rows, cols))
+    table = pa.table({
+        "row": pa.array(rows[order], pa.int64()),
+        "slice": pa.DictionaryArray.from_arrays(pa.array(cols[order], pa.int32()), pa.array(slices, pa.string())),
+    })
+    return _write_parquet(ws, task, "sm", table)
 
 
 def write_hand(ws, task: str, table):

@@ -20,6 +20,7 @@ from mothermodel.labeling import label_files
 from mothermodel.labeling.apply.config import ApplyConfig
 from mothermodel.labeling.apply.core import progress_bar
 from mothermodel.labeling.label_apply import DatasetCache, apply_and_read
+from mothermodel.labeling import slices
 from mothermodel.labeling.metrics import metrics, split_metrics, splits_in_order
 from mothermodel.labeling.model.base import DEFAULT_USE_DEV
 from mothermodel.labeling.model.baselines import MajorityVoter
@@ -97,6 +98,7 @@ class FitOutcome:
     metrics_gold_free: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     hand_labels: dict[str, Any] | None = None  # {version, rows, valid_rows}: the task's hand labels, if any
+    slices: dict[str, Any] | None = None  # per-slice figures (labeling/slices.py), when the task has slices
     dvc: str | None = None
 
     @property
@@ -112,7 +114,7 @@ class FitOutcome:
             out |= {"text_view": self.view, "metrics": self.metrics, "coverage": self.coverage, "apply": self.apply}
         else:
             out |= {"metrics": self.metrics, "tree": self.tree, "apply": self.apply}
-        for k in ("selected", "label_model_fit", "metrics_votes_only", "metrics_gold_free", "hand_labels"):
+        for k in ("selected", "label_model_fit", "metrics_votes_only", "metrics_gold_free", "hand_labels", "slices"):
             if getattr(self, k) is not None:
                 out[k] = getattr(self, k)
         if self.warnings:
@@ -252,11 +254,26 @@ def fit(store: AbstractStore, task: str, model: str = "label-model", use_dev: bo
                      coverage=float((x.L >= 0).any(axis=1).mean()) if len(x.L) else 0.0, selected=selected,
                      label_model_fit=config.get("label_model_fit"), metrics_votes_only=votes_metrics,
                      metrics_gold_free=gold_free, warnings=[x.gold_warning] if x.gold_warning else [], dvc=note or None)
+    res.slices = slice_report(store, x, preds, res.warnings)
     if res.coverage == 0.0:  # every label is the tie-break's guess: say so rather than fit quietly
         res.warnings.append(
             f"{task}: no source voted on any row (coverage 0.0): the labels are guesses; "
             "see the faults of `mothermodel label apply` and `mothermodel label analyze`")
     return res
+
+
+def slice_report(store: AbstractStore, x: FitInputs, preds: np.ndarray, warnings: list[str]) -> dict[str, Any] | None:
+    """`label fit --json`'s "slices": per slice and split, the labels' accuracy with its interval (None: the task
+    has no slices). Slices changed since the membership was computed are named, not measured."""
+    m = slices.read(store, x.task, x.dataset)
+    if m is None:
+        if x.task.slices:
+            warnings.append(f"{x.task.name}: its slices have no membership yet: run `mothermodel label apply`")
+        return None
+    if m.stale:
+        warnings.append(f"{x.task.name}: slice(s) {', '.join(m.stale)} changed since their membership was computed: "
+                        "not measured; run `mothermodel label apply`")
+    return {**m.to_json(), "metrics": slices.metrics(m, x.gold, preds, x.split)}
 
 
 def _has_sources(store: AbstractStore, task: str) -> None:

@@ -9,14 +9,15 @@ from typing import Any
 from mothermodel.errors import UserError
 from mothermodel.inputs import TaskInput
 from mothermodel.labeling.lf.core import ABSTAIN, KeywordLF, LabelingFunction, RegexLF, ThresholdLF, labeling_function
+from mothermodel.labeling.lf.slicing import SlicingFunction, slicing_function
 from mothermodel.spec import Column, Embedding, Model, Prompt, Task, TaskOutput
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ABSTAIN", "Column", "Embedding", "KeywordLF", "LabelingFunction", "RegexLF", "ThresholdLF", "Model", "Prompt", "Registry", "Task", "TaskInput",
-    "TaskOutput",
-    "UserError", "Workspace", "labeling_function", "__version__",
+    "ABSTAIN", "Column", "Embedding", "KeywordLF", "LabelingFunction", "RegexLF", "ThresholdLF", "Model", "Prompt",
+    "Registry", "SlicingFunction", "Task", "TaskInput", "TaskOutput", "UserError", "Workspace", "labeling_function",
+    "slicing_function", "__version__",
 ]
 
 

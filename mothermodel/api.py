@@ -162,12 +162,12 @@ class Registry:
             ds = known.get(s.dataset)
             sources = list(s.sources)
             for i, src in enumerate(sources):
-                params = declarative_params(src.code) if src.kind == "lf" else None
+                params = declarative_params(src.code) if src.kind in ("lf", "slice") else None
                 if not params or params.get("kind") not in ("keyword", "regex") or params.get("field") is not None:
                     continue
                 if ds is not None and ds.text_field is None:
-                    raise UserError(f"{s.origin}: sources[{i}].field: {src.name}: dataset {ds.name!r} has no text "
-                                    "field; name the column this source reads")
+                    raise UserError(f"{s.origin}: {s.where(i)}.field: {src.name}: dataset {ds.name!r} has no text "
+                                    "field; name the column it reads")
                 params["field"] = ds.text_field if ds is not None else "text"
                 lf = DECLARATIVE[params.pop("kind")](name=src.name, **params)
                 sources[i] = dataclasses.replace(src, code=lf.code, code_hash=lf.code_hash)
@@ -189,7 +189,7 @@ class Registry:
             path = self.ws.home / ds.path
             schema = pq.read_schema(path)
             for i, src in enumerate(s.sources):
-                params = declarative_params(src.code) if src.kind == "lf" else None
+                params = declarative_params(src.code) if src.kind in ("lf", "slice") else None
                 col = src.ref if src.kind == "column" else (params or {}).get("field")
                 if not isinstance(col, str) or col not in schema.names:
                     continue
@@ -197,7 +197,7 @@ class Registry:
                 # a float column read by a column source is read, to refuse fractions (NaN/null abstain)
                 problem = column_problem(schema, col, kind, values=lambda: pq.read_table(path, columns=[col]).column(0))
                 if problem:
-                    raise UserError(f"{s.origin}: sources[{i}] ({src.name}): {problem} (dataset {s.dataset!r})")
+                    raise UserError(f"{s.origin}: {s.where(i)} ({src.name}): {problem} (dataset {s.dataset!r})")
 
     def list_tasks(self) -> list[TaskSummary]:
         """`task list`: every task, by name (`.to_json()`: one object of `task list --json`)."""
@@ -357,10 +357,12 @@ class Registry:
 
         return label_history.log(self.store, task)
 
-    def label_diff(self, task: str, v1: int, v2: int) -> dict[str, Any]:
-        """`label diff TASK V1 V2`."""
+    def label_diff(self, task: str, v1: int, v2: int, slices: bool = False) -> dict[str, Any]:
+        """`label diff TASK V1 V2`: label-matrix versions; with `slices`, slice-membership versions."""
         from mothermodel.labeling import label_history
 
+        if slices:
+            return label_history.diff_slices(self.store, task, v1, v2)
         return label_history.diff(self.store, task, v1, v2)
 
     # --- the mother model --------------------------------------------------------------

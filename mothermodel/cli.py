@@ -276,7 +276,7 @@ def dag_show(ctx, fmt, out) -> None:
 @dag.command("impact")
 @click.argument("name")
 @click.option("--kind", type=click.Choice(["auto", "task", "source", "dataset"]), default="auto",
-              help="What NAME is (auto: a task, then TASK.SOURCE, then a dataset).")
+              help="What NAME is (auto: a task, then TASK.SOURCE or TASK.SLICE, then a dataset).")
 @json_option
 @click.pass_context
 def dag_impact(ctx, name, kind, as_json) -> None:
@@ -284,6 +284,12 @@ def dag_impact(ctx, name, kind, as_json) -> None:
     res = _registry(ctx).impact(name, kind)
     if as_json:
         console.emit_json(res.to_json())
+        return
+    if res.kind == "slice":
+        v = ", ".join(f"v{x.version}" for x in res.label_versions)
+        console.info(f"A change to slice {res.name} makes stale only what it measures: task {res.tasks[0].name}'s "
+                     f"slice membership{f' ({v})' if v else ''} and its per-slice figures. A slice never votes: no "
+                     "labels, models or deployables.")
         return
     console.info(f"A change to {res.kind} {res.name} makes stale:")
     console.info(f"  tasks ({len(res.tasks)}):")
@@ -336,6 +342,15 @@ def label_apply(ctx, tasks, jobs, lf_timeout, memory_mb, force, strict, engine, 
         _raise_if_lfs_stopped(res)
         return
     for t in res["tasks"]:
+        sl = t.get("slices")
+        if sl and sl["status"] == "created":
+            sizes = ", ".join(f"{n} {k}" for n, k in sl["sizes"].items()) or "none"
+            console.info(f"{t['task']}: slice membership v{sl['version']} (rows per slice: {sizes}; "
+                         f"{len(sl['recomputed'])} slices run, {len(sl['reused'])} reused)")
+        for f in (sl or {}).get("faults", []):
+            lines = (f["first_error"] or "").strip().splitlines()
+            console.info(f"  ! slice {f['name']}: {f['failed_rows']} rows failed"
+                         f"{'; stopped: ' + f['fatal'] if f.get('fatal') else ''}{': ' + lines[-1] if lines else ''}")
         if t["status"] == "up to date":
             console.info(f"{t['task']}: label matrix v{t['version']} is up to date")
             continue
@@ -382,6 +397,16 @@ def label_analyze(ctx, task, split, as_json) -> None:
                  f"confirming rows {res['median_confirm_rows'] or 0:g}")
     for g in res["near_duplicate_groups"]:
         console.info(f"near-duplicate LFs (their votes count once in the label model): {', '.join(g)}")
+    if res.get("slices"):
+        rows = []
+        for sl in res["slices"]["slices"]:
+            ok = sum(lf["correct"] for lf in sl["lfs"])
+            bad = sum(lf["incorrect"] for lf in sl["lfs"])
+            rows.append((sl["name"], sl["rows"], f"{sl['coverage']:.3f}", f"{sl['conflicts']:.3f}",
+                         sum(1 for lf in sl["lfs"] if lf["coverage"] > 0),
+                         f"{ok / (ok + bad):.3f}" if ok + bad else "-"))
+        console.table(rows, ["slice", "rows", "coverage", "conflicts", "LFs voting", "their accuracy"],
+                      title=f"slices (membership v{res['slices']['membership_version']})")
     if res.get("hand_labels"):
         console.info(f"hand labels (version {res['hand_labels']['version']}): {res['hand_labels']['rows']} rows, "
                      "clean labels rather than votes: not in the figures above")
@@ -444,6 +469,23 @@ def label_fit(ctx, task, model, use_dev, seed, text_view, select_on, as_json) ->
         console.table([(s, f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", m["n"])
                        + ((f"{votes[s]['accuracy']:.4f}",) if votes else ()) for s, m in t["metrics"].items()],
                       ["split", "accuracy", "macro F1", "rows"] + (["votes-only acc."] if votes else []))
+    if res.slices:
+        _slice_table(res.slices["metrics"], f"{task}: slices (membership v{res.slices['membership_version']})")
+
+
+def _slice_table(per_slice: dict, title: str, splits: tuple[str, ...] = ("valid", "test")) -> None:
+    """Per slice and split: rows, scored rows, accuracy with its 95% interval; "too small" below slices.MIN_ROWS."""
+    rows = []
+    for name, per in per_slice.items():
+        for s in splits:
+            f = per.get(s)
+            if f is None:
+                continue
+            acc = "-" if f["accuracy"] is None else f"{f['accuracy']:.4f}"
+            ci = "-" if f["ci95"] is None else f"{f['ci95'][0]:.3f}-{f['ci95'][1]:.3f}"
+            rows.append((name, s, f["rows"], f["n"], acc, ci, "too small" if f["too_small"] else ""))
+    if rows:
+        console.table(rows, ["slice", "split", "rows", "scored", "accuracy", "95% interval", ""], title=title)
 
 
 @label.command("add")
@@ -501,19 +543,29 @@ def label_log(ctx, task, as_json) -> None:
     console.table([(p["version"], p["created_at"][:19], p["model"], p["label_matrix_version"],
                     " ".join(f"{s}={m['accuracy']:.3f}" for s, m in p["metrics"].items()))
                    for p in res["prob_labels"]], ["probs", "created", "model", "matrix", "accuracy"])
+    if res.get("slice_memberships"):
+        console.table([(m["version"], m["created_at"][:19], " ".join(f"{n}={k}" for n, k in m["sizes"].items()),
+                        m["faults"], m["content_hash"][:12]) for m in res["slice_memberships"]],
+                      ["slices", "created", "rows per slice", "faulty slices", "hash"])
 
 
 @label.command("diff")
 @click.argument("task")
 @click.argument("v1", type=int)
 @click.argument("v2", type=int)
+@click.option("--slices", is_flag=True, help="Compare slice-membership versions V1 and V2 instead (`label log`).")
 @json_option
 @click.pass_context
-def label_diff(ctx, task, v1, v2, as_json) -> None:
-    """Per source: rows changed and coverage between label-matrix versions V1 and V2."""
-    res = _registry(ctx).label_diff(task, v1, v2)
+def label_diff(ctx, task, v1, v2, slices, as_json) -> None:
+    """Per source: rows changed and coverage between label-matrix versions V1 and V2 (--slices: per slice,
+    rows that joined and left it between slice-membership versions)."""
+    res = _registry(ctx).label_diff(task, v1, v2, slices=slices)
     if as_json:
         console.emit_json(res)
+        return
+    if slices:
+        console.table([(s["slice"], s["status"], s["rows_before"], s["rows_after"], s["joined"], s["left"])
+                       for s in res["slices"]], ["slice", "status", f"rows v{v1}", f"rows v{v2}", "joined", "left"])
         return
     console.table([(s["source"], s["status"], s["rows_changed"], f"{s['coverage_before']:.3f}",
                     f"{s['coverage_after']:.3f}") for s in res["sources"]],
@@ -800,10 +852,15 @@ def status(ctx, as_json) -> None:
     why = lambda t: next((f"{k}: {getattr(t, k).reason}" for k in ("labels", "model", "deployable")  # noqa: E731
                           if getattr(t, k).stale), "")
     ver = lambda s: f" v{s.version}" if s.version else ""  # noqa: E731
+    with_slices = any(t.slices is not None for t in st.tasks)  # the column only where slices are declared
+    first = lambda t: why(t) or (f"slices: {t.slices.reason}" if t.slices is not None and t.slices.stale  # noqa: E731
+                                 else "")
     console.table([(t.name, t.version, yes(t.labels.stale), yes(t.model.stale),
-                    yes(t.deployable.stale) + ver(t.deployable), _served(t.serving.to_json() if t.serving else None),
-                    why(t)) for t in st.tasks],
-                  ["task", "version", "labels", "model", "deployable", "served by (valid margin)", "first reason"])
+                    yes(t.deployable.stale) + ver(t.deployable))
+                   + ((("-" if t.slices is None else yes(t.slices.stale)),) if with_slices else ())
+                   + (_served(t.serving.to_json() if t.serving else None), first(t)) for t in st.tasks],
+                  ["task", "version", "labels", "model", "deployable"] + (["slices"] if with_slices else [])
+                  + ["served by (valid margin)", "first reason"])
     if st.failed:
         console.table([(f.task, f.stage, f.reason, f.fix, f.at.isoformat()[:19]) for f in st.failed],
                       ["failed task", "stage", "reason", "fix", "since"])

@@ -38,7 +38,9 @@ except ModuleNotFoundError:  # Python 3.10
 
 from mothermodel.errors import UserError
 from mothermodel.inputs import InputError, TaskInput
-from mothermodel.labeling.lf.core import DeclarativeLF, KeywordLF, LabelingFunction, RegexLF, re2_compatible
+from mothermodel.labeling.lf.core import (DeclarativeLF, KeywordLF, LabelingFunction, RegexLF, ThresholdLF,
+                                          re2_compatible)
+from mothermodel.labeling.lf.slicing import IN_SLICE, SlicingFunction
 from mothermodel.registry.records import (NAME_RE, SourceSpec, TaskSpec, class_names_problem, is_name,
                                           is_source_name)
 
@@ -408,6 +410,12 @@ class Task:
         gold: the dataset column holding this task's gold labels (class names or indices; evaluation
             only), when it is not the dataset's `--gold-field`. Checked against `classes` at submit;
             part of the fingerprint when set.
+        slices: named subsets of the task's rows to measure (docs/writing-tasks.md, "Slices"):
+            `@slicing_function()`s, or keyword / regex / threshold LFs (their label is ignored). In a .py spec,
+            module-level slicing functions are found like LFs. Versioned like sources, never voting, not part
+            of the fingerprint.
+        slice_heads: train a slice head per slice in the mother model (an indicator and an expert each,
+            docs/trainer.md "Slice heads"); the slices then join the fingerprint (editing one retrains).
     """
 
     name: str
@@ -420,6 +428,8 @@ class Task:
     parent_class: str | None = None
     input: Any = None
     gold: str | None = None
+    slices: list[Any] = field(default_factory=list)
+    slice_heads: bool = False
 
 
 def _err(origin: str, fld: str, msg: str) -> UserError:
@@ -427,7 +437,8 @@ def _err(origin: str, fld: str, msg: str) -> UserError:
 
 
 def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>",
-              source_text: str | None = None, shared_hash: str | None = None) -> TaskSpec:
+              source_text: str | None = None, shared_hash: str | None = None,
+              slicing: list[SlicingFunction] | None = None) -> TaskSpec:
     """Check a task's own fields and turn it plus its LFs into a `TaskSpec`.
 
     Checks here need no registry: name pattern, classes, source shapes,
@@ -499,6 +510,23 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>",
         if s.name in seen:
             raise _err(origin, "sources", f"duplicate source name {s.name!r}")
         seen.add(s.name)
+    listed = list(task.slices or [])
+    if not isinstance(listed, list):
+        raise _err(origin, "slices", "must be a list of slicing functions")
+    listed += [f for f in slicing or [] if not any(f is g for g in listed)]
+    for i, sl in enumerate(listed):
+        where = f"slices[{i}]"
+        spec = _slice_source(sl, shared_hash, origin, where)
+        if not is_source_name(spec.name):
+            raise _err(origin, f"{where}.name", f"{spec.name!r} is not a valid slice name")
+        if spec.name in seen:
+            raise _err(origin, "slices", f"duplicate name {spec.name!r} (slices and sources share one namespace)")
+        seen.add(spec.name)
+        sources.append(spec)
+    if not isinstance(task.slice_heads, bool):
+        raise _err(origin, "slice_heads", "must be true or false")
+    if task.slice_heads and not listed:
+        raise _err(origin, "slice_heads", "the task declares no slices")
     return TaskSpec(
         name=task.name,
         dataset=task.dataset,
@@ -512,7 +540,22 @@ def normalise(task: Task, lfs: list[LabelingFunction], origin: str = "<api>",
         parent_class=task.parent_class,
         input=task_input,
         gold=_gold_field(task.gold, origin),
+        slice_heads=task.slice_heads,
     )
+
+
+def _slice_source(sl: Any, shared_hash: str | None, origin: str, where: str) -> SourceSpec:
+    """A slice as the registry stores it: kind "slice", its code recorded as an LF's. A declarative LF given as
+    a slice is rebuilt with the label IN_SLICE (a slice has no class)."""
+    if isinstance(sl, DeclarativeLF):
+        params = {k: v for k, v in sl.params().items() if k != "label"}
+        sl = type(sl)(name=sl.name, label=IN_SLICE, **params)
+        _check_regex_lf(sl, origin, where)
+    elif not isinstance(sl, SlicingFunction):
+        raise _err(origin, where, f"a slice is a @slicing_function() or a keyword/regex/threshold LF, "
+                                  f"not {type(sl).__name__}")
+    src = _lf_source(sl, shared_hash)
+    return SourceSpec(name=src.name, kind="slice", code=src.code, code_hash=src.code_hash)
 
 
 def _check_regex_lf(lf: LabelingFunction, origin: str, where: str) -> None:
@@ -552,7 +595,8 @@ def from_task(task: Task) -> TaskSpec:
     if not isinstance(task, Task):
         raise UserError(f"submit: expected a Task, a TaskSpec or a spec file, got {type(task).__name__}")
     origin = f"<task {task.name} built in Python>"
-    py_lfs = [s for s in task.sources or [] if isinstance(s, LabelingFunction) and not isinstance(s, DeclarativeLF)]
+    py_lfs = [s for s in [*(task.sources or []), *(task.slices or [])]
+              if isinstance(s, LabelingFunction) and not isinstance(s, DeclarativeLF)]
     text, shared = _python_lf_module(py_lfs, origin) if py_lfs else (None, None)
     return normalise(task, [], origin=origin, source_text=text, shared_hash=shared)
 
@@ -780,14 +824,16 @@ def _load_python(p: Path) -> TaskSpec:
     tasks = [v for v in values if isinstance(v, Task)]
     if len(tasks) != 1:
         raise UserError(f"{p}: a spec module must define exactly one Task (found {len(tasks)})")
-    lfs = [v for v in values if isinstance(v, LabelingFunction)]
+    lfs = [v for v in values if isinstance(v, LabelingFunction) and not isinstance(v, SlicingFunction)]
+    slicing = [v for v in values if isinstance(v, SlicingFunction)]
     text = _read_text(p)
     shared = _shared_code_hash(text, module)
     if helpers:  # a helper module beside the spec is code every Python LF may use
         shared = hashlib.sha256("\0".join([shared, *helpers]).encode()).hexdigest()
     # Helper modules are stored after the spec's text (NUL-separated, see lf.split_stored_spec):
     # `label apply` runs these texts, never files found beside the spec later.
-    return normalise(tasks[0], lfs, origin=str(p), source_text="\0".join([text, *helpers]), shared_hash=shared)
+    return normalise(tasks[0], lfs, origin=str(p), source_text="\0".join([text, *helpers]), shared_hash=shared,
+                     slicing=slicing)
 
 
 def _helper_modules(names: set[str], folder: Path) -> list[str]:
@@ -829,7 +875,7 @@ def _from_mapping(data: Any, origin: str) -> TaskSpec:
     if not isinstance(data, dict):
         raise UserError(f"{origin}: the spec must be a mapping of fields")
     known = {"name", "dataset", "classes", "parent", "parent_class", "description", "owner", "sources", "input",
-             "gold"}
+             "gold", "slices", "slice_heads"}
     unknown = sorted(set(data) - known, key=str)  # YAML keys may be numbers too
     if unknown:
         raise _err(origin, unknown[0], "unknown field")
@@ -854,7 +900,43 @@ def _from_mapping(data: Any, origin: str) -> TaskSpec:
         raise _err(origin, "sources", "must be a list")
     for i, s in enumerate(raw_sources):
         task.sources.append(_source_from_mapping(s, f"sources[{i}]", i, list(task.classes), origin))
+    raw_slices = data.get("slices") or []
+    if not isinstance(raw_slices, list):
+        raise _err(origin, "slices", "must be a list")
+    task.slices = [_slice_from_mapping(s, f"slices[{i}]", i, origin) for i, s in enumerate(raw_slices)]
+    task.slice_heads = data.get("slice_heads", False)
     return normalise(task, [], origin=origin)
+
+
+_SLICE_KINDS = ("keyword", "regex", "threshold")
+
+
+def _slice_from_mapping(s: Any, where: str, i: int, origin: str) -> DeclarativeLF:
+    """A YAML/TOML slice: a keyword, regex or threshold rule without a label (a slice has no class)."""
+    if not isinstance(s, dict) or s.get("kind") not in _SLICE_KINDS:
+        raise _err(origin, f"{where}.kind" if isinstance(s, dict) else where,
+                   f"each slice needs a kind ({' | '.join(_SLICE_KINDS)}; Python slices: a .py spec)")
+    kind = s["kind"]
+    if kind == "threshold":
+        required, optional = {"field", "op", "value"}, {"name"}
+    else:
+        required, optional = _SOURCE_FIELDS[kind][0] - {"label"}, _SOURCE_FIELDS[kind][1]
+    missing, unknown = sorted(required - set(s)), sorted(set(s) - required - optional - {"kind"})
+    if missing:
+        raise _err(origin, f"{where}.{missing[0]}", "missing")
+    if unknown:
+        raise _err(origin, f"{where}.{unknown[0]}", f"unknown field for a {kind} slice")
+    if kind == "threshold":
+        name = s.get("name", f"slice_{i}")
+        if not isinstance(s["field"], str) or not s["field"]:
+            raise _err(origin, f"{where}.field", "must be a column name")
+        if s["op"] not in ThresholdLF.OPS:
+            raise _err(origin, f"{where}.op", f"must be one of {', '.join(ThresholdLF.OPS)}")
+        if isinstance(s["value"], bool) or not isinstance(s["value"], (int, float)):
+            raise _err(origin, f"{where}.value", "must be a number")
+        return ThresholdLF(name, s["field"], s["op"], s["value"], IN_SLICE)
+    lf = _source_from_mapping({**s, "label": IN_SLICE, "name": s.get("name", f"slice_{i}")}, where, i, ["IN"], origin)
+    return lf
 
 
 # Per source kind: its required and optional fields in a YAML/TOML spec.

@@ -32,6 +32,7 @@ from mothermodel.registry.records import (
     ProbLabels,
     ProbLabelsRecord,
     RegistryStatus,
+    SliceMembershipRecord,
     Snapshot,
     Staleness,
     TaskDetail,
@@ -130,6 +131,17 @@ class AbstractStore(abc.ABC):
                             source_versions: Mapping[str, Any], num_rows: int, inputs_key: str, num_entries: int,
                             faults: list[dict[str, Any]]) -> LabelMatrixRecord:
         """Record TASK's next label-matrix version (the file is already written)."""
+
+    @abc.abstractmethod
+    def record_slice_membership(self, task: TaskRecord, *, path: str, content_hash: str, dataset_hash: str,
+                                slice_versions: Mapping[str, Any], inputs_key: str, num_rows: int,
+                                sizes: Mapping[str, int], faults: list[dict[str, Any]]) -> SliceMembershipRecord:
+        """Record TASK's next slice-membership version (the file is already written): which rows are in
+        which of its slices, computed from `slice_versions` over the dataset `dataset_hash`."""
+
+    @abc.abstractmethod
+    def slice_memberships(self, task: str) -> list[SliceMembershipRecord]:
+        """Every slice-membership version of TASK, newest first."""
 
     @abc.abstractmethod
     def record_prob_labels(self, task: TaskRecord, *, label_matrix_version: int, model: str, path: str,

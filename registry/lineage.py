@@ -17,7 +17,8 @@ Pure functions over records; `RegistryStore` gathers the records.
 
 from __future__ import annotations
 
-from typing import Sequence
+import json
+from typing import Any, Mapping, Sequence
 
 from mothermodel.registry.records import (
     DeployableRecord,
@@ -74,6 +75,23 @@ def deployable_staleness(fingerprint: str, deployable: DeployableRecord | None, 
     if model_state.stale:
         return Staleness(v, True, f"its model is stale ({model_state.reason})")
     return Staleness(v, False)
+
+
+def slices_staleness(current: dict[str, Any], latest: Mapping[str, Any] | None) -> Staleness:
+    """A task's slice membership: stale when its slices (name -> {version, code_hash}) or its dataset changed
+    since its latest membership (`latest`: version, slice_versions JSON, same_data), or when there is none."""
+    if latest is None:
+        return Staleness(None, True, "no slice membership yet")
+    recorded = json.loads(latest["slice_versions"]) if isinstance(latest["slice_versions"], str) else latest["slice_versions"]
+    if not latest["same_data"]:
+        return Staleness(latest["version"], True, "dataset changed")
+    changed = sorted(n for n, i in current.items() if recorded.get(n) != i)
+    removed = sorted(set(recorded) - set(current))
+    if changed or removed:
+        why = [f"slice {n} {'new' if n not in recorded else 'changed'}" for n in changed] + \
+              [f"slice {n} removed" for n in removed]
+        return Staleness(latest["version"], True, "; ".join(why))
+    return Staleness(latest["version"], False)
 
 
 def task_staleness(task: str, fingerprint: str, latest_labels: tuple[int, str] | None, fresh_labels: int | None,

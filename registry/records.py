@@ -60,10 +60,13 @@ def declarative_params(code: str | None) -> dict[str, Any] | None:
         return None
     return params if isinstance(params, dict) else None
 
-SOURCE_KINDS = ("lf", "column", "task_output", "model", "embedding", "prompt", "hand")
+SOURCE_KINDS = ("lf", "column", "task_output", "model", "embedding", "prompt", "hand", "slice")
 """embedding / prompt: votes computed by a model over the whole dataset (labeling/apply/embedding.py,
 prompted.py; `code` is their parameters as JSON); hand: a task's hand labels (`label add`; `ref` is the
-labels file, `code_hash` its content hash), kept when the task's spec is resubmitted."""
+labels file, `code_hash` its content hash), kept when the task's spec is resubmitted; slice: a slicing
+function (labeling/lf/slicing.py; `code` as an LF's): stored, versioned and submitted with the sources, but
+it never votes: a `TaskRecord` holds it in `slices`, apart from `sources`, and it is not part of the
+task's fingerprint (editing a slice changes what is measured, not what is learnt)."""
 HAND_SOURCE = "hand_labels"
 """The name of a task's hand-label source (one per task, versioned by `label add`)."""
 EDGE_KINDS = ("parent", "task_output")
@@ -111,6 +114,22 @@ class TaskSpec:
     parent_class: str | None = None
     input: TaskInput | None = None  # how the model input is built from a row; None = the dataset's text field
     gold: str | None = None  # the task's own gold column; None = `gold_<task>` or the dataset's gold field
+    slice_heads: bool = False  # the mother model trains a slice head per slice (then slices are in the fingerprint)
+
+    @property
+    def slices(self) -> tuple[SourceSpec, ...]:
+        """The task's slicing functions (kind "slice": in `sources` for versioning, never a voter)."""
+        return tuple(s for s in self.sources if s.kind == "slice")
+
+    def where(self, i: int) -> str:
+        """How a spec names `sources[i]` (slices come after the voters): "sources[i]" or "slices[j]"."""
+        n = len(self.voters)
+        return f"sources[{i}]" if i < n else f"slices[{i - n}]"
+
+    @property
+    def voters(self) -> tuple[SourceSpec, ...]:
+        """The sources that vote: every source but the slices (what the fingerprint is computed from)."""
+        return tuple(s for s in self.sources if s.kind != "slice")
 
     @property
     def upstream_tasks(self) -> list[tuple[str, str]]:
@@ -133,7 +152,8 @@ class TaskSpec:
                 for s in self.sources
             ],
         } | ({"input": self.input.to_dict()} if self.input is not None else {}) | (
-            {"gold": self.gold} if self.gold is not None else {})  # absent: hashes stay as before
+            {"gold": self.gold} if self.gold is not None else {}) | (  # absent: hashes stay as before
+            {"slice_heads": True} if self.slice_heads else {})
 
     @property
     def spec_hash(self) -> str:
@@ -233,11 +253,13 @@ class TaskRecord:
     owner: str | None = None
     spec_origin: str | None = None
     spec_source: str | None = None  # a Python spec's module text
-    sources: tuple[SourceRecord, ...] = ()
+    sources: tuple[SourceRecord, ...] = ()  # the voters (every kind but "slice")
+    slices: tuple[SourceRecord, ...] = ()  # its slicing functions (kind "slice"), in name order
     created_at: datetime | None = None
     updated_at: datetime | None = None
     input: TaskInput | None = None  # None: the dataset's text field
     gold: str | None = None  # its own gold column (None: `gold_<task>` or the dataset's gold field)
+    slice_heads: bool = False  # slice heads trained for its slices
 
     @property
     def num_classes(self) -> int:
@@ -256,6 +278,29 @@ class TaskRecord:
     def hand_source(self) -> "SourceRecord | None":
         """The task's hand-label source (`label add`), or None."""
         return next((s for s in self.sources if s.kind == "hand"), None)
+
+
+@dataclass(frozen=True)
+class SliceMembershipRecord:
+    """One version of a task's slice membership (`label apply`): which rows are in which slice."""
+
+    task: str
+    version: int
+    path: str  # Parquet: row (int64), slice (dictionary string), one line per member row and slice
+    content_hash: str
+    dataset_hash: str
+    slice_versions: dict[str, Any]  # slice -> {"version", "code_hash"} it was computed from
+    inputs_key: str
+    num_rows: int  # the dataset's rows
+    sizes: dict[str, int]  # slice -> member rows
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    created_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "path": self.path, "content_hash": self.content_hash,
+                "slices": {n: {**self.slice_versions.get(n, {}), "rows": self.sizes.get(n, 0)}
+                           for n in sorted(self.slice_versions)},
+                "faults": self.faults, "created_at": _iso(self.created_at)}
 
 
 @dataclass(frozen=True)
@@ -371,6 +416,7 @@ class Snapshot:
     edges: list[Edge]
     latest_matrix: dict[str, LabelMatrixRecord]
     latest_probs: dict[str, ProbLabelsRecord]
+    latest_membership: dict[str, SliceMembershipRecord] = field(default_factory=dict)
 
     def graph(self, kinds: tuple[str, ...] = EDGE_KINDS):
         from mothermodel.registry.graph import build_graph  # lazy: cycle: graph.py imports Edge from here
@@ -427,7 +473,7 @@ class TaskSummary:
 class TaskDetail:
     """One task as `task show` shows it: the record, its sources in display order, its neighbours."""
 
-    task: TaskRecord  # its sources in the label matrix's column order (kind, name)
+    task: TaskRecord  # its sources in the label matrix's column order (kind, name); its slices
     sources: tuple[SourceRecord, ...]  # display order: columns, LFs (lf2 before lf10), then the others
     upstream: tuple[Edge, ...]  # the edges into the task
     downstream: tuple[Edge, ...]  # the edges out of it, by downstream task
@@ -438,13 +484,23 @@ class TaskDetail:
             "name": t.name, "dataset": t.dataset, "classes": list(t.classes), "parent": t.parent,
             "parent_class": t.parent_class, "description": t.description, "owner": t.owner, "version": t.version,
             "fingerprint": t.fingerprint, "input": t.input.to_dict() if t.input is not None else None,
-            "gold": t.gold, "spec_origin": t.spec_origin, "created_at": _iso(t.created_at),
+            "gold": t.gold, "slice_heads": t.slice_heads, "spec_origin": t.spec_origin, "created_at": _iso(t.created_at),
             "updated_at": _iso(t.updated_at),
             "sources": [{"name": s.name, "kind": s.kind, "version": s.version, "ref": s.ref, "code_hash": s.code_hash}
                         for s in self.sources],
+            "slices": [{"name": s.name, "version": s.version, "code_hash": s.code_hash, **_slice_form(s)}
+                       for s in t.slices],
             "upstream": [{"task": e.upstream, "kind": e.kind} for e in self.upstream],
             "downstream": [{"task": e.downstream, "kind": e.kind} for e in self.downstream],
         }
+
+
+def _slice_form(s: SourceRecord) -> dict[str, Any]:
+    """How a slice was declared: a declarative one's kind and parameters, else {"kind": "python"}."""
+    params = declarative_params(s.code)
+    if not params:
+        return {"kind": "python"}
+    return {k: v for k, v in params.items() if k != "label"}
 
 
 @dataclass(frozen=True)
@@ -501,12 +557,16 @@ class TaskStatus:
     deployable: Staleness
     serving: Serving | None  # None: no model, or one from before the guard
     faults: tuple[TaskFault, ...] = ()
+    slices: Staleness | None = None  # its slice membership; None: a task that never had slices
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "fingerprint": self.fingerprint, "dataset": self.dataset,
-                "labels": self.labels.to_dict(), "model": self.model.to_dict(), "deployable": self.deployable.to_dict(),
-                "serving": self.serving.to_json() if self.serving is not None else None,
-                "faults": [{k: v for k, v in f.to_json().items() if k != "task"} for f in self.faults]}
+        out = {"name": self.name, "version": self.version, "fingerprint": self.fingerprint, "dataset": self.dataset,
+               "labels": self.labels.to_dict(), "model": self.model.to_dict(), "deployable": self.deployable.to_dict(),
+               "serving": self.serving.to_json() if self.serving is not None else None,
+               "faults": [{k: v for k, v in f.to_json().items() if k != "task"} for f in self.faults]}
+        if self.slices is not None:
+            out["slices"] = self.slices.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -610,7 +670,7 @@ class ImpactedDeployable:
 class ImpactReport:
     """`dag impact`: everything current that a change to a task, TASK.SOURCE or dataset makes stale, and why."""
 
-    kind: str  # what changed: 'task' | 'source' | 'dataset'
+    kind: str  # what changed: 'task' | 'source' | 'slice' | 'dataset'
     name: str  # its canonical name
     tasks: tuple[ImpactedTask, ...]  # by depth, then name
     label_versions: tuple[LabelVersionRef, ...]

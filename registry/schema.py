@@ -173,6 +173,42 @@ MIGRATIONS: list[list[str]] = [
                created_at TIMESTAMP NOT NULL,
                PRIMARY KEY (task, version))""",
     ],
+    # 5 -> 6: slices (slicing functions: stored with the sources as kind 'slice', never voting) and their
+    # membership, computed by `label apply` beside the label matrix. The sources table is rebuilt again for
+    # its CHECK (DuckDB cannot alter one).
+    [
+        """CREATE TABLE sources_v6 (
+               task VARCHAR NOT NULL,
+               name VARCHAR NOT NULL,
+               kind VARCHAR NOT NULL CHECK (kind IN ('lf', 'column', 'task_output', 'model', 'embedding', 'prompt',
+                                                     'hand', 'slice')),
+               ref VARCHAR,                      -- column, upstream task, model URI or hand-labels file
+               code VARCHAR,                     -- an LF's or slice's code; a model-computed source's parameters (JSON)
+               code_hash VARCHAR,
+               content_hash VARCHAR NOT NULL,    -- decides the version
+               version INTEGER NOT NULL,
+               created_at TIMESTAMP NOT NULL,
+               updated_at TIMESTAMP NOT NULL,
+               PRIMARY KEY (task, name))""",
+        "INSERT INTO sources_v6 SELECT task, name, kind, ref, code, code_hash, content_hash, version, created_at, "
+        "updated_at FROM sources",
+        "DROP TABLE sources",
+        "ALTER TABLE sources_v6 RENAME TO sources",
+        """CREATE TABLE slice_memberships (       -- one row per version of a task's slice membership
+               task VARCHAR NOT NULL,
+               version INTEGER NOT NULL,
+               path VARCHAR NOT NULL,            -- Parquet (row, slice), relative to .mothermodel/
+               content_hash VARCHAR NOT NULL,
+               dataset_hash VARCHAR NOT NULL,
+               slice_versions VARCHAR NOT NULL,  -- JSON {slice: {version, code_hash}} it was computed from
+               inputs_key VARCHAR NOT NULL,      -- hash of the dataset and those slices
+               num_rows BIGINT NOT NULL,         -- the dataset's rows
+               sizes VARCHAR NOT NULL,           -- JSON {slice: member rows}
+               faults VARCHAR,                   -- JSON: slices that failed on some rows
+               created_at TIMESTAMP NOT NULL,
+               PRIMARY KEY (task, version))""",
+        "ALTER TABLE tasks ADD COLUMN slice_heads BOOLEAN NOT NULL DEFAULT false",  # train slice heads for its slices
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

@@ -35,6 +35,7 @@ from mothermodel.registry.records import (
     Edge,
     HandLabelsRecord,
     ImpactedDeployable,
+    SliceMembershipRecord,
     ImpactedModel,
     ImpactReport,
     LabelMatrixRecord,
@@ -104,11 +105,13 @@ def _names(names) -> Any:
 
 
 _TASK_COLS = ("name, dataset, classes, parent, parent_class, version, fingerprint, description, owner, "
-              "spec_origin, spec_source, created_at, updated_at, input, gold")
+              "spec_origin, spec_source, created_at, updated_at, input, gold, slice_heads")
 _DATASET_COLS = "name, path, num_rows, content_hash, text_field, split_field, gold_field, columns, source_file"
 _MATRIX_COLS = ("task, version, path, content_hash, dataset_hash, source_versions, task_fingerprint, num_rows, "
                 "inputs_key, num_entries, report AS faults, created_at")
 _PROBS_COLS = "task, version, label_matrix_version, model, path, content_hash, task_fingerprint, metrics, config, created_at"
+_MEMBERSHIP_COLS = ("task, version, path, content_hash, dataset_hash, slice_versions, inputs_key, num_rows, sizes, "
+                    "faults, created_at")
 _DEPLOYABLE_COLS = ("task, version, model_version, task_fingerprint, student, path, content_hash, "
                     "mlflow_model_version, metrics, created_at")
 
@@ -126,7 +129,8 @@ def _source(r: Mapping[str, Any]) -> SourceRecord:
 
 def _task(r: Mapping[str, Any], sources=()) -> TaskRecord:
     return TaskRecord(**{**r, "classes": tuple(r["classes"]), "description": r["description"] or "",
-                         "input": _input(r["input"]), "sources": tuple(sources)})
+                         "input": _input(r["input"]), "sources": tuple(s for s in sources if s.kind != "slice"),
+                         "slices": tuple(s for s in sources if s.kind == "slice")})
 
 
 def _input(text: str | None):
@@ -136,6 +140,11 @@ def _input(text: str | None):
 def _matrix(r: Mapping[str, Any]) -> LabelMatrixRecord:
     return LabelMatrixRecord(**{**r, "source_versions": _json(r["source_versions"], {}),
                                 "faults": _json(r["faults"], [])})
+
+
+def _membership(r: Mapping[str, Any]) -> SliceMembershipRecord:
+    return SliceMembershipRecord(**{**r, "slice_versions": _json(r["slice_versions"], {}),
+                                    "sizes": _json(r["sizes"], {}), "faults": _json(r["faults"], [])})
 
 
 def _probs(r: Mapping[str, Any]) -> ProbLabelsRecord:
@@ -297,8 +306,9 @@ class RegistryStore(AbstractStore):
             return {}
         with _registered(con, "_fp_names", _names(names)):
             srcs: dict[str, list] = {n: [] for n in names}
-            for t, n, k, ref, v in con.execute(
-                "SELECT task, name, kind, ref, version FROM sources WHERE task IN (SELECT name FROM _fp_names)"
+            for t, n, k, ref, v in con.execute(  # slices never vote: in the fingerprint only with slice heads
+                "SELECT s.task, s.name, s.kind, s.ref, s.version FROM sources s JOIN tasks t ON t.name = s.task "
+                "WHERE s.task IN (SELECT name FROM _fp_names) AND (s.kind <> 'slice' OR t.slice_heads)"
             ).fetchall():
                 srcs[t].append((n, k, ref, v))
             return {
@@ -339,6 +349,7 @@ class RegistryStore(AbstractStore):
             "input": pa.array([json.dumps(s.input.to_dict()) if s.input is not None else None for s in specs],
                               pa.string()),
             "gold": pa.array([s.gold for s in specs], pa.string()),
+            "slice_heads": pa.array([s.slice_heads for s in specs], pa.bool_()),
             "created_at": pa.array([state.existing[n].created_at if n in state.existing else now for n in names], ts),
             "updated_at": pa.array([now] * len(names), ts),
         })
@@ -403,7 +414,8 @@ class RegistryStore(AbstractStore):
             rows = _rows(con.execute(
                 """SELECT t.name, t.dataset, t.classes, t.parent, t.version, t.fingerprint,
                           coalesce(s.n, 0) AS num_sources, t.owner, t.updated_at
-                   FROM tasks t LEFT JOIN (SELECT task, count(*) AS n FROM sources GROUP BY task) s
+                   FROM tasks t LEFT JOIN (SELECT task, count(*) AS n FROM sources WHERE kind <> 'slice'
+                                           GROUP BY task) s
                      ON s.task = t.name
                    ORDER BY t.name"""))
         return [TaskSummary(**{**r, "classes": tuple(r["classes"])}) for r in rows]
@@ -421,6 +433,7 @@ class RegistryStore(AbstractStore):
                 "regexp_extract(name, '^(.*?)(\\d*)$', 1), try_cast(regexp_extract(name, '(\\d+)$', 1) AS INTEGER), name",
                 [name]))]
         downstream = sorted((e for e in edges if e.upstream == name), key=lambda e: e.downstream)
+        sources = [x for x in sources if x.kind != "slice"]
         return TaskDetail(task=t, sources=tuple(sources), upstream=tuple(e for e in edges if e.downstream == name),
                           downstream=tuple(downstream))
 
@@ -480,7 +493,10 @@ class RegistryStore(AbstractStore):
             probs = {r["task"]: _probs(r) for r in _rows(con.execute(
                 f"SELECT {_PROBS_COLS} FROM prob_labels "
                 "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1"))}
-            return Snapshot(self.tasks(con), self.datasets(con), self.edges(con), matrices, probs)
+            members = {r["task"]: _membership(r) for r in _rows(con.execute(
+                f"SELECT {_MEMBERSHIP_COLS} FROM slice_memberships "
+                "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1"))}
+            return Snapshot(self.tasks(con), self.datasets(con), self.edges(con), matrices, probs, members)
 
     def graph(self):
         """All tasks and typed edges as a networkx DiGraph (node attrs: dataset, n_classes, parent, version,
@@ -489,7 +505,8 @@ class RegistryStore(AbstractStore):
             nodes = _rows(con.execute(
                 """SELECT t.name, t.dataset, len(t.classes) AS n_classes, t.parent, t.version,
                           coalesce(s.n, 0) AS n_sources
-                   FROM tasks t LEFT JOIN (SELECT task, count(*) n FROM sources GROUP BY task) s ON s.task = t.name"""))
+                   FROM tasks t LEFT JOIN (SELECT task, count(*) n FROM sources WHERE kind <> 'slice' GROUP BY task) s
+                     ON s.task = t.name"""))
             g = build_graph([n["name"] for n in nodes], self.edges(con))
         for n in nodes:
             g.add_node(n.pop("name"), **n)
@@ -520,6 +537,29 @@ class RegistryStore(AbstractStore):
             con.execute("DELETE FROM task_faults WHERE task = ? AND stage = 'label apply'", [task.name])
         return LabelMatrixRecord(task.name, v, path, content_hash, dataset_hash, dict(source_versions),
                                  task.fingerprint, num_rows, inputs_key, num_entries, list(faults), now)
+
+    def record_slice_membership(self, task: TaskRecord, *, path: str, content_hash: str, dataset_hash: str,
+                                slice_versions: Mapping[str, Any], inputs_key: str, num_rows: int,
+                                sizes: Mapping[str, int], faults: list[dict[str, Any]]) -> SliceMembershipRecord:
+        """Record TASK's next slice-membership version (the file is already written)."""
+        with self.write() as con:
+            self._task(con, task.name, with_sources=False)
+            v = _next_version(con, "slice_memberships", task.name)
+            now = _now()
+            con.execute(
+                "INSERT INTO slice_memberships (task, version, path, content_hash, dataset_hash, slice_versions, "
+                "inputs_key, num_rows, sizes, faults, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [task.name, v, path, content_hash, dataset_hash, json.dumps(slice_versions, sort_keys=True),
+                 inputs_key, num_rows, json.dumps(dict(sizes), sort_keys=True), json.dumps(faults), now])
+        return SliceMembershipRecord(task.name, v, path, content_hash, dataset_hash, dict(slice_versions), inputs_key,
+                                     num_rows, dict(sizes), list(faults), now)
+
+    def slice_memberships(self, task: str) -> list[SliceMembershipRecord]:
+        """Every slice-membership version of TASK, newest first."""
+        with self.read() as con:
+            self._task(con, task, with_sources=False)
+            return [_membership(r) for r in _rows(con.execute(
+                f"SELECT {_MEMBERSHIP_COLS} FROM slice_memberships WHERE task = ? ORDER BY version DESC", [task]))]
 
     def record_prob_labels(self, task: TaskRecord, *, label_matrix_version: int, model: str, path: str,
                            content_hash: str, metrics: Mapping[str, Any], config: Mapping[str, Any]) -> ProbLabelsRecord:
@@ -725,7 +765,7 @@ class RegistryStore(AbstractStore):
         with self.read() as con:
             tasks = self._task_statuses(con)
             counts = _row(con.execute(
-                "SELECT (SELECT count(*) FROM tasks) AS tasks, (SELECT count(*) FROM sources) AS sources, "
+                "SELECT (SELECT count(*) FROM tasks) AS tasks, (SELECT count(*) FROM sources WHERE kind <> 'slice') AS sources, "
                 "(SELECT count(*) FROM datasets) AS datasets, (SELECT max(version) FROM schema_version) AS schema"))
             latest = con.execute("SELECT max(version) FROM models").fetchone()[0]
         return RegistryStatus(latest_model_version=latest, schema_version=counts.pop("schema"),
@@ -773,14 +813,29 @@ class RegistryStore(AbstractStore):
         faults: dict[str, list[TaskFault]] = {}
         for f in self._task_faults(con, name):
             faults.setdefault(f.task, []).append(f)
+        slices = self._slice_staleness(con, name)
         out = []
         for r, s in rows:
             n = r["name"]
             out.append(TaskStatus(name=n, version=r["version"], fingerprint=r["fingerprint"], dataset=r["dataset"],
                                   labels=s["labels"], model=s["model"], deployable=s["deployable"],
                                   serving=lineage.serving(model.tasks.get(n) if model else None),
-                                  faults=tuple(faults.get(n, ()))))
+                                  faults=tuple(faults.get(n, ())), slices=slices.get(n)))
         return out
+
+    def _slice_staleness(self, con, name: str | None = None) -> dict[str, Staleness]:
+        """Per task with slices (or a membership): whether its latest slice membership was computed from its
+        current slices and dataset (`label apply` brings it up to date)."""
+        current: dict[str, dict[str, Any]] = {}
+        for t, n, v, h in con.execute("SELECT task, name, version, code_hash FROM sources WHERE kind = 'slice' "
+                                      "AND (? IS NULL OR task = ?)", [name, name]).fetchall():
+            current.setdefault(t, {})[n] = {"version": v, "code_hash": h}
+        latest = {r["task"]: r for r in _rows(con.execute(
+            "SELECT m.task, m.version, m.slice_versions, m.dataset_hash = d.content_hash AS same_data "
+            "FROM slice_memberships m JOIN tasks t ON t.name = m.task JOIN datasets d ON d.name = t.dataset "
+            "WHERE ? IS NULL OR m.task = ? QUALIFY row_number() OVER (PARTITION BY m.task ORDER BY m.version DESC) = 1",
+            [name, name]))}
+        return {t: lineage.slices_staleness(current.get(t, {}), latest.get(t)) for t in set(current) | set(latest)}
 
     # --- per-task faults: one task's failure is recorded and reported, the others go on ----------------
 
@@ -813,10 +868,15 @@ class RegistryStore(AbstractStore):
                              for f in {f["task"]: f for f in failed}.values()])
 
     def impact(self, name: str, kind: str = "auto") -> ImpactReport:
-        """Everything a change to NAME (a task, TASK.SOURCE or a dataset) makes stale, and why."""
+        """Everything a change to NAME (a task, TASK.SOURCE, TASK.SLICE or a dataset) makes stale, and why."""
         with self.read() as con:
             what, canonical, direct = self._resolve(con, name, kind)
             g = build_graph(direct, self.edges(con))
+            if what == "slice":  # a slice never votes: only what it measures goes stale (its task's membership)
+                latest = [LabelVersionRef(**r) for r in _rows(con.execute(
+                    "SELECT task, 'slice_membership' AS kind, max(version) AS version FROM slice_memberships "
+                    "WHERE task = ? GROUP BY task", direct))]
+                return lineage.impact_report(what, canonical, g, {direct[0]: (0, None)}, latest, [], [])
             reached = lineage.reach(g, direct)
             with _registered(con, "_impacted", _names(reached)):
                 label_versions = [LabelVersionRef(**r) for r in _rows(con.execute(
@@ -844,8 +904,9 @@ class RegistryStore(AbstractStore):
             return "task", name, [name]
         if kind in ("auto", "source") and "." in name:
             task, src = name.split(".", 1)
-            if con.execute("SELECT 1 FROM sources WHERE task = ? AND name = ?", [task, src]).fetchone():
-                return "source", name, [task]
+            found = con.execute("SELECT kind FROM sources WHERE task = ? AND name = ?", [task, src]).fetchone()
+            if found:
+                return "slice" if found[0] == "slice" else "source", name, [task]
         if kind in ("auto", "dataset") and con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
             users = [r["name"] for r in _rows(con.execute("SELECT name FROM tasks WHERE dataset = ? ORDER BY name",
                                                           [name]))]

@@ -80,7 +80,8 @@ def plan_submit(specs: Sequence[TaskSpec], state: SubmitState, replace: bool,
     for s in specs:
         inputs[s.name] = fp.Inputs(
             dataset=s.dataset, classes=tuple(s.classes), parent=s.parent, parent_class=s.parent_class,
-            sources=tuple([(src.name, src.kind, src.ref, v) for src, v in zip(s.sources, source_versions[s.name])]
+            sources=tuple([(src.name, src.kind, src.ref, v) for src, v in zip(s.sources, source_versions[s.name])
+                           if src.kind != "slice" or s.slice_heads]  # slices: in it only when heads train on them
                           + state.kept_sources.get(s.name, [])),
             dataset_hash=state.datasets[s.dataset][0], input=s.input.to_dict() if s.input is not None else None,
             gold=s.gold)
@@ -96,8 +97,8 @@ def plan_submit(specs: Sequence[TaskSpec], state: SubmitState, replace: bool,
 
 
 def declarative_field(src) -> str | None:
-    """The column a declarative (keyword/regex/threshold) LF reads, or None for other sources."""
-    params = declarative_params(src.code) if src.kind == "lf" else None
+    """The column a declarative (keyword/regex/threshold) LF or slice reads, or None for other sources."""
+    params = declarative_params(src.code) if src.kind in ("lf", "slice") else None
     fld = params.get("field") if params else None
     return fld if isinstance(fld, str) else None
 
@@ -115,7 +116,7 @@ def check_batch(specs: Sequence[TaskSpec], state: SubmitState, replace: bool) ->
             known = ", ".join(sorted(state.datasets)[:10]) or "none registered"
             raise UserError(f"{s.origin}: dataset: unknown dataset {s.dataset!r} ({known})")
         cols = state.datasets[s.dataset][1]
-        for i, src in enumerate(s.sources):
+        for i, src in enumerate(s.voters):
             if src.name == HAND_SOURCE or src.kind == "hand":
                 raise UserError(f"{s.origin}: sources[{i}].name: {src.name!r} is reserved for the task's hand labels "
                                 "(add them with `mothermodel label add`)")
@@ -125,6 +126,13 @@ def check_batch(specs: Sequence[TaskSpec], state: SubmitState, replace: bool) ->
             if fld is not None and fld not in cols:
                 raise UserError(f"{s.origin}: sources[{i}].field: dataset {s.dataset!r} has no column {fld!r} "
                                 f"(LF {src.name})")
+        for i, src in enumerate(s.slices):
+            if src.name == HAND_SOURCE:
+                raise UserError(f"{s.origin}: slices[{i}].name: {src.name!r} is reserved for the task's hand labels")
+            fld = declarative_field(src)
+            if fld is not None and fld not in cols:
+                raise UserError(f"{s.origin}: slices[{i}].field: dataset {s.dataset!r} has no column {fld!r} "
+                                f"(slice {src.name})")
         if s.input is not None:
             for f in s.input.columns:
                 if f not in cols:

@@ -262,6 +262,42 @@ def test_warm_start_keeps_unchanged_heads_and_drops_removed(enc_dir):
     assert not torch.equal(model.state_dict()["heads.keep.out.weight"], before["heads.keep.out.weight"])
 
 
+def test_warm_start_keeps_adds_and_drops_slice_heads(enc_dir):
+    """Slices alone changed: the head keeps its weights and the kept slices' experts; a new slice enters with
+    zero output weights (predictions unchanged until trained); a dropped slice's weights go."""
+    enc, tok = load_encoder(enc_dir)
+    model = MotherModel(enc, [HeadSpec("t", ("a", "b", "c"), slices=("long", "short"))], seed=5)
+    with torch.no_grad():  # as if trained
+        for p in model.heads.parameters():
+            p.add_(torch.randn_like(p))
+    old = {k: v.clone() for k, v in model.heads["t"].state_dict().items()}
+    x = tok(["the match was great", "a vote"], padding=True, return_tensors="pt")
+    model.eval()
+    with torch.no_grad():
+        before = model(x["input_ids"], x["attention_mask"])["t"]["logits"]
+    ws = reconcile_heads(model, [HeadSpec("t", ("a", "b", "c"), slices=("long", "numbers", "short"))])
+    assert ws.finetuned == ["t"] and ws.reinitialized == []
+    assert ws.to_dict()["slices"] == {"t": {"kept": ["long", "short"], "added": ["numbers"], "dropped": []}}
+    head = model.heads["t"]
+    for s in ("long", "short"):
+        for part in ("indicators", "experts"):
+            for w in ("weight", "bias"):
+                assert torch.equal(getattr(head, part)[s].state_dict()[w], old[f"{part}.{s}.{w}"])
+    h = model.hidden
+    assert torch.equal(head.out.weight[:, :h], old["out.weight"][:, :h])
+    assert torch.equal(head.out.weight[:, h + 3:h + 6], torch.zeros(3, 3))  # 'numbers': the middle block
+    assert torch.equal(head.out.weight[:, h + 6:], old["out.weight"][:, h + 3:])  # 'short' moved with its name
+    model.eval()
+    with torch.no_grad():
+        after = model(x["input_ids"], x["attention_mask"])["t"]["logits"]
+    assert torch.allclose(before, after, atol=1e-6)  # an added slice changes nothing until trained
+    ws = reconcile_heads(model, [HeadSpec("t", ("a", "b", "c"), slices=("numbers",))])
+    assert ws.slices == {"t": {"kept": ["numbers"], "added": [], "dropped": ["long", "short"]}}
+    assert set(model.heads["t"].experts) == {"numbers"} and model.heads["t"].out.weight.shape == (3, h + 3)
+    # other structure changes still re-initialise
+    assert reconcile_heads(model, [HeadSpec("t", ("a", "b"), slices=("numbers",))]).reinitialized == ["t"]
+
+
 def test_hierarchical_tree_with_slices_trains(enc_dir):
     """A task tree on one dataset (hierarchical layout) with a slice head: every row is encoded once for both tasks."""
     sent, _ = synthetic_tasks(n_sent=300, seed=4)

@@ -69,6 +69,9 @@ class TaskData:
             reads the encoder's vectors at each opening marker. 0 = none.
         hand: (rows,) int hand label (`label add`) per row, -1 where none; None = no hand labels.
             Those rows' gold is already -1 (never scored).
+        measured: slice name -> (rows,) bool membership of the task's declared slices (`label apply`),
+            measured by `evaluate` (figures under the split ``<split>/slice:<name>``), not trained on:
+            `slices` above is what slice heads train.
     """
 
     name: str
@@ -85,6 +88,7 @@ class TaskData:
     slices: dict[str, np.ndarray] = field(default_factory=dict)
     spans: int = 0
     hand: Optional[np.ndarray] = None
+    measured: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.texts)
@@ -113,7 +117,8 @@ class TaskData:
         if self.parent_class is not None and self.parent is None:
             raise ValueError(f"task {self.name!r}: parent_class given without a parent")
         self.slices = {str(k): np.asarray(v, dtype=bool) for k, v in (self.slices or {}).items()}
-        for k, v in self.slices.items():
+        self.measured = {str(k): np.asarray(v, dtype=bool) for k, v in (self.measured or {}).items()}
+        for k, v in [*self.slices.items(), *self.measured.items()]:
             if v.shape != (n,):
                 raise ValueError(f"task {self.name!r}: slice {k!r} has shape {v.shape}, expected ({n},)")
         if self.dataset is None:

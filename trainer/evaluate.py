@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from mothermodel.labeling.metrics import metrics, splits_in_order
+from mothermodel.labeling.slices import split_figures
 from mothermodel.registry.metric_key import MetricKey, flatten, per_split
 from mothermodel.trainer.data import TaskData, Tokenized, tokenize
 from mothermodel.trainer.predict import predict_tokens
@@ -58,7 +59,14 @@ def evaluate(model: Any, tokenizer: Any, tasks: Sequence[TaskData], *, max_lengt
                 m = (t.split == s) & (t.gold >= 0)
                 if m.any():
                     res[t.name][s] = metrics(t.gold[m], pred[m], t.num_classes)
+            res[t.name].update(slice_figures(t, pred, splits))
     return res
+
+
+def slice_figures(t: TaskData, pred: np.ndarray, splits: Optional[Sequence[str]] = None) -> dict[str, dict[str, Any]]:
+    """Per declared slice (`TaskData.measured`) and split: the figure of `pred` (labeling/slices.py
+    `split_figures`: under the split name ``<split>/slice:<name>``)."""
+    return split_figures(t.measured, t.gold, pred, t.split, splits)
 
 
 def metric_keys(results: dict[str, dict[str, dict[str, float]]], datasets: dict[str, str]) -> dict[str, float]:

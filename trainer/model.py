@@ -36,7 +36,7 @@ other heads exist.
 from __future__ import annotations
 
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterable, Optional, Sequence
 
 import torch
@@ -314,9 +314,33 @@ class WarmStart:
     reinitialized: list[str] = field(default_factory=list)
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    slices: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # head -> slices kept / added / dropped
 
-    def to_dict(self) -> dict[str, list[str]]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if not self.slices:
+            del d["slices"]  # runs without slice heads report what they did before
+        return d
+
+
+@torch.no_grad()
+def transfer_slices(old: "TaskHead", new: "TaskHead", old_spec: HeadSpec, new_spec: HeadSpec) -> None:
+    """Carry a head's weights over a change of its slices alone: the output layer's columns for the pooled
+    vector (and spans, parent), each kept slice's indicator, expert and output columns; a new slice's output
+    columns start at zero, so the head's predictions do not move until training moves them."""
+    k = new_spec.num_classes
+    base = new.out.in_features - k * len(new_spec.slices)
+    new.out.weight[:, :base] = old.out.weight[:, :base]
+    new.out.bias.copy_(old.out.bias)
+    for j, s in enumerate(new_spec.slices):
+        cols = slice(base + k * j, base + k * (j + 1))
+        if s in old_spec.slices:
+            i = old_spec.slices.index(s)
+            new.out.weight[:, cols] = old.out.weight[:, base + k * i: base + k * (i + 1)]
+            new.indicators[s].load_state_dict(old.indicators[s].state_dict())
+            new.experts[s].load_state_dict(old.experts[s].state_dict())
+        else:
+            new.out.weight[:, cols] = 0.0
 
 
 def reconcile_heads(model: MotherModel, specs: Sequence[HeadSpec], *, changed: Iterable[str] = (),
@@ -328,8 +352,11 @@ def reconcile_heads(model: MotherModel, specs: Sequence[HeadSpec], *, changed: I
       unless its parent's head no longer fits it (hierarchical layout), then
       it is removed too;
     * a task without a head gets a new, freshly initialised one;
-    * a head whose structure differs (classes, parent, parent class, slices) is
+    * a head whose structure differs (classes, parent, parent class) is
       re-initialised: its outputs would mean something else;
+    * a head whose slices alone changed keeps its weights and the kept slices' indicators and experts;
+      a new slice's expert enters the output layer with zero weights (the head predicts what it did until
+      training moves them), a dropped slice's weights go (`transfer_slices`); fine-tuned;
     * a task in `changed` (its labels moved, its structure did not) is
       fine-tuned from its current weights (``changed_policy='finetune'``, the
       default) or re-initialised (``'reinit'``). Fine-tuning is the default
@@ -355,6 +382,15 @@ def reconcile_heads(model: MotherModel, specs: Sequence[HeadSpec], *, changed: I
         if old is None:
             model.add_head(spec)
             ws.added.append(spec.name)
+        elif old != spec and old == replace(spec, slices=old.slices) and \
+                model.heads[spec.name].parent_classes == model._parent_dim(spec):
+            old_head = model.heads[spec.name]
+            model.add_head(spec)
+            transfer_slices(old_head, model.heads[spec.name], old, spec)
+            ws.finetuned.append(spec.name)
+            ws.slices[spec.name] = {"kept": [x for x in spec.slices if x in old.slices],
+                                    "added": [x for x in spec.slices if x not in old.slices],
+                                    "dropped": [x for x in old.slices if x not in spec.slices]}
         elif old != spec or model.heads[spec.name].parent_classes != model._parent_dim(spec):
             model.add_head(spec)
             ws.reinitialized.append(spec.name)

@@ -58,6 +58,9 @@ class TaskResult:
                 out.update(per_split(self.task, self.dataset, figures, ("accuracy",), prefix=f"stage{s}_"))
         out.update(per_split(self.task, self.dataset, self.label_metrics, acc_f1, prefix="label_model_", cast=False))
         out.update(per_split(self.task, self.dataset, self.served_metrics, acc_f1, prefix="served_"))
+        # a declared slice's size beside its figures (split "<split>/slice:<name>": trainer/evaluate.py)
+        out.update(per_split(self.task, self.dataset, {s: m for s, m in self.metrics.items() if "/slice:" in s},
+                             ("n",)))
         return out
 
 

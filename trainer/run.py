@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from mothermodel.atomic import sha256_file, write_text_atomic
 from mothermodel.errors import UserError
 from mothermodel.inputs import TaskInput, as_text
+from mothermodel.labeling import slices
 from mothermodel.registry import datasets, faults, lineage
 from mothermodel.registry.abstract_store import AbstractStore
 from mothermodel.registry.datasets import input_texts
@@ -172,13 +173,18 @@ def _task_data(store: AbstractStore, snap: Snapshot, lin: dict[str, Lineage], n:
     pl = store.read_prob_labels(store.prob_labels(n, li.prob_label_version), with_text=True)
     inp = t.input
     in_tree = t.parent in lin and t.parent_class and rows_key(snap.tasks[t.parent]) == rows_key(t)
+    member = slices.read(store, t, snap.datasets[t.dataset], snap.latest_membership.get(n))
+    measured = member.by_name() if member else {}
+    if measured:  # the labels' figures per slice too, beside the model's (what the guard's labels would serve)
+        li.label_metrics = {**li.label_metrics, **slices.split_figures(measured, pl.gold, np.asarray(pl.pred), pl.split)}
     return TaskData(
         name=n, classes=list(t.classes), texts=pl.texts, split=pl.split, probs=pl.probs, covered=pl.covered,
         gold=pl.gold, dataset=rows_key(t),
         parent=t.parent if in_tree else None,
         parent_class=snap.tasks[t.parent].classes.index(t.parent_class) if in_tree else None,
         applicable=pl.applicable if in_tree else None,
-        spans=len(inp.spans) if inp is not None and inp.kind == "markers" else 0, hand=pl.hand)
+        spans=len(inp.spans) if inp is not None and inp.kind == "markers" else 0, hand=pl.hand, measured=measured,
+        slices=measured if t.slice_heads else {})
 
 
 def _tracking_uri(ws, options: TrainOptions) -> str:

@@ -40,7 +40,9 @@ __all__ = ["Tracker", "flatten_params", "safe_key"]
 
 _PARAM_MAX = 6000  # MLflow's limit on a parameter value's length
 _KEY_MAX = 250  # MLflow's limit on a metric or parameter name's length
-_UNSAFE = re.compile(r"[^/\w.\- ]")  # MLflow's allowed characters (colons only off Windows: left out)
+# MLflow's allowed characters; colons only off Windows, where MLflow takes them (a slice's figures are named
+# `.../slice:NAME/...`: docs/writing-tasks.md, "Slices")
+_UNSAFE = re.compile(r"[^/\w.\- ]" if os.name == "nt" else r"[^/\w.\-: ]")
 
 
 def safe_key(key: str) -> str:

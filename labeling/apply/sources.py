@@ -28,11 +28,19 @@ def empty(names: Sequence[str] = (), reports: dict[str, LFReport] | None = None)
 def build_lfs(t: TaskRecord) -> dict[str, LabelingFunction]:
     """The task's LFs as submitted: declarative ones from their recorded parameters,
     Python ones by re-running the stored spec module."""
+    return _build(t, [s for s in t.sources if s.kind == "lf"], "LF")
+
+
+def build_slices(t: TaskRecord, names: Sequence[str] | None = None) -> dict[str, LabelingFunction]:
+    """The task's slicing functions (all, or `names`), built as its LFs are (labeling/lf/slicing.py: an
+    applied slice gives its members IN_SLICE)."""
+    return _build(t, [s for s in t.slices if names is None or s.name in names], "slice")
+
+
+def _build(t: TaskRecord, records: Sequence[SourceRecord], what: str) -> dict[str, LabelingFunction]:
     lfs: dict[str, LabelingFunction] = {}
     py_needed = []
-    for s in t.sources:
-        if s.kind != "lf":
-            continue
+    for s in records:
         decl = declarative_params(s.code)
         if decl and decl.get("kind") in DECLARATIVE:
             params = {k: v for k, v in decl.items() if k != "kind"}
@@ -45,7 +53,7 @@ def build_lfs(t: TaskRecord) -> dict[str, LabelingFunction]:
         module_lfs = lfs_from_source(t.spec_source, t.spec_origin or f"<task {t.name}>")
         for n in py_needed:
             if n not in module_lfs:
-                raise UserError(f"task {t.name}: LF {n!r} not found in its stored spec")
+                raise UserError(f"task {t.name}: {what} {n!r} not found in its stored spec")
             lfs[n] = module_lfs[n]
     return lfs
 

@@ -266,8 +266,8 @@ def lfs_from_source(text: str, origin: str) -> dict[str, LabelingFunction]:
     Neither the spec's folder nor the current directory is searched for imports
     (a file dropped there later would otherwise run as whoever applies the task).
     What the module prints goes to stderr (stdout may carry --json).
-    LFs are found among the module's globals and in the `sources` list of any
-    object that has one (the spec's `Task`), so this module needs no spec types.
+    LFs (and slicing functions, LFs too) are found among the module's globals and in the `sources` and
+    `slices` lists of any object that has them (the spec's `Task`), so this module needs no spec types.
     """
     spec_text, helpers = split_stored_spec(text)
     mod_name = f"_mothermodel_spec_{uuid.uuid4().hex}"
@@ -303,8 +303,10 @@ def lfs_from_source(text: str, origin: str) -> dict[str, LabelingFunction]:
     for v in list(vars(module).values()):
         if isinstance(v, LabelingFunction):
             lfs[v.name] = v
-        elif not isinstance(v, type) and isinstance(getattr(v, "sources", None), (list, tuple)):
-            for src in v.sources:
-                if isinstance(src, LabelingFunction):
-                    lfs[src.name] = src
+        elif not isinstance(v, type):  # the spec's Task: LFs in its sources, slicing functions in its slices
+            for attr in ("sources", "slices"):
+                listed = getattr(v, attr, None)
+                for src in listed if isinstance(listed, (list, tuple)) else ():
+                    if isinstance(src, LabelingFunction):
+                        lfs[src.name] = src
     return lfs
