@@ -26,6 +26,7 @@ from mothermodel.registry import faults
 from mothermodel.registry.abstract_store import AbstractStore
 from mothermodel.registry.backends import open_store
 from mothermodel.registry.graph import topological
+from mothermodel.registry.metric_key import MetricKey
 from mothermodel.registry.records import (
     DatasetRecord,
     ImpactReport,
@@ -226,8 +227,29 @@ class Registry:
         """`status`: per task, whether labels, model and deployable are stale, and why; what serves it; its
         faults; a training run not yet recorded (`.to_json()`: `status --json`)."""
         # "training": a run `train` has not recorded (running, or interrupted: `train --resume` continues it)
+        registry = self.store.status()
         return StatusReport(workspace=str(self.ws.root), mlflow_tracking_uri=self.ws.mlflow_tracking_uri,
-                            registry=self.store.status(), training=training_state(self.ws))
+                            registry=registry, training=training_state(self.ws),
+                            slices=self._slice_figures() if any(t.slices for t in registry.tasks) else [])
+
+    def _slice_figures(self) -> list[dict[str, Any]]:
+        """Per task, slice and split (valid, test): what serves the task, inside the slice and overall, as the
+        latest model recorded it (a slice declared since shows up after the next `train`)."""
+        model = self.store.model()
+        if model is None:
+            return []
+        out = []
+        for flat, n in model.metrics.items():
+            k = MetricKey.parse(flat)
+            if k is None or k.metric != "n" or "/slice:" not in k.split:
+                continue
+            split, name = k.split.split("/slice:", 1)
+            if split not in ("valid", "test"):  # train rows are what the model learnt from
+                continue
+            get = lambda s, m: model.metrics.get(MetricKey(k.task, k.dataset, s, m).flat())  # noqa: E731
+            out.append({"task": k.task, "slice": name, "split": split, "n": int(n),
+                        "served_accuracy": get(k.split, "served_accuracy"), "overall": get(split, "served_accuracy")})
+        return sorted(out, key=lambda r: (r["task"], r["slice"], r["split"] == "test"))
 
     def verify(self, tracking_uri: str | None = None) -> Report:
         """`verify`: every recorded file exists and matches its hash, no interrupted command's leftovers

@@ -861,6 +861,12 @@ def status(ctx, as_json) -> None:
                    + (_served(t.serving.to_json() if t.serving else None), first(t)) for t in st.tasks],
                   ["task", "version", "labels", "model", "deployable"] + (["slices"] if with_slices else [])
                   + ["served by (valid margin)", "first reason"])
+    if res.slices:  # per declared slice: what serves the task inside it, beside overall (the latest model)
+        fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+        console.table([(r["task"], r["slice"], r["split"], r["n"], fmt(r["served_accuracy"]), fmt(r["overall"]))
+                       + ("too small" if r["n"] < 30 else "",) for r in res.slices],
+                      ["task", "slice", "split", "rows", "accuracy in slice", "overall", ""],
+                      title="slices (latest model; what serves each task)")
     if st.failed:
         console.table([(f.task, f.stage, f.reason, f.fix, f.at.isoformat()[:19]) for f in st.failed],
                       ["failed task", "stage", "reason", "fix", "since"])

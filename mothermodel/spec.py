@@ -854,12 +854,27 @@ def _shared_code_hash(text: str, module) -> str:
     helper bumps every Python LF's, since any of them may read it.
     """
     lf_names = {n for n, v in vars(module).items() if isinstance(v, (LabelingFunction, Task))}
+    task_names = {n for n, v in vars(module).items() if isinstance(v, Task)}
     fn_names = {v.f.__name__ for v in vars(module).values()
                 if isinstance(v, LabelingFunction) and not isinstance(v, DeclarativeLF)}
+
+    def on_task(expr) -> bool:
+        """`task.x` / `task.sources.append(...)`: a statement that changes the Task (the spec records that),
+        not code an LF may read."""
+        while isinstance(expr, (ast.Attribute, ast.Call, ast.Subscript)):
+            expr = expr.func if isinstance(expr, ast.Call) else expr.value
+        return isinstance(expr, ast.Name) and expr.id in task_names
+
     tree = ast.parse(text)
     keep = []
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in fn_names:
+            continue
+        if isinstance(node, (ast.Assign, ast.AugAssign)) and all(
+                isinstance(t, (ast.Attribute, ast.Subscript)) and on_task(t)
+                for t in (node.targets if isinstance(node, ast.Assign) else [node.target])):
+            continue
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and on_task(node.value):
             continue
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]

@@ -616,10 +616,15 @@ class StatusReport:
     mlflow_tracking_uri: str
     registry: RegistryStatus
     training: dict[str, Any] | None = None
+    # per declared slice, the latest model's figures: {task, slice, split, n, served_accuracy, overall}
+    slices: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"workspace": self.workspace, "mlflow_tracking_uri": self.mlflow_tracking_uri,
-                **self.registry.to_json(), "training": self.training}
+        out = {"workspace": self.workspace, "mlflow_tracking_uri": self.mlflow_tracking_uri,
+               **self.registry.to_json(), "training": self.training}
+        if self.slices:
+            out["slices"] = self.slices
+        return out
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ def test_demo(tmp_path):
     from mothermodel import Registry
 
     store = Registry.open(d).store
-    # the LF edit: a new version of ticket_topic and of its source mentions_money
-    assert store.task("ticket_topic").version == 2
+    # the LF edit: a new version of ticket_topic and of its source mentions_money (v3: slice heads, step 10)
+    assert store.task("ticket_topic").version == 3
     assert {s.name: s.version for s in store.task("ticket_topic").sources}["mentions_money"] == 2
     kinds = {(t, s.kind) for t in TASKS for s in store.task(t).sources}
     codes = {t: {s.name: s.code or "" for s in store.task(t).sources} for t in TASKS}
@@ -52,16 +52,15 @@ def test_demo(tmp_path):
     stale = {"billing_kind", "refund_reason", "ticket_topic", "urgency"}
     impact = json.loads(run_cli("dag", "impact", "ticket_topic.mentions_money", "--json", ws=d).out)
     assert {t["name"] for t in impact["tasks"]} == stale
-    v1, v2, v3 = store.models()
+    v1, v2, v3, v4 = store.models()
     assert {t for t in TASKS if v1.tasks[t].task_fingerprint != v2.tasks[t].task_fingerprint} == stale
     for t in TASKS:
         pl = store.latest_prob_labels(t, fresh=False)
-        assert pl.task_fingerprint == store.task(t).fingerprint, t  # refit for the edit where it moved
-        if t != "review_aspect":
-            assert (pl.version == v1.tasks[t].prob_label_version) == (t not in stale), t  # the others kept theirs
-            assert v2.tasks[t].prob_label_version == pl.version, t  # and model v2 learned them
-        assert v3.tasks[t].prob_label_version == pl.version, t
-    assert res["latest_model_version"] == 3
+        assert pl.task_fingerprint == store.task(t).fingerprint, t  # refit wherever the fingerprint moved
+        if t != "review_aspect":  # model v2 learned refit labels exactly where the LF edit reached
+            assert (v2.tasks[t].prob_label_version != v1.tasks[t].prob_label_version) == (t in stale), t
+        assert v4.tasks[t].prob_label_version == pl.version, t  # and the latest model learned the latest
+    assert res["latest_model_version"] == 4
     # The hand labels (step 9): a source of review_aspect alone; its labels refit, model v3 learned them,
     # and none of those rows is scored.
     hand = store.task("review_aspect").hand_source
@@ -79,12 +78,23 @@ def test_demo(tmp_path):
     assert "like_the_hand_labels" in {lf["name"] for lf in an["lfs"]}
     assert "What the watch tick rebuilt:" in p.stdout
     assert not any(t["labels"]["stale"] or t["model"]["stale"] or t["deployable"]["stale"] for t in res["tasks"])
+    # The slice (step 10): ticket_topic's slicing function short_ticket, measured in every model, then slice
+    # heads: the spec's slice_heads moved ticket_topic's fingerprint (and those downstream of it), not the
+    # review tasks'; its Python LFs kept their versions (a statement on the Task is not code they read).
+    t = store.task("ticket_topic")
+    assert [x.name for x in t.slices] == ["short_ticket"] and t.slice_heads
+    assert {s.name: s.version for s in t.sources}["mentions_failure"] == 1
+    assert {n for n in TASKS if v3.tasks[n].task_fingerprint != v4.tasks[n].task_fingerprint} == stale
+    key = "ticket_topic/tickets/test/slice:short_ticket/accuracy"
+    assert key in v3.metrics and key in v4.metrics and v4.metrics[key.replace("accuracy", "n")] > 0
+    assert "short_ticket" in json.dumps(json.loads((d / ".mothermodel" / v4.path / "manifest.json").read_text()))
+    assert "inside the slice short_ticket" in p.stdout
     for task in TASKS:
-        assert store.latest_deployable(task).version == 3
+        assert store.latest_deployable(task).version == 4
         assert (d / "bundles" / task / "model.onnx").is_file() and (d / "bundles" / task / "manifest.json").is_file()
     assert "student acc." in p.stdout and "student ms/text" in p.stdout
     assert "mother model acc." in p.stdout and "train: model v2 trained" in p.stdout
-    assert "train: model v3 trained" in p.stdout
+    assert "train: model v3 trained" in p.stdout and "train: model v4 trained" in p.stdout
     assert f"mothermodel -w {d} ui" in p.stdout and "mlflow ui --backend-store-uri" in p.stdout
     # Running it again rebuilds the demo folder (--dir: the option's old name); a non-demo folder is refused.
     assert run_proc("demo", "--dir", d, "--epochs", "0.05", "--distill-epochs", "0.5", "--encoder", enc).returncode == 0

@@ -198,6 +198,11 @@ def test_per_slice_figures_in_label_fit_analyze_train_and_mlflow(sws):
         assert f["n"] == int((short & (split == "test")).sum()) and f["ci95"][0] <= f["accuracy"] <= f["ci95"][1]
     assert d["metrics"]["spam_py/mail/test/slice:short/teacher_accuracy"] == pytest.approx(
         manifest["metrics"]["teacher"]["test/slice:short"]["accuracy"])
+    rows = {(r["slice"], r["split"]): r for r in js(ws, "status")["slices"]}
+    assert rows[("short", "test")]["n"] == res["metrics"]["spam_py/mail/test/slice:short/n"]
+    assert rows[("short", "test")]["served_accuracy"] == pytest.approx(
+        res["metrics"]["spam_py/mail/test/slice:short/served_accuracy"])
+    assert not any(split == "train" for _, split in rows) and "accuracy in slice" in run_cli("status", ws=ws).out
     drun = MlflowClient(tracking_uri=d["mlflow_tracking_uri"]).get_run(d["mlflow_run_id"])
     assert "spam_py/mail/test/slice:short/accuracy" in drun.data.metrics
 

@@ -19,6 +19,7 @@ import sys
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 from rich.console import Console
@@ -181,11 +182,25 @@ def run(directory: Path, epochs: float = 4.0, encoder: Path | None = None,
     _report_tick(before, model_before, *_versions(directory))
     _report_hand(figures_before, _task_figures(directory, HAND_TASK))
 
-    step("10. Export every task's deployable: a folder that onnxruntime + tokenizers run alone")
+    step("10. A slice where the model is weak: short tickets, measured all along, then given slice heads")
+    # ticket_topic declares the slice short_ticket (a slicing function in its spec): every figure of the task has
+    # been measured inside it too. Its owner now turns on slice heads: an indicator and an expert for the slice.
+    command(directory, "label", "analyze", SLICE_TASK, "--split", "valid")  # its LFs inside the slice
+    slice_before = _slice_figures(directory, SLICE_TASK, SLICE)
+    spec = directory / "tasks" / f"{SLICE_TASK}.py"
+    spec.write_text(spec.read_text() + "\n\n# Extra capacity where the model is weak: a slice head per slice.\n"
+                    "task.slice_heads = True\n")
+    command(directory, "task", "submit", str(spec), "--replace")
+    before, model_before = _versions(directory)
+    command(directory, "watch", "--once", *train_args, "--distill-epochs", str(distill_epochs))
+    _report_tick(before, model_before, *_versions(directory))
+    _report_slice(slice_before, _slice_figures(directory, SLICE_TASK, SLICE))
+
+    step("11. Export every task's deployable: a folder that onnxruntime + tokenizers run alone")
     for task in sorted(before):
         command(directory, "export", task, "--format", "onnx", "--out", str(directory / "bundles" / task))
 
-    step("11. Status and results")
+    step("12. Status and results")
     command(directory, "status")
     reg = Registry.open(directory)
     _summary(reg)
@@ -201,6 +216,7 @@ def run(directory: Path, epochs: float = 4.0, encoder: Path | None = None,
     return directory
 
 
+SLICE_TASK, SLICE = "ticket_topic", "short_ticket"
 HAND_TASK = "review_aspect"
 HAND_PER_CLASS = 8
 
@@ -251,6 +267,31 @@ def _report_hand(before: dict, after: dict) -> None:
           "(hand-labelled train rows: no test or valid row was labelled, so every figure is on the same rows):")
     fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
     console.table([(k, fmt(before[k]), fmt(after[k])) for k in before], ["", "before", "after"])
+
+
+def _slice_figures(directory: Path, task: str, name: str) -> dict[str, Any]:
+    """TASK's test figures in the latest model, inside slice NAME and overall: the model's, what serves it,
+    the labels', and the slice's scored rows with the 95% interval of the model's figure."""
+    store = Registry.open(directory).store
+    model, ds = store.model(), store.task(task).dataset
+    key = lambda split, metric: model.metrics.get(MetricKey(task, ds, split, metric).flat())  # noqa: E731
+    inside = f"test/slice:{name}"
+    return {"version": model.version, "n": key(inside, "n"),
+            "slice": {m: key(inside, m) for m in ("label_model_accuracy", "accuracy", "served_accuracy")},
+            "overall": {m: key("test", m) for m in ("label_model_accuracy", "accuracy", "served_accuracy")}}
+
+
+def _report_slice(before: dict[str, Any], after: dict[str, Any]) -> None:
+    n = before["n"] or after["n"]
+    print(f"\n{SLICE_TASK}, test accuracy inside the slice {SLICE} ({int(n or 0)} test rows) and overall, model "
+          f"v{before['version']} (no slice heads) against v{after['version']} (slice heads):")
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    names = {"label_model_accuracy": "labels", "accuracy": "mother model", "served_accuracy": "served"}
+    console.table([(f"{where}: {names[m]}", fmt(before[where][m]), fmt(after[where][m]))
+                   for where in ("slice", "overall") for m in names], ["", "before", "after"])
+    if n is not None and n < 30:
+        print(f"(fewer than 30 rows: a figure inside the slice moves {100 / n:.1f} points per row; `label fit --json` "
+              "and `train --json` give its 95% interval)")
 
 
 def _report_tick(before: dict[str, tuple], model_before: int | None, after: dict[str, tuple],

@@ -1,6 +1,6 @@
 """Topic of a support ticket: the root of the ticket task tree."""
 
-from mothermodel import ABSTAIN, Task, labeling_function
+from mothermodel import ABSTAIN, Task, labeling_function, slicing_function
 
 task = Task(
     name="ticket_topic",
@@ -31,3 +31,9 @@ def mentions_login(x):
 @labeling_function()
 def mentions_smalltalk(x):
     return OTHER if any(w in x.text for w in ("hours", "feedback", "partnership", "office", "newsletter")) else ABSTAIN
+
+
+@slicing_function()
+def short_ticket(x):
+    # A slice to measure: tickets of a few words leave the model little to read (on valid it was weaker there).
+    return len(x.text) < 45
