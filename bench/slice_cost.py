@@ -1,11 +1,11 @@
 """Slice membership against LFs: what 20 slicing functions cost over 200k rows next to 20 LFs (issue 22).
 
-    python bench/slice_cost.py [--rows 200000] [--repeats 3] [--ws /tmp/mm-bench-slice-cost]
+    python bench/slice_cost.py [--rows 200000] [--repeats 5] [--ws /tmp/mm-bench-slice-cost]
 
 One workspace, one dataset of --rows seeded synthetic texts (bench/apply.py's generator), two tasks on it:
-- `with_lfs`: 20 Python LFs, each `1 if <predicate> else ABSTAIN`;
-- `with_slices`: the same 20 predicates as `@slicing_function()`s (`return <predicate>`), plus one keyword LF
-  (a task needs a voter; DuckDB applies it in a fraction of a second).
+- `with_lfs`: 20 Python LFs, each `1 if <predicate> else ABSTAIN`, and one keyword LF;
+- `with_slices`: the same 20 predicates as `@slicing_function()`s (`return <predicate>`), and the same keyword LF
+  (a task needs a voter), so the two differ only in the 20 functions being LFs or slices.
 Each is applied `--repeats` times with `label apply TASK --force` (the whole command: reading the dataset,
 the appliers, writing the label matrix or the membership file, recording the version), timed from outside.
 Target: the slices' median no more than the LFs' (ratio <= 1.0; the machines are noisy, so the ratio of
@@ -60,7 +60,8 @@ CLICK = re.compile(r"click (here|now)")
 def spec(kind: str) -> str:
     body = [HEADER]
     if kind == "lfs":
-        body.append('task = Task(name="with_lfs", dataset="texts", classes=["HAM", "SPAM"])\n')
+        body.append('task = Task(name="with_lfs", dataset="texts", classes=["HAM", "SPAM"])\n'
+                    'spam_word = KeywordLF("spam_word", ["spam"], label=1)\n')
         for name, pred in PREDICATES:
             body.append(f"\n@labeling_function()\ndef lf_{name}(x):\n    return 1 if {pred} else ABSTAIN\n")
     else:
@@ -81,7 +82,7 @@ def run(ws: Path, *args: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=200_000)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--ws", type=Path, default=Path("/tmp/mm-bench-slice-cost"))
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "slice_cost.json")
     args = ap.parse_args()

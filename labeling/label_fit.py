@@ -389,7 +389,7 @@ def fit_tree(store: AbstractStore, task: str, use_dev: bool | None = None, seed:
     L = {name: x.L for name, x in inputs.items()}
     out = hlm.predict_all(L)
     consistent = hlm.predict(L, tie_break_seed=seed)
-    results = []
+    results, warnings = [], [x.gold_warning for x in inputs.values() if x.gold_warning]
     for name in tree:
         x = inputs[name]
         cond = out["conditional"][name]
@@ -400,11 +400,14 @@ def fit_tree(store: AbstractStore, task: str, use_dev: bool | None = None, seed:
         rec = record_probs(store, x, "hierarchical", cond, pred, mets, config,
                            extra={"applicable": out["applicable"][name]})
         results.append({"task": name, "version": rec.version, "label_matrix_version": x.matrix_version, "metrics": mets})
+        sl = slice_report(store, x, pred, warnings)  # the figures `metrics` reports: the conditional prediction
+        if sl is not None:
+            results[-1]["slices"] = sl
     note = label_files.dvc_track(store.ws)
     me = next(r for r in results if r["task"] == task)
     return FitOutcome(task, me["version"], "hierarchical", me["label_matrix_version"], dev_used, me["metrics"],
                       applied["tasks"], settings=FitSettings("hierarchical", seed, use_dev), tree=results,
-                      warnings=[x.gold_warning for x in inputs.values() if x.gold_warning], dvc=note or None)
+                      warnings=warnings, slices=me.get("slices"), dvc=note or None)
 
 
 def _fit_hierarchy(inputs: dict[str, FitInputs], tree: list[str], use_dev: bool | None, seed: int):

@@ -181,7 +181,9 @@ def task_submit(ctx, spec, replace, as_json) -> None:
         return
     t = res["tasks"][0]
     changed = [s for s in t["sources"] if s["status"] != "unchanged"]
-    console.info(f"task {t['name']} v{t['version']} ({t['status']}), {len(t['sources'])} sources"
+    n_slices = sum(1 for s in t["sources"] if s["kind"] == "slice")
+    console.info(f"task {t['name']} v{t['version']} ({t['status']}), {len(t['sources']) - n_slices} sources"
+                 + (f", {n_slices} slice{'s' * (n_slices != 1)}" if n_slices else "")
                  + (f", {len(changed)} new or changed" if t["previous_version"] else ""))
     for s in changed if t["previous_version"] else []:
         console.info(f"  {s['name']} ({s['kind']}) -> v{s['version']} ({s['status']})")

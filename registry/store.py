@@ -919,7 +919,7 @@ class RegistryStore(AbstractStore):
     def recorded_files(self) -> dict[str, list[tuple]]:
         """Every file and folder the registry records, in one read (`registry.verify`).
 
-        Keys dataset, label_matrix, prob_labels, hand_labels, model, checkpoint (a guard's stage checkpoint other than
+        Keys dataset, label_matrix, prob_labels, hand_labels, slice_membership, model, checkpoint (a guard's stage checkpoint other than
         its model's folder), deployable: ``[(path relative to .mothermodel/, sha256 or None, what)]``;
         mlflow_runs: ``[(model version, run id, checkpoint path, manifest sha256)]``;
         registered: ``[(task, deployable version, registered version, bundle path, manifest sha256)]``.
@@ -935,6 +935,8 @@ class RegistryStore(AbstractStore):
                                 q("SELECT task, version, path, content_hash FROM prob_labels ORDER BY 1, 2")],
                 "hand_labels": [(p, h, f"{t} hand labels v{v}") for t, v, p, h in
                                 q("SELECT task, version, path, content_hash FROM hand_labels ORDER BY 1, 2")],
+                "slice_membership": [(p, h, f"{t} slice membership v{v}") for t, v, p, h in q(
+                    "SELECT task, version, path, content_hash FROM slice_memberships ORDER BY 1, 2")],
                 "model": [(p, h, f"model v{v}") for v, p, h in
                           q("SELECT version, path, content_hash FROM models ORDER BY version")],
                 "checkpoint": [(p, h, f"model v{v}'s {t} checkpoint") for v, t, p, h in q(

@@ -133,7 +133,7 @@ def check_workspace(store, report: Report | None = None, rec: dict[str, list] | 
     report = report or Report()
     rec = rec if rec is not None else store.recorded_files()
     c = _Checker(ws, report)
-    for kind in ("dataset", "label_matrix", "prob_labels", "hand_labels"):
+    for kind in ("dataset", "label_matrix", "prob_labels", "hand_labels", "slice_membership"):
         for path, digest, what in rec.get(kind, []):
             c.file(kind, path, digest, what)
     for kind in ("model", "checkpoint", "deployable"):
@@ -164,13 +164,13 @@ def _orphans(ws, rec: dict[str, list], report: Report) -> None:
         elif p.suffix == ".parquet" and p.name not in recorded_data:
             report.notes.append(f"{rel(p)}: no dataset records this file (an older version of a replaced dataset, "
                                 "or an interrupted `dataset add`); nothing reads it")
-    recorded_labels = {path for kind in ("label_matrix", "prob_labels", "hand_labels")
+    recorded_labels = {path for kind in ("label_matrix", "prob_labels", "hand_labels", "slice_membership")
                        for path, _, _ in rec.get(kind, [])}
     for task_dir in entries(ws.labels_dir):
         for p in entries(task_dir) if task_dir.is_dir() else []:
             if _is_temp(p.name):
                 orphan(p, "temporary file of an interrupted write")
-            elif p.suffix == ".parquet" and p.name.startswith(("lm-", "pl-", "hl-")) \
+            elif p.suffix == ".parquet" and p.name.startswith(("lm-", "pl-", "hl-", "sm-")) \
                     and p.relative_to(home).as_posix() not in recorded_labels:
                 orphan(p, "no label version records this file (an interrupted `label apply`, `label fit` or "
                           "`label add`); nothing reads it")

@@ -104,6 +104,19 @@ def test_slices_round_trip_and_membership(sws, tmp_path):
     assert got["short"] == {i for i, x in enumerate(text) if len(x.split()) <= 5}
     assert got["meeting"] == {i for i, x in enumerate(text) if "meeting" in x}
     assert got["picky"] == {i for i, x in enumerate(text) if "click" in x and i not in notes}
+    # verify hash-checks the membership files and names an unrecorded one
+    assert run_cli("verify", ws=ws).code == 0
+    path = ws / ".mothermodel" / js(ws, "label", "log", "spam")["slice_memberships"][0]["path"]
+    stray = path.with_name("sm-" + "0" * 64 + ".parquet")
+    stray.write_bytes(path.read_bytes())
+    original = path.read_bytes()
+    path.write_bytes(original[:-8] + b"damaged!")
+    r = run_cli("verify", "--json", ws=ws)
+    problems = json.dumps(json.loads(r.out))
+    assert r.code != 0 and "slice membership v1" in problems and stray.name in problems
+    path.write_bytes(original)
+    stray.unlink()
+    assert run_cli("verify", ws=ws).code == 0
     # the label matrices hold the voters only
     log = js(ws, "label", "log", "spam_py")
     lm = pq.read_table(ws / ".mothermodel" / log["label_matrices"][0]["path"])
