@@ -19,7 +19,7 @@ from mothermodel.defaults import DEFAULT_SEED
 from mothermodel.errors import CommandFailed, UserError
 from mothermodel.labeling.apply import embedding, prompted
 from mothermodel.labeling.apply import sources as src_mod
-from mothermodel.labeling import label_files
+from mothermodel.labeling import label_files, slices
 from mothermodel.labeling.apply.config import ApplyConfig
 from mothermodel.labeling.apply.core import Applied, LFReport, apply_lfs
 from mothermodel.labeling.apply.dask import apply_lfs_dask
@@ -28,7 +28,7 @@ from mothermodel.labeling.model.votes import majority_hard
 from mothermodel.registry import faults
 from mothermodel.registry.abstract_store import AbstractStore
 from mothermodel.registry.graph import closure, topological
-from mothermodel.registry.records import DatasetRecord, LabelMatrixRecord, Snapshot, SourceRecord, TaskRecord
+from mothermodel.registry.records import DatasetRecord, Snapshot, SourceRecord, TaskRecord
 
 
 class LabelingFaults(CommandFailed):
@@ -155,7 +155,7 @@ def _apply_task(run: _Run, t: TaskRecord, lfs: dict[str, LabelingFunction], forc
     later = [s for s in todo if _learns_from_others(s)]
     parts, stats = _compute(run, t, [s for s in todo if s not in later], lfs)
     if reuse:
-        parts.append(_reused(run, prev, reuse))
+        parts.append(_reused(run, prev.path, prev.content_hash, "source", reuse))
     if later:  # after every other source's entries are known: they are its anchors
         applied, cost = embedding.entries(run.store.ws, ds, run.data.table(t.dataset), t, later, run.config,
                                           others=_others(t, parts, ds.num_rows))
@@ -200,7 +200,7 @@ def _apply_slices(run: _Run, t: TaskRecord, force: bool, strict: bool) -> dict[s
     if not t.slices and prev is None:
         return None
     ds = run.snap.datasets[t.dataset]
-    ident = {s.name: {"version": s.version, "code_hash": s.code_hash} for s in t.slices}
+    ident = slices.identities(t)
     key = _h({"dataset": ds.content_hash, "slices": ident})
     if prev and prev.inputs_key == key and not force:
         return {"version": prev.version, "status": "up to date", "sizes": prev.sizes,
@@ -214,14 +214,7 @@ def _apply_slices(run: _Run, t: TaskRecord, force: bool, strict: bool) -> dict[s
         parts.append(apply_lfs(run.data.table(t.dataset), [fns[n] for n in todo], 1, run.config,
                                label=f"{t.name}: {len(todo)} slices"))
     if reuse:
-        old = label_files.read_checked(run.store.ws, prev.path, prev.content_hash)
-        src = old.column("slice").combine_chunks()
-        names = src.dictionary.to_pylist()
-        keep = [n for n in names if n in reuse]
-        remap = np.array([keep.index(n) if n in reuse else -1 for n in names], np.int64)
-        c = remap[src.indices.to_numpy(zero_copy_only=False)]
-        parts.append(Applied(old.column("row").to_numpy()[c >= 0], c[c >= 0].astype(np.int32),
-                             np.zeros(int((c >= 0).sum()), np.int16), keep, {}))
+        parts.append(_reused(run, prev.path, prev.content_hash, "slice", reuse))
     rows, cols, _, names, reports = _merge(parts)
     faults = [r.to_dict() for r in reports.values() if r.failed_rows or r.first_error]
     if strict and any(f["failed_rows"] for f in faults):
@@ -288,18 +281,18 @@ def _others(t: TaskRecord, parts: list[Applied], n: int) -> tuple[np.ndarray, np
     return embedding.anchors_from(counts, hand)
 
 
-def _reused(run: _Run, prev: LabelMatrixRecord, reuse: set[str]) -> Applied:
-    """The entries of unchanged sources, taken from the previous matrix version."""
-    old = label_files.read_checked(run.store.ws, prev.path, prev.content_hash)
-    src = old.column("source").combine_chunks()
+def _reused(run: _Run, path: str, content_hash: str, column: str, reuse: set[str]) -> Applied:
+    """The entries of unchanged sources (or slices: `column` "slice", every entry IN_SLICE), taken from the
+    previous version's file."""
+    old = label_files.read_checked(run.store.ws, path, content_hash)
+    src = old.column(column).combine_chunks()
     names = src.dictionary.to_pylist()
-    idx = src.indices.to_numpy(zero_copy_only=False)
     keep_names = [n for n in names if n in reuse]
     remap = np.array([keep_names.index(n) if n in reuse else -1 for n in names], np.int64)
-    c = remap[idx]
+    c = remap[src.indices.to_numpy(zero_copy_only=False)]
     m = c >= 0
-    return Applied(old.column("row").to_numpy()[m], c[m].astype(np.int32),
-                   old.column("label").to_numpy()[m].astype(np.int16), keep_names, {})
+    labels = old.column("label").to_numpy()[m] if "label" in old.column_names else np.zeros(int(m.sum()))
+    return Applied(old.column("row").to_numpy()[m], c[m].astype(np.int32), labels.astype(np.int16), keep_names, {})
 
 
 def _merge(parts: list[Applied]):
