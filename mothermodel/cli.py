@@ -289,9 +289,15 @@ def dag_impact(ctx, name, kind, as_json) -> None:
         return
     if res.kind == "slice":
         v = ", ".join(f"v{x.version}" for x in res.label_versions)
-        console.info(f"A change to slice {res.name} makes stale only what it measures: task {res.tasks[0].name}'s "
-                     f"slice membership{f' ({v})' if v else ''} and its per-slice figures. A slice never votes: no "
-                     "labels, models or deployables.")
+        what = f"task {res.tasks[0].name}'s slice membership{f' ({v})' if v else ''} and its per-slice figures"
+        if res.models or res.deployables:  # the task trains slice heads
+            deps = ", ".join(f"{d.task} v{d.version}" for d in res.deployables) or "none"
+            console.info(f"A change to slice {res.name} makes stale {what}, and (the task trains slice heads) "
+                         f"model {', '.join(f'v{m.version}' for m in res.models) or '-'} for it and its deployable "
+                         f"({deps}). A slice never votes: no labels, and nothing downstream.")
+        else:
+            console.info(f"A change to slice {res.name} makes stale only what it measures: {what}. A slice never "
+                         "votes: no labels, models or deployables.")
         return
     console.info(f"A change to {res.kind} {res.name} makes stale:")
     console.info(f"  tasks ({len(res.tasks)}):")

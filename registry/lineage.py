@@ -50,7 +50,7 @@ def model_staleness(task: str, fingerprint: str, fresh_labels: int | None, model
     mt = model.tasks.get(task)
     if mt is None:
         return Staleness(None, True, f"not in the latest model (v{model.version})")
-    if mt.task_fingerprint != fingerprint:
+    if mt.task_fingerprint != fingerprint:  # the model fingerprint: with slice heads, its slices too
         return Staleness(model.version, True, f"task changed since model v{model.version} was trained")
     if fresh_labels is not None and mt.prob_label_version != fresh_labels:
         return Staleness(model.version, True, f"labels refit: model v{model.version} learned labels "
@@ -95,8 +95,10 @@ def slices_staleness(current: dict[str, Any], latest: Mapping[str, Any] | None) 
 
 
 def task_staleness(task: str, fingerprint: str, latest_labels: tuple[int, str] | None, fresh_labels: int | None,
-                   model: ModelRecord | None, deployable: DeployableRecord | None) -> dict[str, Staleness]:
-    m = model_staleness(task, fingerprint, fresh_labels, model)
+                   model: ModelRecord | None, deployable: DeployableRecord | None,
+                   model_fp: str | None = None) -> dict[str, Staleness]:
+    """model_fp: the task's model fingerprint (records.model_fingerprint; default: its fingerprint)."""
+    m = model_staleness(task, model_fp or fingerprint, fresh_labels, model)
     return {"labels": labels_staleness(fingerprint, latest_labels), "model": m,
             "deployable": deployable_staleness(fingerprint, deployable, model, m)}
 

@@ -49,6 +49,14 @@ def class_names_problem(classes: object) -> str | None:
     return f"duplicate class name {dup[0]!r}" if dup else None
 
 
+def model_fingerprint(fingerprint: str, slice_heads: bool, slices: list[tuple[str, int, str | None]]) -> str:
+    """A task's fingerprint for its model head: the fingerprint itself without slice heads, else a hash of it
+    and the slices (name, version, code hash) the heads are trained for."""
+    if not slice_heads:
+        return fingerprint
+    return hashlib.sha256(json.dumps([fingerprint, sorted(map(list, slices))]).encode()).hexdigest()
+
+
 def declarative_params(code: str | None) -> dict[str, Any] | None:
     """A declarative LF's recorded parameters: its `code` is their JSON object (with its "kind");
     None for a Python LF's code."""
@@ -66,7 +74,8 @@ prompted.py; `code` is their parameters as JSON); hand: a task's hand labels (`l
 labels file, `code_hash` its content hash), kept when the task's spec is resubmitted; slice: a slicing
 function (labeling/lf/slicing.py; `code` as an LF's): stored, versioned and submitted with the sources, but
 it never votes: a `TaskRecord` holds it in `slices`, apart from `sources`, and it is not part of the
-task's fingerprint (editing a slice changes what is measured, not what is learnt)."""
+task's fingerprint (editing a slice changes what is measured, not what the labels learn; with slice heads it
+is part of the task's `model_fingerprint`)."""
 HAND_SOURCE = "hand_labels"
 """The name of a task's hand-label source (one per task, versioned by `label add`)."""
 EDGE_KINDS = ("parent", "task_output")
@@ -114,7 +123,7 @@ class TaskSpec:
     parent_class: str | None = None
     input: TaskInput | None = None  # how the model input is built from a row; None = the dataset's text field
     gold: str | None = None  # the task's own gold column; None = `gold_<task>` or the dataset's gold field
-    slice_heads: bool = False  # the mother model trains a slice head per slice (then slices are in the fingerprint)
+    slice_heads: bool = False  # the mother model trains a slice head per slice (TaskRecord.model_fingerprint)
 
     @property
     def slices(self) -> tuple[SourceSpec, ...]:
@@ -273,6 +282,14 @@ class TaskRecord:
 
     def source_names(self) -> list[str]:
         return [s.name for s in self.sources]
+
+    @property
+    def model_fingerprint(self) -> str:
+        """What a model's head for this task is trained from, as `model_tasks` records it: its fingerprint, and
+        with slice heads its slices too (a slice edit then retrains the task, and stales nothing else: its labels
+        and the tasks downstream do not depend on slices)."""
+        return model_fingerprint(self.fingerprint, self.slice_heads,
+                                 [(s.name, s.version, s.code_hash) for s in self.slices])
 
     @property
     def hand_source(self) -> "SourceRecord | None":

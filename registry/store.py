@@ -36,6 +36,7 @@ from mothermodel.registry.records import (
     HandLabelsRecord,
     ImpactedDeployable,
     SliceMembershipRecord,
+    model_fingerprint,
     ImpactedModel,
     ImpactReport,
     LabelMatrixRecord,
@@ -306,9 +307,9 @@ class RegistryStore(AbstractStore):
             return {}
         with _registered(con, "_fp_names", _names(names)):
             srcs: dict[str, list] = {n: [] for n in names}
-            for t, n, k, ref, v in con.execute(  # slices never vote: in the fingerprint only with slice heads
-                "SELECT s.task, s.name, s.kind, s.ref, s.version FROM sources s JOIN tasks t ON t.name = s.task "
-                "WHERE s.task IN (SELECT name FROM _fp_names) AND (s.kind <> 'slice' OR t.slice_heads)"
+            for t, n, k, ref, v in con.execute(  # slices never vote: not in the fingerprint (see model_fingerprint)
+                "SELECT task, name, kind, ref, version FROM sources WHERE task IN (SELECT name FROM _fp_names) "
+                "AND kind <> 'slice'"
             ).fetchall():
                 srcs[t].append((n, k, ref, v))
             return {
@@ -801,10 +802,17 @@ class RegistryStore(AbstractStore):
             f"SELECT {_DEPLOYABLE_COLS} FROM deployables WHERE ? IS NULL OR list_contains(?, task) "
             "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1", [names, names]))}
         model = models[0] if models else None
+        heads: dict[str, list] = {}  # tasks with slice heads: their slices, for their model fingerprint
+        for t, n, v, h in con.execute(
+                "SELECT s.task, s.name, s.version, s.code_hash FROM sources s JOIN tasks t ON t.name = s.task "
+                "WHERE s.kind = 'slice' AND t.slice_heads AND (? IS NULL OR list_contains(?, s.task))",
+                [names, names]).fetchall():
+            heads.setdefault(t, []).append((n, v, h))
         return [(r, lineage.task_staleness(
                     r["name"], r["fingerprint"],
                     (r["labels_version"], r["labels_fit_for"]) if r["labels_version"] is not None else None,
-                    r["fresh_labels_version"], model, deploy.get(r["name"])))
+                    r["fresh_labels_version"], model, deploy.get(r["name"]),
+                    model_fingerprint(r["fingerprint"], r["name"] in heads, heads.get(r["name"], []))))
                 for r in rows], model
 
     def _task_statuses(self, con, name: str | None = None) -> list[TaskStatus]:
@@ -872,11 +880,15 @@ class RegistryStore(AbstractStore):
         with self.read() as con:
             what, canonical, direct = self._resolve(con, name, kind)
             g = build_graph(direct, self.edges(con))
-            if what == "slice":  # a slice never votes: only what it measures goes stale (its task's membership)
+            if what == "slice":
+                # A slice never votes: what it measures goes stale (its task's membership), and with slice heads
+                # the task's model and deployable (records.TaskRecord.model_fingerprint); nothing downstream.
                 latest = [LabelVersionRef(**r) for r in _rows(con.execute(
                     "SELECT task, 'slice_membership' AS kind, max(version) AS version FROM slice_memberships "
                     "WHERE task = ? GROUP BY task", direct))]
-                return lineage.impact_report(what, canonical, g, {direct[0]: (0, None)}, latest, [], [])
+                heads = con.execute("SELECT slice_heads FROM tasks WHERE name = ?", direct).fetchall()[0][0]
+                models, deployables = self._impacted_models(con, direct) if heads else ([], [])
+                return lineage.impact_report(what, canonical, g, {direct[0]: (0, None)}, latest, models, deployables)
             reached = lineage.reach(g, direct)
             with _registered(con, "_impacted", _names(reached)):
                 label_versions = [LabelVersionRef(**r) for r in _rows(con.execute(
@@ -886,17 +898,22 @@ class RegistryStore(AbstractStore):
                        SELECT task, 'prob_labels' AS kind, version FROM prob_labels
                        WHERE task IN (SELECT name FROM _impacted)
                        ORDER BY 1, 2, 3"""))]
-                # Only what is current goes stale: the latest model, and each task's latest deployable
-                # (older versions were superseded already).
-                models = [ImpactedModel(version=r["version"], tasks=tuple(r["tasks"])) for r in _rows(con.execute(
-                    "SELECT model_version AS version, list(task ORDER BY task) AS tasks FROM model_tasks "
-                    "WHERE task IN (SELECT name FROM _impacted) "
-                    "AND model_version = (SELECT max(version) FROM models) GROUP BY 1 ORDER BY 1"))]
-                deployables = [ImpactedDeployable(**r) for r in _rows(con.execute(
-                    "SELECT task, version, model_version, student FROM deployables "
-                    "WHERE task IN (SELECT name FROM _impacted) "
-                    "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1 ORDER BY 1, 2"))]
+            models, deployables = self._impacted_models(con, list(reached))
         return lineage.impact_report(what, canonical, g, reached, label_versions, models, deployables)
+
+    def _impacted_models(self, con, tasks: list[str]) -> tuple[list[ImpactedModel], list[ImpactedDeployable]]:
+        """Only what is current goes stale: the latest model, and each task's latest deployable (older versions
+        were superseded already)."""
+        with _registered(con, "_impacted_m", _names(tasks)):
+            models = [ImpactedModel(version=r["version"], tasks=tuple(r["tasks"])) for r in _rows(con.execute(
+                "SELECT model_version AS version, list(task ORDER BY task) AS tasks FROM model_tasks "
+                "WHERE task IN (SELECT name FROM _impacted_m) "
+                "AND model_version = (SELECT max(version) FROM models) GROUP BY 1 ORDER BY 1"))]
+            deployables = [ImpactedDeployable(**r) for r in _rows(con.execute(
+                "SELECT task, version, model_version, student FROM deployables "
+                "WHERE task IN (SELECT name FROM _impacted_m) "
+                "QUALIFY row_number() OVER (PARTITION BY task ORDER BY version DESC) = 1 ORDER BY 1, 2"))]
+        return models, deployables
 
     def _resolve(self, con, name: str, kind: str) -> tuple[str, str, list[str]]:
         """What NAME denotes: ('task'|'source'|'dataset', canonical name, tasks it changes directly)."""

@@ -81,7 +81,7 @@ def plan_submit(specs: Sequence[TaskSpec], state: SubmitState, replace: bool,
         inputs[s.name] = fp.Inputs(
             dataset=s.dataset, classes=tuple(s.classes), parent=s.parent, parent_class=s.parent_class,
             sources=tuple([(src.name, src.kind, src.ref, v) for src, v in zip(s.sources, source_versions[s.name])
-                           if src.kind != "slice" or s.slice_heads]  # slices: in it only when heads train on them
+                           if src.kind != "slice"]  # slices never vote: not in it (records.model_fingerprint)
                           + state.kept_sources.get(s.name, [])),
             dataset_hash=state.datasets[s.dataset][0], input=s.input.to_dict() if s.input is not None else None,
             gold=s.gold)

@@ -79,12 +79,14 @@ def test_demo(tmp_path):
     assert "What the watch tick rebuilt:" in p.stdout
     assert not any(t["labels"]["stale"] or t["model"]["stale"] or t["deployable"]["stale"] for t in res["tasks"])
     # The slice (step 10): ticket_topic's slicing function short_ticket, measured in every model, then slice
-    # heads: the spec's slice_heads moved ticket_topic's fingerprint (and those downstream of it), not the
-    # review tasks'; its Python LFs kept their versions (a statement on the Task is not code they read).
+    # heads: they moved ticket_topic's model fingerprint alone (not its labels' fingerprint, nor any task
+    # downstream); its Python LFs kept their versions (a statement on the Task is not code they read).
     t = store.task("ticket_topic")
     assert [x.name for x in t.slices] == ["short_ticket"] and t.slice_heads
     assert {s.name: s.version for s in t.sources}["mentions_failure"] == 1
-    assert {n for n in TASKS if v3.tasks[n].task_fingerprint != v4.tasks[n].task_fingerprint} == stale
+    assert {n for n in TASKS if v3.tasks[n].task_fingerprint != v4.tasks[n].task_fingerprint} == {"ticket_topic"}
+    assert v4.tasks["ticket_topic"].task_fingerprint == t.model_fingerprint != t.fingerprint
+    assert all(v3.tasks[n].prob_label_version == v4.tasks[n].prob_label_version for n in TASKS)  # nothing refit
     key = "ticket_topic/tickets/test/slice:short_ticket/accuracy"
     assert key in v3.metrics and key in v4.metrics and v4.metrics[key.replace("accuracy", "n")] > 0
     assert "short_ticket" in json.dumps(json.loads((d / ".mothermodel" / v4.path / "manifest.json").read_text()))

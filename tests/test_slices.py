@@ -227,31 +227,40 @@ def test_slice_heads_train_follow_slice_edits_and_survive_a_warm_start(sws, tmp_
     fp = js(ws, "task", "show", "spam")["fingerprint"]
     js(ws, "task", "submit", tmp_path / "spam.yaml", "--replace")
     show = js(ws, "task", "show", "spam")
-    assert show["slice_heads"] is True and show["fingerprint"] != fp  # the slices now decide what is learnt
+    assert show["slice_heads"] is True and show["fingerprint"] == fp  # what the labels learn did not move
     js(ws, "label", "fit", "spam")
     first = json.loads(train(ws, "--task", "spam").out)
     ckpt = ws / ".mothermodel" / first["path"]
     spec = json.loads((ckpt / "manifest.json").read_text())
     assert "pills" in json.dumps(spec) and "starts_free" in json.dumps(spec)  # the head's slices, recorded
+    st = {t["name"]: t for t in js(ws, "status")["tasks"]}["spam"]
+    assert not st["model"]["stale"] and not st["labels"]["stale"]
 
-    # with slice heads on, a slice edit makes the model stale too, and a warm start keeps the other slice
+    # with slice heads on, a slice edit makes the task's model stale too, not its labels (nor anything downstream)
     (tmp_path / "spam.yaml").write_text(heads.replace("name: pills, keywords: [pills]",
                                                       "name: pills, keywords: [pills, free]"))
     js(ws, "task", "submit", tmp_path / "spam.yaml", "--replace")
+    assert js(ws, "task", "show", "spam")["fingerprint"] == fp
     st = {t["name"]: t for t in js(ws, "status")["tasks"]}["spam"]
-    assert st["model"]["stale"] and st["slices"]["stale"]
+    assert st["model"]["stale"] and st["slices"]["stale"] and not st["labels"]["stale"]
     impact = js(ws, "dag", "impact", "spam.pills")
-    assert impact["changed"]["kind"] == "slice"
+    assert impact["changed"]["kind"] == "slice" and impact["models"] == [first["model_version"]]
+    assert [t["name"] for t in impact["tasks"]] == ["spam"]
+    # training before the edited slice's membership is computed is refused, naming the fix
+    r = train(ws, "--task", "spam")
+    assert r.code == 2 and "label apply spam" in r.err, r
     (tmp_path / "spam.yaml").write_text(heads.replace("  - {kind: regex, name: starts_free",
                                                       "  - {kind: keyword, name: meeting, keywords: [meeting]}\n"
                                                       "  - {kind: regex, name: starts_free"))
     js(ws, "task", "submit", tmp_path / "spam.yaml", "--replace")
-    js(ws, "label", "fit", "spam")
+    js(ws, "label", "apply", "spam")
     second = json.loads(train(ws, "--task", "spam").out)
     assert second["warm_start"]["slices"] == {"spam": {"kept": ["pills", "starts_free"], "added": ["meeting"],
                                                        "dropped": []}}
-    assert "spam/mail/test/slice:meeting/accuracy" in second["metrics"] or \
-        "spam/mail/valid/slice:meeting/accuracy" in second["metrics"]
+    assert "spam/mail/valid/slice:meeting/accuracy" in second["metrics"]
+    st = {t["name"]: t for t in js(ws, "status")["tasks"]}["spam"]
+    assert not st["model"]["stale"] and not st["slices"]["stale"]
+    assert js(ws, "train", "--task", "spam", "--if-changed")["status"] == "up to date"
 
 
 def _probs_path(ws, task):

@@ -105,7 +105,20 @@ def lineage_of(store: AbstractStore, snap: Snapshot, names: Sequence[str],
             failed[n] = err
             continue
         t = snap.tasks[n]
-        out[n] = Lineage(n, t.dataset, t.fingerprint, rec.version, rec.model, rec.metrics)
+        if t.slice_heads:  # its heads train on the membership: a slice edited since must be applied first
+            member = slices.read(store, t, snap.datasets[t.dataset], snap.latest_membership.get(n))
+            stale = sorted({s.name for s in t.slices} - set(member.names if member else []))
+            if stale:
+                err = faults.with_fix(UserError(
+                    f"TASK: cannot train {n}'s slice heads: slice(s) {', '.join(stale)} have no up-to-date "
+                    f"membership; run `mothermodel label apply {n}` (or `mothermodel watch --once`)"),
+                    f"run `mothermodel label apply {n}`")
+                if failed is None:
+                    raise err
+                failed[n] = err
+                continue
+        # the model fingerprint: with slice heads, the slices too (records.TaskRecord.model_fingerprint)
+        out[n] = Lineage(n, t.dataset, t.model_fingerprint, rec.version, rec.model, rec.metrics)
     return out
 
 
