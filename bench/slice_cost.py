@@ -28,7 +28,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent))
 
 from apply import make_texts  # noqa: E402
-from guard import CLI  # noqa: E402
+from guard import CLI, cli  # noqa: E402
 
 # (name, predicate over a row x): keyword checks, regexes and lengths, as bench/apply.py's Python LFs
 PREDICATES = [
@@ -72,13 +72,6 @@ def spec(kind: str) -> str:
     return "".join(body)
 
 
-def run(ws: Path, *args: str) -> dict:
-    p = subprocess.run([*CLI, "-w", str(ws), *args, "--json"], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise SystemExit(f"mothermodel {' '.join(args)} failed: {p.stderr.strip()}")
-    return json.loads(p.stdout)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=200_000)
@@ -93,16 +86,16 @@ def main() -> None:
     subprocess.run([*CLI, "init", str(args.ws)], check=True, capture_output=True)
     texts = make_texts(args.rows)
     pq.write_table(pa.table({"text": texts, "split": ["train"] * len(texts)}), args.ws / "texts.parquet")
-    run(args.ws, "dataset", "add", "texts", str(args.ws / "texts.parquet"))
+    cli(args.ws, "dataset", "add", "texts", str(args.ws / "texts.parquet"))
     for kind in ("lfs", "slices"):
         (args.ws / f"{kind}.py").write_text(spec(kind))
-        run(args.ws, "task", "submit", str(args.ws / f"{kind}.py"))
+        cli(args.ws, "task", "submit", str(args.ws / f"{kind}.py"))
     times: dict[str, list[float]] = {"with_lfs": [], "with_slices": []}
     sizes = {}
     for _ in range(args.repeats):
         for task in times:  # interleaved: a noisy minute hits both
             t0 = time.perf_counter()
-            res = run(args.ws, "label", "apply", task, "--force")
+            res = cli(args.ws, "label", "apply", task, "--force")
             times[task].append(round(time.perf_counter() - t0, 2))
             out = res["tasks"][0]
             sizes[task] = out["slices"]["sizes"] if task == "with_slices" else out["entries"]

@@ -219,7 +219,7 @@ def _apply_slices(run: _Run, t: TaskRecord, force: bool, strict: bool) -> dict[s
     faults = [r.to_dict() for r in reports.values() if r.failed_rows or r.first_error]
     if strict and any(f["failed_rows"] for f in faults):
         raise LabelingFaults(f"task {t.name}: {len(faults)} slice(s) failed on some rows; nothing recorded (--strict)")
-    sizes = {n: int((cols == j).sum()) for j, n in enumerate(names)}
+    sizes = dict(zip(names, np.bincount(cols, minlength=len(names)).tolist()))
     path, digest = label_files.write_membership(run.store.ws, t.name, rows, names, cols)
     rec = run.store.record_slice_membership(t, path=path, content_hash=digest, dataset_hash=ds.content_hash,
                                             slice_versions=ident, inputs_key=key, num_rows=ds.num_rows, sizes=sizes,

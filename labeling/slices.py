@@ -92,23 +92,26 @@ def figure(correct: int, n: int) -> dict[str, Any]:
     return {"n": int(n), "accuracy": correct / n, "ci95": [round(lo, 4), round(hi, 4)], "too_small": n < MIN_ROWS}
 
 
+def _split_figure(member: np.ndarray, in_split: np.ndarray, gold: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """One slice on one split: `figure` of its scored rows, plus "rows": its rows in the split, scored or not."""
+    rows = member & in_split
+    scored = rows & (gold >= 0)
+    return {**figure(int((pred[scored] == gold[scored]).sum()), int(scored.sum())), "rows": int(rows.sum())}
+
+
 def metrics(m: Membership, gold: np.ndarray | None, pred: np.ndarray, split: np.ndarray) -> dict[str, dict]:
-    """Per slice, per split with gold labels: its accuracy figure (`figure`), plus "rows": the slice's rows in
-    that split (scored or not) and "share": that count over the split's rows."""
-    out: dict[str, dict] = {}
+    """Per slice, per split with gold labels: its accuracy figure (`_split_figure`), plus "share": the slice's
+    rows over the split's rows."""
     if gold is None:
         return {n: {} for n in m.names}
+    splits = [(s, split == s) for s in splits_in_order(split)]
+    splits = [(s, in_split) for s, in_split in splits if (in_split & (gold >= 0)).any()]
+    out: dict[str, dict] = {}
     for j, name in enumerate(m.names):
-        per: dict[str, Any] = {}
-        for s in splits_in_order(split):
-            in_split = split == s
-            if not (in_split & (gold >= 0)).any():
-                continue
-            rows = m.members[:, j] & in_split
-            scored = rows & (gold >= 0)
-            per[s] = {**figure(int((pred[scored] == gold[scored]).sum()), int(scored.sum())),
-                      "rows": int(rows.sum()), "share": float(rows.sum() / in_split.sum())}
-        out[name] = per
+        out[name] = {}
+        for s, in_split in splits:
+            f = _split_figure(m.members[:, j], in_split, gold, pred)
+            out[name][s] = {**f, "share": float(f["rows"] / in_split.sum())}
     return out
 
 
@@ -125,8 +128,7 @@ def split_figures(measured: dict[str, np.ndarray], gold: np.ndarray | None, pred
         for s in splits_in_order(split):
             if splits is not None and s not in splits:
                 continue
-            m = member & (split == s) & (gold >= 0)
-            if m.any():
-                out[f"{s}/slice:{name}"] = {**figure(int((pred[m] == gold[m]).sum()), int(m.sum())),
-                                            "rows": int((member & (split == s)).sum())}
+            f = _split_figure(member, split == s, gold, pred)
+            if f["n"]:
+                out[f"{s}/slice:{name}"] = f
     return out
